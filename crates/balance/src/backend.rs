@@ -1,0 +1,216 @@
+//! The shared, lock-free state of one backend.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Weight of a new latency sample in the moving average (the rest is the old average).
+const EWMA_ALPHA: f64 = 0.2;
+
+/// What every reactor thread knows about one backend: its configured weight, how many requests
+/// it is serving right now, how fast it has been answering, and whether it is up.
+///
+/// All fields are atomics updated with relaxed ordering: they are statistics that guide choices,
+/// not synchronisation, so a slightly stale read is harmless and no lock is ever taken.
+///
+/// Up/down is passive: [`record_connect_failure`](Self::record_connect_failure) counts
+/// consecutive failures and, at a threshold, marks the backend down until a time on the caller's
+/// clock; [`record_success`](Self::record_success) resets the count.
+#[derive(Debug)]
+pub struct BackendState {
+    name: String,
+    weight: u32,
+    in_flight: AtomicU64,
+    /// EWMA of latency in microseconds, as `f64` bits; 0 until the first sample.
+    ewma_us: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// Down until this time (caller's milliseconds); 0 when up.
+    down_until_ms: AtomicU64,
+}
+
+impl BackendState {
+    /// A backend that is up, idle, and has no latency history. A weight of 0 is raised to 1.
+    pub fn new(name: impl Into<String>, weight: u32) -> Self {
+        BackendState {
+            name: name.into(),
+            weight: weight.max(1),
+            in_flight: AtomicU64::new(0),
+            ewma_us: AtomicU64::new(0f64.to_bits()),
+            consecutive_failures: AtomicU32::new(0),
+            down_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configured weight (at least 1).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Requests currently being served by this backend, across all threads.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            backend: Arc::clone(self),
+        }
+    }
+
+    /// Whether the backend may be chosen at `now_ms`.
+    pub fn is_available(&self, now_ms: u64) -> bool {
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until == 0 || now_ms >= until
+    }
+
+    /// Whether the backend is marked down at `now_ms` (the opposite of
+    /// [`is_available`](Self::is_available)).
+    pub fn is_down(&self, now_ms: u64) -> bool {
+        !self.is_available(now_ms)
+    }
+
+    /// Records a failed connection attempt at `now_ms`. After `threshold` consecutive failures
+    /// (0 disables marking down) the backend is down for `down_for_ms`. Returns `true` when this
+    /// call is the one that marked it down.
+    pub fn record_connect_failure(&self, now_ms: u64, threshold: u32, down_for_ms: u64) -> bool {
+        let failures = self
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if threshold == 0 || failures < threshold {
+            return false;
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        let until = now_ms.saturating_add(down_for_ms.max(1));
+        let previous = self.down_until_ms.swap(until, Ordering::Relaxed);
+        previous == 0 || previous <= now_ms
+    }
+
+    /// Records a successful exchange: the consecutive-failure count starts again from zero.
+    pub fn record_success(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the backend down until `until_ms` (an operator action or an active health check).
+    pub fn mark_down_until(&self, until_ms: u64) {
+        self.down_until_ms.store(until_ms.max(1), Ordering::Relaxed);
+    }
+
+    /// Marks the backend up at once.
+    pub fn mark_up(&self) {
+        self.down_until_ms.store(0, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Consecutive connect failures since the last success or the last time it was marked down.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    /// Feeds one latency sample, in microseconds, into the moving average.
+    pub fn observe_latency_us(&self, sample_us: u64) {
+        let old = f64::from_bits(self.ewma_us.load(Ordering::Relaxed));
+        let sample = sample_us as f64;
+        let new = if old == 0.0 {
+            sample
+        } else {
+            old + (sample - old) * EWMA_ALPHA
+        };
+        self.ewma_us.store(new.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The moving average of latency in microseconds (0 before the first sample).
+    pub fn ewma_latency_us(&self) -> f64 {
+        f64::from_bits(self.ewma_us.load(Ordering::Relaxed))
+    }
+}
+
+/// A request in flight on a backend; dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight {
+    backend: Arc<BackendState>,
+}
+
+impl InFlight {
+    /// The backend this request runs on.
+    pub fn backend(&self) -> &Arc<BackendState> {
+        &self.backend
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_counts_guards() {
+        let b = Arc::new(BackendState::new("a", 1));
+        let g1 = b.start_request();
+        let g2 = b.start_request();
+        assert_eq!(b.in_flight(), 2);
+        drop(g1);
+        assert_eq!(b.in_flight(), 1);
+        drop(g2);
+        assert_eq!(b.in_flight(), 0);
+    }
+
+    #[test]
+    fn down_after_threshold_then_up_after_timeout() {
+        let b = BackendState::new("a", 1);
+        assert!(!b.record_connect_failure(1_000, 3, 10_000));
+        assert!(!b.record_connect_failure(1_001, 3, 10_000));
+        assert!(b.is_available(1_002));
+        assert!(b.record_connect_failure(1_002, 3, 10_000));
+        assert!(b.is_down(1_003));
+        assert!(b.is_down(11_001));
+        assert!(b.is_available(11_002));
+    }
+
+    #[test]
+    fn success_resets_failure_count() {
+        let b = BackendState::new("a", 1);
+        b.record_connect_failure(0, 3, 100);
+        b.record_connect_failure(0, 3, 100);
+        b.record_success();
+        assert!(!b.record_connect_failure(0, 3, 100));
+        assert!(b.is_available(0));
+    }
+
+    #[test]
+    fn threshold_zero_never_marks_down() {
+        let b = BackendState::new("a", 1);
+        for t in 0..100 {
+            assert!(!b.record_connect_failure(t, 0, 100));
+        }
+        assert!(b.is_available(100));
+    }
+
+    #[test]
+    fn ewma_moves_toward_samples() {
+        let b = BackendState::new("a", 1);
+        assert_eq!(b.ewma_latency_us(), 0.0);
+        b.observe_latency_us(1_000);
+        assert_eq!(b.ewma_latency_us(), 1_000.0);
+        b.observe_latency_us(2_000);
+        assert!((b.ewma_latency_us() - 1_200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn weight_zero_is_raised_to_one() {
+        assert_eq!(BackendState::new("a", 0).weight(), 1);
+    }
+}

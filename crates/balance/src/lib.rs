@@ -1,0 +1,68 @@
+//! Backend state and load-balancing algorithms for switchyard.
+//!
+//! This crate is sans-io: it opens no sockets and reads no clock. The proxy feeds it what it
+//! observes (a request started or finished, a connect failed, a latency sample, the current time
+//! in milliseconds on its own monotonic clock) and asks it to pick a backend. That keeps every
+//! algorithm unit-, property- and simulation-testable, fast and deterministic.
+//!
+//! - [`BackendState`] is the shared, lock-free state of one backend (weight, in-flight count,
+//!   EWMA latency, up/down). One instance per backend is shared by all reactor threads.
+//! - [`Balancer`] is an algorithm. Each reactor thread owns its own instance per route, so an
+//!   algorithm may keep mutable state (round-robin position, a random generator) without locks.
+//! - [`registry`] maps the names used in configuration (`balancer = NAME`) to constructors:
+//!   adding an algorithm is one new file plus one line there.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backend;
+pub mod least_conn;
+pub mod registry;
+mod rng;
+pub mod round_robin;
+
+pub use backend::{BackendState, InFlight};
+pub use registry::{build, is_known, names};
+pub use rng::SplitMix64;
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What the proxy knows about the request being balanced.
+#[derive(Debug, Clone, Copy)]
+pub struct PickContext<'a> {
+    /// Milliseconds on the caller's monotonic clock; compared with the times given to
+    /// [`BackendState::record_connect_failure`].
+    pub now_ms: u64,
+    /// Indices (into the slice given to [`Balancer::pick`]) that must not be chosen, for
+    /// instance a backend that just refused the connection this request is being retried after.
+    pub exclude: &'a [usize],
+}
+
+impl<'a> PickContext<'a> {
+    /// A context at time `now_ms` that excludes nothing.
+    pub fn at(now_ms: u64) -> Self {
+        PickContext {
+            now_ms,
+            exclude: &[],
+        }
+    }
+
+    /// Whether backend `index` of `backends` may be chosen: it is up and not excluded.
+    pub fn eligible(&self, index: usize, backend: &BackendState) -> bool {
+        backend.is_available(self.now_ms) && !self.exclude.contains(&index)
+    }
+}
+
+/// A load-balancing algorithm over a group of backends.
+///
+/// Instances are per thread (`&mut self`), so an implementation needs no interior mutability for
+/// its own state; what is shared across threads lives in [`BackendState`].
+pub trait Balancer: Send + fmt::Debug {
+    /// The name this algorithm is registered under.
+    fn name(&self) -> &'static str;
+
+    /// Picks one backend from `backends`, returning its index, or `None` when no backend is
+    /// eligible (all down or excluded). The slice is the route's backend group; it is the same
+    /// slice, in the same order, on every call for a given instance.
+    fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize>;
+}

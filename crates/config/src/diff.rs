@@ -1,0 +1,175 @@
+//! What changed between two configs (for logging a reload).
+
+use std::fmt;
+
+use crate::model::Config;
+use crate::render::{backend_values, route_values, server_values};
+
+/// One difference between two configs. Values are rendered as INI text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A `[server]` key's value changed.
+    ServerKey {
+        /// The key.
+        key: String,
+        /// The old value.
+        old: String,
+        /// The new value.
+        new: String,
+    },
+    /// A `[backend NAME]` section was added.
+    BackendAdded(String),
+    /// A `[backend NAME]` section was removed.
+    BackendRemoved(String),
+    /// A key of a backend present in both configs changed.
+    BackendChanged {
+        /// The backend's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// The old value.
+        old: String,
+        /// The new value.
+        new: String,
+    },
+    /// A `[route NAME]` section was added.
+    RouteAdded(String),
+    /// A `[route NAME]` section was removed.
+    RouteRemoved(String),
+    /// A key of a route present in both configs changed.
+    RouteChanged {
+        /// The route's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// The old value.
+        old: String,
+        /// The new value.
+        new: String,
+    },
+}
+
+/// Shows an empty value (an unset `host`) readably.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            write!(f, "(unset)")
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::ServerKey { key, old, new } => {
+                write!(f, "server: {key} {} -> {}", Shown(old), Shown(new))
+            }
+            Change::BackendAdded(name) => write!(f, "backend {name}: added"),
+            Change::BackendRemoved(name) => write!(f, "backend {name}: removed"),
+            Change::BackendChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "backend {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::RouteAdded(name) => write!(f, "route {name}: added"),
+            Change::RouteRemoved(name) => write!(f, "route {name}: removed"),
+            Change::RouteChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "route {name}: {key} {} -> {}", Shown(old), Shown(new)),
+        }
+    }
+}
+
+/// Whether `key` holds a list whose order carries no meaning.
+fn is_set_valued(key: &str) -> bool {
+    matches!(key, "listen" | "host" | "backends")
+}
+
+/// Compares two rendered values; for list keys, ignoring entry order.
+fn same(key: &str, old: &str, new: &str) -> bool {
+    if !is_set_valued(key) {
+        return old == new;
+    }
+    sorted_entries(old) == sorted_entries(new)
+}
+
+fn sorted_entries(list: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = list.split(", ").collect();
+    v.sort_unstable();
+    v
+}
+
+/// The keys whose values differ, as `(key, old, new)`.
+fn changed_keys(
+    old: Vec<(&'static str, String)>,
+    new: Vec<(&'static str, String)>,
+) -> Vec<(String, String, String)> {
+    old.into_iter()
+        .zip(new)
+        .filter(|((key, o), (_, n))| !same(key, o, n))
+        .map(|((key, o), (_, n))| (key.to_string(), o, n))
+        .collect()
+}
+
+/// The differences from `old` to `new`: server keys, then backends, then routes.
+///
+/// Sections are matched by name, so reordering sections (or the entries of `listen`, `host`
+/// and `backends`) is not a change.
+pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
+    let mut changes: Vec<Change> =
+        changed_keys(server_values(&old.server), server_values(&new.server))
+            .into_iter()
+            .map(|(key, old, new)| Change::ServerKey { key, old, new })
+            .collect();
+
+    for o in &old.backends {
+        match new.backend(&o.name) {
+            None => changes.push(Change::BackendRemoved(o.name.clone())),
+            Some(n) => changes.extend(
+                changed_keys(backend_values(o), backend_values(n))
+                    .into_iter()
+                    .map(|(key, old, new)| Change::BackendChanged {
+                        name: o.name.clone(),
+                        key,
+                        old,
+                        new,
+                    }),
+            ),
+        }
+    }
+    for n in &new.backends {
+        if old.backend(&n.name).is_none() {
+            changes.push(Change::BackendAdded(n.name.clone()));
+        }
+    }
+
+    for o in &old.routes {
+        match new.route(&o.name) {
+            None => changes.push(Change::RouteRemoved(o.name.clone())),
+            Some(n) => changes.extend(
+                changed_keys(route_values(o), route_values(n))
+                    .into_iter()
+                    .map(|(key, old, new)| Change::RouteChanged {
+                        name: o.name.clone(),
+                        key,
+                        old,
+                        new,
+                    }),
+            ),
+        }
+    }
+    for n in &new.routes {
+        if old.route(&n.name).is_none() {
+            changes.push(Change::RouteAdded(n.name.clone()));
+        }
+    }
+    changes
+}

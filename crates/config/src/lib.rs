@@ -1,0 +1,61 @@
+//! switchyard's configuration: INI text to a typed, validated [`Config`], rendered back to INI
+//! with [`Config::to_ini`], summarised with [`Config::summary`] and compared with [`diff`].
+//!
+//! The crate does no I/O: the caller reads the file and passes its text and name to [`parse`],
+//! which reports every problem in the file at once (see [`ConfigErrors`]).
+//!
+//! ```
+//! let text = "\
+//! [server]
+//! listen = 0.0.0.0:8080
+//!
+//! [backend llama-a]
+//! address = 10.0.0.1:8000
+//!
+//! [route chat]
+//! path_prefix = /v1/
+//! backends = llama-a
+//! ";
+//! let config = switchyard_config::parse(text, "switchyard.ini").unwrap();
+//! assert_eq!(config.backend("llama-a").unwrap().weight, 1);
+//! assert_eq!(switchyard_config::parse(&config.to_ini(), "again.ini"), Ok(config));
+//! ```
+//!
+//! The file format is described in `docs/config.md`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod address;
+mod diff;
+mod error;
+mod ini;
+mod model;
+mod parse;
+mod reader;
+mod render;
+mod sections;
+mod suggest;
+mod summary;
+pub mod value;
+
+pub use address::Address;
+pub use diff::{diff, Change};
+pub use error::{ConfigError, ConfigErrors, ErrorKind};
+pub use model::{BackendConfig, Config, RouteConfig, ServerConfig};
+pub use parse::parse;
+
+impl Config {
+    /// Renders the config as INI text; `parse(&c.to_ini(), f) == Ok(c)` for every config `c`
+    /// that [`parse`] returned. Every `[server]` key is written out explicitly.
+    pub fn to_ini(&self) -> String {
+        render::to_ini(self)
+    }
+
+    /// A few human-readable lines describing the config, like `nginx -t`: the listeners,
+    /// threads, admin endpoint, each backend (name, address, weight) and each route (hosts and
+    /// path prefix -> backends via balancer). No trailing newline.
+    pub fn summary(&self) -> String {
+        summary::summary(self)
+    }
+}

@@ -1,0 +1,125 @@
+//! The typed configuration and its defaults.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::Address;
+
+/// The default `listen` address.
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// The default `admin_listen` address.
+pub(crate) const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
+/// The default route `path_prefix`.
+pub(crate) const DEFAULT_PATH_PREFIX: &str = "/";
+/// The default route `balancer`.
+pub(crate) const DEFAULT_BALANCER: &str = "round_robin";
+/// The default backend `weight`.
+pub(crate) const DEFAULT_WEIGHT: u32 = 1;
+
+/// A whole, validated configuration: what [`parse`](crate::parse) returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The `[server]` section (all defaults if the file has none).
+    pub server: ServerConfig,
+    /// The `[backend NAME]` sections, in file order.
+    pub backends: Vec<BackendConfig>,
+    /// The `[route NAME]` sections, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Config {
+    /// The backend named `name`, if there is one.
+    pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+
+    /// The route named `name`, if there is one.
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}
+
+/// The `[server]` section: listeners, limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `listen`: the addresses accepting client traffic; at least one, no duplicates.
+    pub listen: Vec<SocketAddr>,
+    /// `threads`: reactor threads; 0 means one per CPU core. At most 1024.
+    pub threads: usize,
+    /// `admin_listen`: the admin endpoint's address, or `None` (`off`) for no admin endpoint.
+    pub admin_listen: Option<SocketAddr>,
+    /// `drain_timeout`: on shutdown, how long in-flight requests may take to finish.
+    pub drain_timeout: Duration,
+    /// `client_header_timeout`: the whole request head must arrive within this.
+    pub client_header_timeout: Duration,
+    /// `client_keepalive_timeout`: an idle client keep-alive connection is closed after this.
+    pub client_keepalive_timeout: Duration,
+    /// `max_header_bytes`: the largest request head accepted (431 past it); 8 KiB..=1 MiB.
+    pub max_header_bytes: usize,
+    /// `max_headers`: the most request header fields accepted (431 past it); 1..=1000.
+    pub max_headers: usize,
+    /// `upstream_connect_timeout`: how long connecting to a backend may take.
+    pub upstream_connect_timeout: Duration,
+    /// `upstream_response_timeout`: from request sent to response headers received (504
+    /// past it).
+    pub upstream_response_timeout: Duration,
+    /// `upstream_keepalive_timeout`: an idle pooled upstream connection is closed after this.
+    pub upstream_keepalive_timeout: Duration,
+    /// `upstream_keepalive`: idle upstream connections kept per backend per thread; 0 disables
+    /// pooling.
+    pub upstream_keepalive: usize,
+    /// `fail_threshold`: consecutive connect failures that mark a backend down; 0 = never.
+    pub fail_threshold: u32,
+    /// `fail_timeout`: how long a backend marked down stays down.
+    pub fail_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![DEFAULT_LISTEN],
+            threads: 0,
+            admin_listen: Some(DEFAULT_ADMIN_LISTEN),
+            drain_timeout: Duration::from_secs(30),
+            client_header_timeout: Duration::from_secs(10),
+            client_keepalive_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            upstream_keepalive_timeout: Duration::from_secs(60),
+            upstream_keepalive: 128,
+            fail_threshold: 3,
+            fail_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A `[backend NAME]` section: one upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// The section's name, referenced by routes' `backends`.
+    pub name: String,
+    /// `address`: where to connect.
+    pub address: Address,
+    /// `weight`: relative share of traffic, 1..=10000.
+    pub weight: u32,
+}
+
+/// A `[route NAME]` section: which requests go to which backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// The section's name.
+    pub name: String,
+    /// `host`: lowercase host names (or `*.domain` wildcards) this route matches; empty means
+    /// any host.
+    pub hosts: Vec<String>,
+    /// `path_prefix`: request paths starting with this match; starts with `/`.
+    pub path_prefix: String,
+    /// `backends`: names of the backends to balance over; non-empty, no duplicates.
+    pub backends: Vec<String>,
+    /// `balancer`: the balancing algorithm's registered name.
+    pub balancer: String,
+}

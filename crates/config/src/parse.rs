@@ -1,0 +1,213 @@
+//! INI text to a validated [`Config`]: runs the lexer, reads every section, then the checks
+//! that need the whole file.
+
+use std::collections::HashMap;
+
+use crate::error::{ConfigError, ConfigErrors, ErrorKind};
+use crate::ini::{lex, Header, Section};
+use crate::model::{BackendConfig, Config, ServerConfig};
+use crate::reader::SectionReader;
+use crate::sections::{
+    read_backend, read_route, read_server, RouteRead, BACKEND_KEYS, ROUTE_KEYS, SERVER_KEYS,
+};
+use crate::suggest::suggest;
+
+/// Parses and validates a config file.
+///
+/// `text` is the file's contents and `file` its name (used only in error messages). Every
+/// problem in the file is reported, in line order (problems not tied to a line last); the
+/// function never panics.
+///
+/// ```
+/// let text = "[backend a]\naddress = 10.0.0.1:8000\n[route all]\nbackends = a\n";
+/// let config = switchyard_config::parse(text, "switchyard.ini").unwrap();
+/// assert_eq!(config.routes[0].backends, ["a"]);
+///
+/// let errors = switchyard_config::parse("[route all]\nbackend = a\n", "x.ini").unwrap_err();
+/// assert_eq!(errors.len(), 2); // unknown key `backend` (did you mean `backends`?), missing `backends`
+/// ```
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let lexed = lex(text, file);
+    let mut parser = Parser {
+        file,
+        errors: lexed.errors,
+        server: None,
+        backends: Vec::new(),
+        backend_lines: HashMap::new(),
+        routes: Vec::new(),
+        route_lines: HashMap::new(),
+        any_route: false,
+    };
+    for section in &lexed.sections {
+        parser.section(section);
+    }
+    parser.cross_check();
+    parser.finish()
+}
+
+/// A route read from the file, with what the cross-checks need.
+struct PendingRoute<'a> {
+    read: RouteRead,
+    section: &'a Section,
+    /// A second section with an already used name: checked, then discarded.
+    duplicate: bool,
+}
+
+struct Parser<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+    /// The first `[server]` and its line.
+    server: Option<(ServerConfig, usize)>,
+    backends: Vec<BackendConfig>,
+    /// Every declared backend name (even one with errors) and its header line.
+    backend_lines: HashMap<&'a str, usize>,
+    routes: Vec<PendingRoute<'a>>,
+    /// Every declared route name and its header line.
+    route_lines: HashMap<&'a str, usize>,
+    /// Whether any `[route ...]` header was written (even an invalid one).
+    any_route: bool,
+}
+
+impl<'a> Parser<'a> {
+    /// Reports `section` as a duplicate if a section of the same name was already seen on
+    /// line `first`.
+    fn check_duplicate(&mut self, section: &Section, first: Option<usize>) {
+        let Some(first_line) = first else {
+            return;
+        };
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line: section.line,
+            section: Some(section.label.clone()),
+            key: None,
+            kind: ErrorKind::DuplicateSection { first_line },
+        });
+    }
+
+    /// Reads one section; a duplicate is reported, its keys still checked, then discarded.
+    fn section(&mut self, section: &'a Section) {
+        match &section.header {
+            Header::Ignored { route } => self.any_route |= *route,
+            Header::Server => {
+                let first = self.server.as_ref().map(|(_, line)| *line);
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, SERVER_KEYS, &mut self.errors);
+                let server = read_server(&mut r);
+                if first.is_none() {
+                    self.server = Some((server, section.line));
+                }
+            }
+            Header::Backend(name) => {
+                let first = self.backend_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, BACKEND_KEYS, &mut self.errors);
+                let backend = read_backend(&mut r, name);
+                if first.is_none() {
+                    self.backend_lines.insert(name, section.line);
+                    self.backends.extend(backend);
+                }
+            }
+            Header::Route(name) => {
+                self.any_route = true;
+                let first = self.route_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, ROUTE_KEYS, &mut self.errors);
+                let read = read_route(&mut r, name);
+                if first.is_none() {
+                    self.route_lines.insert(name, section.line);
+                }
+                self.routes.push(PendingRoute {
+                    read,
+                    section,
+                    duplicate: first.is_some(),
+                });
+            }
+        }
+    }
+
+    fn route_error(
+        &mut self,
+        route: &PendingRoute<'_>,
+        line: usize,
+        key: Option<&str>,
+        kind: ErrorKind,
+    ) {
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            section: Some(route.section.label.clone()),
+            key: key.map(str::to_string),
+            kind,
+        });
+    }
+
+    /// The checks that need the whole file: backends exist, routes are distinct, some route
+    /// exists.
+    fn cross_check(&mut self) {
+        let routes = std::mem::take(&mut self.routes);
+        let mut declared: Vec<(&str, usize)> =
+            self.backend_lines.iter().map(|(n, l)| (*n, *l)).collect();
+        declared.sort_by_key(|(_, line)| *line);
+        let known: Vec<String> = declared.iter().map(|(n, _)| n.to_string()).collect();
+        // (sorted hosts, path_prefix) -> first route with them.
+        let mut seen: HashMap<(Vec<String>, String), (String, usize)> = HashMap::new();
+        for route in &routes {
+            for name in &route.read.config.backends {
+                if !self.backend_lines.contains_key(name.as_str()) {
+                    let kind = ErrorKind::UnknownBackend {
+                        name: name.clone(),
+                        known: known.clone(),
+                        suggestion: suggest(name, known.iter().map(String::as_str)),
+                    };
+                    self.route_error(route, route.read.backends_line, Some("backends"), kind);
+                }
+            }
+            if route.duplicate || !route.read.clean {
+                continue;
+            }
+            let mut hosts = route.read.config.hosts.clone();
+            hosts.sort();
+            let key = (hosts, route.read.config.path_prefix.clone());
+            match seen.get(&key) {
+                Some((first, first_line)) => {
+                    let kind = ErrorKind::DuplicateRoute {
+                        first: first.clone(),
+                        first_line: *first_line,
+                    };
+                    self.route_error(route, route.section.line, None, kind);
+                }
+                None => {
+                    seen.insert(key, (route.read.config.name.clone(), route.section.line));
+                }
+            }
+        }
+        self.routes = routes;
+        if !self.any_route {
+            self.errors.push(ConfigError {
+                file: self.file.to_string(),
+                line: 0,
+                section: None,
+                key: None,
+                kind: ErrorKind::NoRoutes,
+            });
+        }
+    }
+
+    fn finish(mut self) -> Result<Config, ConfigErrors> {
+        if !self.errors.is_empty() {
+            // Stable: errors on one line keep the order they were found in.
+            self.errors.sort_by_key(|e| (e.line == 0, e.line));
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(Config {
+            server: self.server.map(|(s, _)| s).unwrap_or_default(),
+            backends: self.backends,
+            routes: self
+                .routes
+                .into_iter()
+                .filter(|r| !r.duplicate)
+                .map(|r| r.read.config)
+                .collect(),
+        })
+    }
+}

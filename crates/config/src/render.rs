@@ -1,0 +1,96 @@
+//! Typed config back to INI text.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use crate::model::{BackendConfig, Config, RouteConfig, ServerConfig};
+use crate::value::{format_duration, format_list, format_size};
+
+fn addr_list(addrs: &[SocketAddr]) -> String {
+    let strings: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    format_list(&strings)
+}
+
+/// Every `[server]` key with its value as INI text, in canonical order.
+pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("listen", addr_list(&s.listen)),
+        ("threads", s.threads.to_string()),
+        (
+            "admin_listen",
+            s.admin_listen
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
+        ),
+        ("drain_timeout", format_duration(s.drain_timeout)),
+        (
+            "client_header_timeout",
+            format_duration(s.client_header_timeout),
+        ),
+        (
+            "client_keepalive_timeout",
+            format_duration(s.client_keepalive_timeout),
+        ),
+        ("max_header_bytes", format_size(s.max_header_bytes)),
+        ("max_headers", s.max_headers.to_string()),
+        (
+            "upstream_connect_timeout",
+            format_duration(s.upstream_connect_timeout),
+        ),
+        (
+            "upstream_response_timeout",
+            format_duration(s.upstream_response_timeout),
+        ),
+        (
+            "upstream_keepalive_timeout",
+            format_duration(s.upstream_keepalive_timeout),
+        ),
+        ("upstream_keepalive", s.upstream_keepalive.to_string()),
+        ("fail_threshold", s.fail_threshold.to_string()),
+        ("fail_timeout", format_duration(s.fail_timeout)),
+    ]
+}
+
+/// Every `[backend NAME]` key with its value as INI text, in canonical order.
+pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("address", b.address.to_string()),
+        ("weight", b.weight.to_string()),
+    ]
+}
+
+/// Every `[route NAME]` key with its value as INI text, in canonical order (`host` is empty
+/// when the route matches any host).
+pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("host", format_list(&r.hosts)),
+        ("path_prefix", r.path_prefix.clone()),
+        ("backends", format_list(&r.backends)),
+        ("balancer", r.balancer.clone()),
+    ]
+}
+
+fn section(out: &mut String, header: &str, values: Vec<(&'static str, String)>) {
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "[{header}]");
+    for (key, value) in values {
+        // An empty value means "not set" (only `host` can be empty).
+        if !value.is_empty() {
+            let _ = writeln!(out, "{key} = {value}");
+        }
+    }
+}
+
+/// Renders `config` as INI text that [`parse`](crate::parse) turns back into `config`.
+pub(crate) fn to_ini(config: &Config) -> String {
+    let mut out = String::new();
+    section(&mut out, "server", server_values(&config.server));
+    for b in &config.backends {
+        section(&mut out, &format!("backend {}", b.name), backend_values(b));
+    }
+    for r in &config.routes {
+        section(&mut out, &format!("route {}", r.name), route_values(r));
+    }
+    out
+}

@@ -1,0 +1,343 @@
+//! The keys of each section: what they accept and their defaults.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::address::normalize_host_pattern;
+use crate::error::ErrorKind;
+use crate::ini::is_valid_name;
+use crate::model::{
+    BackendConfig, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
+};
+use crate::reader::SectionReader;
+use crate::suggest::suggest;
+use crate::value::{format_duration, parse_duration, parse_list, parse_size, parse_socket_addr};
+use crate::Address;
+
+/// The keys of `[server]`, in the order they are rendered.
+pub(crate) const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "threads",
+    "admin_listen",
+    "drain_timeout",
+    "client_header_timeout",
+    "client_keepalive_timeout",
+    "max_header_bytes",
+    "max_headers",
+    "upstream_connect_timeout",
+    "upstream_response_timeout",
+    "upstream_keepalive_timeout",
+    "upstream_keepalive",
+    "fail_threshold",
+    "fail_timeout",
+];
+/// The keys of `[backend NAME]`, in the order they are rendered.
+pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight"];
+/// The keys of `[route NAME]`, in the order they are rendered.
+pub(crate) const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "backends", "balancer"];
+
+/// The longest duration any key accepts.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most threads `threads` accepts.
+pub(crate) const MAX_THREADS: u64 = 1024;
+/// The range of `max_header_bytes`.
+pub(crate) const HEADER_BYTES_RANGE: (usize, usize) = (8 * 1024, 1024 * 1024);
+/// The most `max_headers` accepts.
+pub(crate) const MAX_HEADERS: u64 = 1000;
+/// The most `upstream_keepalive` accepts.
+pub(crate) const MAX_UPSTREAM_KEEPALIVE: u64 = 65_536;
+/// The most `weight` accepts.
+pub(crate) const MAX_WEIGHT: u64 = 10_000;
+
+/// A duration parser accepting `0` only when `allow_zero`, and at most [`MAX_DURATION`].
+fn duration(allow_zero: bool) -> impl Fn(&str) -> Result<Duration, String> {
+    move |s| {
+        let d = parse_duration(s)?;
+        if d.is_zero() && !allow_zero {
+            Err("must be greater than 0".to_string())
+        } else if d > MAX_DURATION {
+            Err(format!("must be at most {}", format_duration(MAX_DURATION)))
+        } else {
+            Ok(d)
+        }
+    }
+}
+
+/// A whole-number parser for `lo..=hi`.
+fn number<T: TryFrom<u64>>(lo: u64, hi: u64) -> impl Fn(&str) -> Result<T, String> {
+    move |s| {
+        let n = crate::value::parse_u64(s)?;
+        if n < lo || n > hi {
+            return Err(format!("must be between {lo} and {hi}"));
+        }
+        T::try_from(n).map_err(|_| format!("must be between {lo} and {hi}"))
+    }
+}
+
+fn header_bytes(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    let (lo, hi) = HEADER_BYTES_RANGE;
+    if n < lo || n > hi {
+        return Err(format!("must be between 8k ({lo}) and 1m ({hi}) bytes"));
+    }
+    Ok(n)
+}
+
+/// Prefixes `reason` with the entry it is about when the list has several.
+fn in_list(entries: &[&str], entry: &str, reason: String) -> String {
+    if entries.len() > 1 {
+        format!("`{entry}`: {reason}")
+    } else {
+        reason
+    }
+}
+
+fn listen_list(s: &str) -> Result<Vec<SocketAddr>, String> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    let mut seen = HashSet::new();
+    let entries = parse_list(s)?;
+    for &entry in &entries {
+        let addr = parse_socket_addr(entry).map_err(|r| in_list(&entries, entry, r))?;
+        if !seen.insert(addr) {
+            return Err(format!("{addr} is listed twice"));
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+fn admin_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_socket_addr(s)
+        .map(Some)
+        .map_err(|r| format!("{r}; or `off` to disable the admin endpoint"))
+}
+
+/// Whether binding `w` would also take `x`'s address: `0.0.0.0` covers every IPv4 address and
+/// `[::]` (dual-stack) covers every address.
+fn covers(w: IpAddr, x: IpAddr) -> bool {
+    w.is_unspecified() && (w.is_ipv6() || x.is_ipv4())
+}
+
+/// Whether two listening addresses would collide. Port 0 (any free port) never collides.
+fn collide(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
+}
+
+/// Reads `[server]`.
+pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
+    let d = ServerConfig::default();
+    let server = ServerConfig {
+        listen: r.value("listen", d.listen, listen_list),
+        threads: r.value("threads", d.threads, number(0, MAX_THREADS)),
+        admin_listen: r.value("admin_listen", d.admin_listen, admin_listen),
+        drain_timeout: r.value("drain_timeout", d.drain_timeout, duration(true)),
+        client_header_timeout: r.value(
+            "client_header_timeout",
+            d.client_header_timeout,
+            duration(false),
+        ),
+        client_keepalive_timeout: r.value(
+            "client_keepalive_timeout",
+            d.client_keepalive_timeout,
+            duration(false),
+        ),
+        max_header_bytes: r.value("max_header_bytes", d.max_header_bytes, header_bytes),
+        max_headers: r.value("max_headers", d.max_headers, number(1, MAX_HEADERS)),
+        upstream_connect_timeout: r.value(
+            "upstream_connect_timeout",
+            d.upstream_connect_timeout,
+            duration(false),
+        ),
+        upstream_response_timeout: r.value(
+            "upstream_response_timeout",
+            d.upstream_response_timeout,
+            duration(false),
+        ),
+        upstream_keepalive_timeout: r.value(
+            "upstream_keepalive_timeout",
+            d.upstream_keepalive_timeout,
+            duration(false),
+        ),
+        upstream_keepalive: r.value(
+            "upstream_keepalive",
+            d.upstream_keepalive,
+            number(0, MAX_UPSTREAM_KEEPALIVE),
+        ),
+        fail_threshold: r.value(
+            "fail_threshold",
+            d.fail_threshold,
+            number(0, u64::from(u32::MAX)),
+        ),
+        fail_timeout: r.value("fail_timeout", d.fail_timeout, duration(false)),
+    };
+    check_admin_listen(r, &server);
+    server
+}
+
+/// `admin_listen` must not collide with any `listen` address.
+fn check_admin_listen(r: &mut SectionReader<'_>, server: &ServerConfig) {
+    if r.failed("listen") || r.failed("admin_listen") {
+        return;
+    }
+    let Some(admin) = server.admin_listen else {
+        return;
+    };
+    let Some(&listen) = server.listen.iter().find(|l| collide(**l, admin)) else {
+        return;
+    };
+    // Blame admin_listen when it was written, else the listen line that moved onto it.
+    let key = if r.get("admin_listen").is_some() || r.get("listen").is_none() {
+        "admin_listen"
+    } else {
+        "listen"
+    };
+    let line = r.line_of(key);
+    r.error(
+        line,
+        Some(key),
+        ErrorKind::AdminListenConflict { admin, listen },
+    );
+}
+
+/// Reads `[backend NAME]`; `None` if it has errors.
+pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<BackendConfig> {
+    let address = r.required("address", |s| s.parse::<Address>());
+    let weight = r.value("weight", DEFAULT_WEIGHT, number(1, MAX_WEIGHT));
+    Some(BackendConfig {
+        name: name.to_string(),
+        address: address?,
+        weight,
+    })
+}
+
+/// A route as read, before the cross-checks that need the whole file.
+pub(crate) struct RouteRead {
+    /// The route, with defaults where values were invalid.
+    pub config: RouteConfig,
+    /// The line of `backends` (the header's if absent).
+    pub backends_line: usize,
+    /// Whether the section had no errors (only clean routes are compared for duplicates).
+    pub clean: bool,
+}
+
+fn host_list(s: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    let entries = parse_list(s)?;
+    for &entry in &entries {
+        let host = normalize_host_pattern(entry).map_err(|r| in_list(&entries, entry, r))?;
+        if !seen.insert(host.clone()) {
+            return Err(format!("host `{host}` is listed twice"));
+        }
+        out.push(host);
+    }
+    Ok(out)
+}
+
+fn path_prefix(s: &str) -> Result<String, String> {
+    let valid = s.starts_with('/')
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+    if !valid {
+        return Err(
+            "expected a path starting with `/`, of visible ASCII characters \
+                    (no spaces, `?` or `#`), e.g. /v1/"
+                .to_string(),
+        );
+    }
+    Ok(s.to_string())
+}
+
+fn backend_list(s: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for entry in parse_list(s)? {
+        if !is_valid_name(entry) {
+            return Err(format!(
+                "`{entry}` is not a backend name (A-Z a-z 0-9 _ . - only)"
+            ));
+        }
+        if !seen.insert(entry) {
+            return Err(format!("backend `{entry}` is listed twice"));
+        }
+        out.push(entry.to_string());
+    }
+    Ok(out)
+}
+
+fn balancer(r: &mut SectionReader<'_>) -> String {
+    let Some(entry) = r.get("balancer") else {
+        return DEFAULT_BALANCER.to_string();
+    };
+    if switchyard_balance::is_known(&entry.value) {
+        return entry.value.clone();
+    }
+    let kind = ErrorKind::UnknownBalancer {
+        name: entry.value.clone(),
+        known: switchyard_balance::names().map(str::to_string).collect(),
+        suggestion: suggest(&entry.value, switchyard_balance::names()),
+    };
+    r.error(entry.line, Some("balancer"), kind);
+    DEFAULT_BALANCER.to_string()
+}
+
+/// Reads `[route NAME]` (the backends' existence is checked later, against the whole file).
+pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
+    let config = RouteConfig {
+        name: name.to_string(),
+        hosts: r.value("host", Vec::new(), host_list),
+        path_prefix: r.value("path_prefix", DEFAULT_PATH_PREFIX.to_string(), path_prefix),
+        backends: r.required("backends", backend_list).unwrap_or_default(),
+        balancer: balancer(r),
+    };
+    RouteRead {
+        config,
+        backends_line: r.line_of("backends"),
+        clean: !r.had_errors(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn collisions() {
+        assert!(collide(sa("127.0.0.1:80"), sa("127.0.0.1:80")));
+        assert!(collide(sa("0.0.0.0:80"), sa("127.0.0.1:80")));
+        assert!(collide(sa("127.0.0.1:80"), sa("0.0.0.0:80")));
+        assert!(collide(sa("[::]:80"), sa("127.0.0.1:80")));
+        assert!(collide(sa("[::]:80"), sa("[::1]:80")));
+        assert!(!collide(sa("0.0.0.0:80"), sa("[::1]:80")));
+        assert!(!collide(sa("127.0.0.1:80"), sa("127.0.0.1:81")));
+        assert!(!collide(sa("127.0.0.1:80"), sa("127.0.0.2:80")));
+        assert!(!collide(sa("127.0.0.1:0"), sa("127.0.0.1:0")));
+    }
+
+    #[test]
+    fn path_prefixes() {
+        assert!(path_prefix("/").is_ok());
+        assert!(path_prefix("/v1/chat").is_ok());
+        for bad in ["", "v1", "/a b", "/a?b", "/a#b", "/\u{e9}", "/a\tb"] {
+            assert!(path_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_ranges() {
+        assert!(duration(true)("0").is_ok());
+        assert!(duration(false)("0").is_err());
+        assert!(duration(false)("24h").is_ok());
+        assert!(duration(false)("1441m").is_err());
+    }
+}

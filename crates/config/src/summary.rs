@@ -1,0 +1,58 @@
+//! A short human-readable overview of a config (what `switchyard check` prints).
+
+use std::fmt::Write as _;
+
+use crate::model::Config;
+use crate::value::format_list;
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Renders the summary; see [`Config::summary`].
+pub(crate) fn summary(config: &Config) -> String {
+    let s = &config.server;
+    let mut out = String::new();
+    let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "listen: {}", format_list(&listen));
+    if s.threads == 0 {
+        let _ = writeln!(out, "threads: one per core");
+    } else {
+        let _ = writeln!(out, "threads: {}", s.threads);
+    }
+    match s.admin_listen {
+        Some(a) => {
+            let _ = writeln!(out, "admin: {a}");
+        }
+        None => {
+            let _ = writeln!(out, "admin: off");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}:",
+        plural(config.backends.len(), "backend", "backends")
+    );
+    for b in &config.backends {
+        let _ = writeln!(out, "  {} {} (weight {})", b.name, b.address, b.weight);
+    }
+    let _ = writeln!(out, "{}:", plural(config.routes.len(), "route", "routes"));
+    for r in &config.routes {
+        let hosts = if r.hosts.is_empty() {
+            "any host".to_string()
+        } else {
+            format_list(&r.hosts)
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {} {} -> {} via {}",
+            r.name,
+            hosts,
+            r.path_prefix,
+            format_list(&r.backends),
+            r.balancer
+        );
+    }
+    out.truncate(out.trim_end().len());
+    out
+}

@@ -1,0 +1,314 @@
+//! A full example config parsed to the exact expected struct; defaults; rendering; summary.
+
+use std::time::Duration;
+
+use switchyard_config::{parse, Address, BackendConfig, Config, RouteConfig, ServerConfig};
+
+const EXAMPLE: &str = "\
+; switchyard example
+[server]
+listen = 0.0.0.0:8080, [::1]:8081   ; two listeners
+threads = 8
+admin_listen = 127.0.0.1:9901
+drain_timeout = 45s
+client_header_timeout = 5s
+client_keepalive_timeout = 2m
+max_header_bytes = 32k
+max_headers = 200
+upstream_connect_timeout = 1500ms
+upstream_response_timeout = 10m
+upstream_keepalive_timeout = 90
+upstream_keepalive = 64
+fail_threshold = 5
+fail_timeout = 30s
+
+# GPU servers
+[backend llama-a]
+address = 10.0.0.1:8000
+weight = 2
+
+[backend llama-b]
+address = 10.0.0.2:8000
+
+[backend embed]
+address = [fd00::10]:8001
+
+[backend vllm]
+address = vllm.internal:8000
+
+[route chat]
+host = API.example.com, *.example.com
+path_prefix = /v1/chat/
+backends = llama-a, llama-b
+balancer = least_conn
+
+[route embeddings]
+host = api.example.com
+path_prefix = /v1/embeddings
+backends = embed
+
+[route default]
+backends = llama-a, llama-b, vllm
+balancer = least_conn_strict
+";
+
+fn backend(name: &str, host: &str, port: u16, weight: u32) -> BackendConfig {
+    BackendConfig {
+        name: name.into(),
+        address: Address {
+            host: host.into(),
+            port,
+        },
+        weight,
+    }
+}
+
+fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        path_prefix: prefix.into(),
+        backends: backends.iter().map(|b| b.to_string()).collect(),
+        balancer: bal.into(),
+    }
+}
+
+fn expected() -> Config {
+    Config {
+        server: ServerConfig {
+            listen: vec![
+                "0.0.0.0:8080".parse().unwrap(),
+                "[::1]:8081".parse().unwrap(),
+            ],
+            threads: 8,
+            admin_listen: Some("127.0.0.1:9901".parse().unwrap()),
+            drain_timeout: Duration::from_secs(45),
+            client_header_timeout: Duration::from_secs(5),
+            client_keepalive_timeout: Duration::from_secs(120),
+            max_header_bytes: 32 * 1024,
+            max_headers: 200,
+            upstream_connect_timeout: Duration::from_millis(1500),
+            upstream_response_timeout: Duration::from_secs(600),
+            upstream_keepalive_timeout: Duration::from_secs(90),
+            upstream_keepalive: 64,
+            fail_threshold: 5,
+            fail_timeout: Duration::from_secs(30),
+        },
+        backends: vec![
+            backend("llama-a", "10.0.0.1", 8000, 2),
+            backend("llama-b", "10.0.0.2", 8000, 1),
+            backend("embed", "fd00::10", 8001, 1),
+            backend("vllm", "vllm.internal", 8000, 1),
+        ],
+        routes: vec![
+            route(
+                "chat",
+                &["api.example.com", "*.example.com"],
+                "/v1/chat/",
+                &["llama-a", "llama-b"],
+                "least_conn",
+            ),
+            route(
+                "embeddings",
+                &["api.example.com"],
+                "/v1/embeddings",
+                &["embed"],
+                "round_robin",
+            ),
+            route(
+                "default",
+                &[],
+                "/",
+                &["llama-a", "llama-b", "vllm"],
+                "least_conn_strict",
+            ),
+        ],
+    }
+}
+
+#[test]
+fn full_example_parses_to_the_exact_struct() {
+    assert_eq!(parse(EXAMPLE, "example.ini"), Ok(expected()));
+}
+
+#[test]
+fn crlf_and_bom_parse_the_same() {
+    let crlf = format!("\u{feff}{}", EXAMPLE.replace('\n', "\r\n"));
+    assert_eq!(parse(&crlf, "example.ini"), Ok(expected()));
+}
+
+#[test]
+fn example_round_trips_through_to_ini() {
+    let config = expected();
+    let text = config.to_ini();
+    assert_eq!(parse(&text, "rendered.ini"), Ok(config));
+    assert!(text.starts_with("[server]\nlisten = 0.0.0.0:8080, [::1]:8081\n"));
+    assert!(text.contains("\nmax_header_bytes = 32k\n"));
+    assert!(text.contains("\nupstream_connect_timeout = 1500ms\n"));
+    assert!(text.contains("\nupstream_response_timeout = 10m\n"));
+    assert!(text.contains("\nupstream_keepalive_timeout = 90s\n"));
+    assert!(text.contains("\n[backend embed]\naddress = [fd00::10]:8001\nweight = 1\n"));
+    // A route matching any host has no `host` line.
+    assert!(text.contains("\n[route default]\npath_prefix = /\n"));
+}
+
+#[test]
+fn defaults() {
+    let d = ServerConfig::default();
+    assert_eq!(d.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(d.threads, 0);
+    assert_eq!(d.admin_listen, Some("127.0.0.1:9901".parse().unwrap()));
+    assert_eq!(d.drain_timeout, Duration::from_secs(30));
+    assert_eq!(d.client_header_timeout, Duration::from_secs(10));
+    assert_eq!(d.client_keepalive_timeout, Duration::from_secs(60));
+    assert_eq!(d.max_header_bytes, 16384);
+    assert_eq!(d.max_headers, 100);
+    assert_eq!(d.upstream_connect_timeout, Duration::from_secs(5));
+    assert_eq!(d.upstream_response_timeout, Duration::from_secs(60));
+    assert_eq!(d.upstream_keepalive_timeout, Duration::from_secs(60));
+    assert_eq!(d.upstream_keepalive, 128);
+    assert_eq!(d.fail_threshold, 3);
+    assert_eq!(d.fail_timeout, Duration::from_secs(10));
+
+    let minimal = "[backend a]\naddress = h:1\n[route r]\nbackends = a\n";
+    let config = parse(minimal, "m.ini").unwrap();
+    assert_eq!(config.server, d);
+    assert_eq!(config.backends, vec![backend("a", "h", 1, 1)]);
+    assert_eq!(
+        config.routes,
+        vec![route("r", &[], "/", &["a"], "round_robin")]
+    );
+    // An empty [server] is the same as none.
+    assert_eq!(parse(&format!("[server]\n{minimal}"), "m.ini"), Ok(config));
+}
+
+#[test]
+fn special_values() {
+    let text = "[server]\nadmin_listen = off\nthreads = 1024\ndrain_timeout = 0\n\
+                listen = 127.0.0.1:0\nfail_threshold = 0\nupstream_keepalive = 0\n\
+                [backend a]\naddress = h:1\n[route r]\nbackends = a\n";
+    let s = parse(text, "f").unwrap().server;
+    assert_eq!(s.admin_listen, None);
+    assert_eq!(s.threads, 1024);
+    assert_eq!(s.drain_timeout, Duration::ZERO);
+    assert_eq!(s.fail_threshold, 0);
+    assert_eq!(s.upstream_keepalive, 0);
+    // Port 0 (any free port) never collides with the admin port.
+    let text = "[server]\nlisten = 127.0.0.1:0\nadmin_listen = 127.0.0.1:0\n\
+                [backend a]\naddress = h:1\n[route r]\nbackends = a\n";
+    assert!(parse(text, "f").is_ok());
+}
+
+#[test]
+fn lookups() {
+    let config = expected();
+    assert_eq!(config.backend("embed").map(|b| b.address.port), Some(8001));
+    assert!(config.backend("nope").is_none());
+    assert_eq!(
+        config.route("chat").map(|r| r.balancer.as_str()),
+        Some("least_conn")
+    );
+    assert!(config.route("nope").is_none());
+}
+
+#[test]
+fn summary_lists_listeners_backends_and_routes() {
+    let summary = expected().summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "listen: 0.0.0.0:8080, [::1]:8081",
+            "threads: 8",
+            "admin: 127.0.0.1:9901",
+            "4 backends:",
+            "  llama-a 10.0.0.1:8000 (weight 2)",
+            "  llama-b 10.0.0.2:8000 (weight 1)",
+            "  embed [fd00::10]:8001 (weight 1)",
+            "  vllm vllm.internal:8000 (weight 1)",
+            "3 routes:",
+            "  chat: api.example.com, *.example.com /v1/chat/ -> llama-a, llama-b via least_conn",
+            "  embeddings: api.example.com /v1/embeddings -> embed via round_robin",
+            "  default: any host / -> llama-a, llama-b, vllm via least_conn_strict",
+        ]
+    );
+    let minimal = parse("[backend a]\naddress = h:1\n[route r]\nbackends = a\n", "m").unwrap();
+    let summary = minimal.summary();
+    assert!(summary.contains("threads: one per core"));
+    assert!(summary.contains("1 backend:"));
+    assert!(summary.contains("1 route:"));
+    assert!(!summary.ends_with('\n'));
+}
+
+const DOCS: &str = include_str!("../../../docs/config.md");
+
+/// The ```ini blocks of the reference, each with the `## ` heading it appears under.
+fn doc_blocks() -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut heading = String::new();
+    let mut current: Option<String> = None;
+    for line in DOCS.lines() {
+        match (&mut current, line) {
+            (None, l) if l.starts_with("## ") => heading = l.to_string(),
+            (None, "```ini") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push((heading.clone(), std::mem::take(block)));
+                current = None;
+            }
+            (Some(block), l) => {
+                block.push_str(l);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_docs_complete_example_is_valid() {
+    let (heading, example) = &doc_blocks()[0];
+    assert_eq!(heading, "## Complete example");
+    let config = parse(example, "config.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.backends.len(), 4);
+    assert_eq!(config.routes.len(), 3);
+}
+
+#[test]
+fn every_key_example_in_the_docs_is_valid() {
+    let mut checked = 0;
+    for (heading, block) in doc_blocks().into_iter().skip(1) {
+        for line in block.lines() {
+            let key = line.split('=').next().unwrap_or("").trim();
+            let text = match heading.as_str() {
+                "## `[server]`" => format!("[server]\n{line}\n[route r]\nbackends = b\n"),
+                "## `[backend NAME]`" if key == "address" => {
+                    format!("[backend b]\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[backend NAME]`" => {
+                    format!("[backend b]\naddress = h:1\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[route NAME]`" if key == "backends" => {
+                    let mut text = format!("[route r]\n{line}\n");
+                    for name in line["backends = ".len()..].split(", ") {
+                        text.push_str(&format!("[backend {name}]\naddress = h:1\n"));
+                    }
+                    text
+                }
+                "## `[route NAME]`" => {
+                    format!("[route r]\nbackends = b\n{line}\n[backend b]\naddress = h:1\n")
+                }
+                other => panic!("ini block under unexpected heading {other}"),
+            };
+            let text = if text.contains("[backend") {
+                text
+            } else {
+                format!("{text}[backend b]\naddress = h:1\n")
+            };
+            let result = parse(&text, "config.md");
+            assert!(result.is_ok(), "{line}: {result:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked}");
+}

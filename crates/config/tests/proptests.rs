@@ -1,0 +1,251 @@
+//! Property tests: valid configs round-trip through `to_ini`/`parse`, and no input panics.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::sample::{select, subsequence};
+use switchyard_config::{parse, Address, BackendConfig, Config, RouteConfig, ServerConfig};
+
+const MAX_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// A positive duration of at most 24h, often a whole number of larger units.
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        (1..=MAX_MS).prop_map(Duration::from_millis),
+        (1..=86_400u64).prop_map(Duration::from_secs),
+        (1..=1440u64).prop_map(|m| Duration::from_secs(m * 60)),
+        (1..=24u64).prop_map(|h| Duration::from_secs(h * 3600)),
+    ]
+}
+
+fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<u32>().prop_map(|v| IpAddr::V4(Ipv4Addr::from(v))),
+        any::<u128>().prop_map(|v| IpAddr::V6(Ipv6Addr::from(v))),
+        Just(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        Just(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ]
+}
+
+fn server() -> impl Strategy<Value = ServerConfig> {
+    let listen = prop::collection::vec((ip(), 0..=30_000u16), 1..4).prop_map(|addrs| {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for (ip, port) in addrs {
+            let a = SocketAddr::new(ip, port);
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    });
+    // Admin ports never overlap listen ports, so they cannot collide.
+    let admin =
+        prop::option::of((ip(), 30_001..=65_535u16).prop_map(|(i, p)| SocketAddr::new(i, p)));
+    (
+        (
+            listen,
+            0..=1024usize,
+            admin,
+            prop_oneof![Just(Duration::ZERO), duration()],
+        ),
+        (duration(), duration(), 8192..=(1usize << 20), 1..=1000usize),
+        (duration(), duration(), duration(), 0..=65_536usize),
+        (any::<u32>(), duration()),
+    )
+        .prop_map(|(a, b, c, d)| ServerConfig {
+            listen: a.0,
+            threads: a.1,
+            admin_listen: a.2,
+            drain_timeout: a.3,
+            client_header_timeout: b.0,
+            client_keepalive_timeout: b.1,
+            max_header_bytes: b.2,
+            max_headers: b.3,
+            upstream_connect_timeout: c.0,
+            upstream_response_timeout: c.1,
+            upstream_keepalive_timeout: c.2,
+            upstream_keepalive: c.3,
+            fail_threshold: d.0,
+            fail_timeout: d.1,
+        })
+}
+
+/// A DNS name that does not look like an IPv4 literal.
+fn dns_name(upper: bool) -> impl Strategy<Value = String> {
+    let re = if upper {
+        "[A-Za-z0-9]([A-Za-z0-9-]{0,10})(\\.[A-Za-z0-9-]{1,10}){0,3}"
+    } else {
+        "[a-z0-9]([a-z0-9-]{0,10})(\\.[a-z0-9-]{1,10}){0,3}"
+    };
+    re.prop_filter("looks like IPv4", |s: &String| {
+        !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    })
+}
+
+fn address() -> impl Strategy<Value = Address> {
+    let host = prop_oneof![
+        any::<u32>().prop_map(|v| Ipv4Addr::from(v).to_string()),
+        any::<u128>().prop_map(|v| Ipv6Addr::from(v).to_string()),
+        dns_name(true),
+    ];
+    (host, 1..=65_535u16).prop_map(|(host, port)| Address { host, port })
+}
+
+fn name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_.-]{1,12}"
+}
+
+fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
+    prop::collection::btree_map(name(), (address(), 1..=10_000u32), 1..5).prop_map(|m| {
+        m.into_iter()
+            .map(|(name, (address, weight))| BackendConfig {
+                name,
+                address,
+                weight,
+            })
+            .collect()
+    })
+}
+
+fn host_pattern() -> impl Strategy<Value = String> {
+    (any::<bool>(), dns_name(false)).prop_map(|(wild, n)| if wild { format!("*.{n}") } else { n })
+}
+
+fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>> {
+    let balancers: Vec<&'static str> = switchyard_balance::names().collect();
+    let n = backend_names.len();
+    let route = (
+        prop::collection::btree_set(host_pattern(), 0..3),
+        "/[A-Za-z0-9/._~%!$&'()*+,;=:@-]{0,15}",
+        subsequence(backend_names, 1..=n).prop_shuffle(),
+        select(balancers),
+    );
+    prop::collection::btree_map(name(), route, 1..5).prop_map(|m| {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (name, (hosts, path_prefix, backends, balancer)) in m {
+            let hosts: Vec<String> = hosts.into_iter().rev().collect();
+            let mut sorted = hosts.clone();
+            sorted.sort();
+            if seen.insert((sorted, path_prefix.clone())) {
+                out.push(RouteConfig {
+                    name,
+                    hosts,
+                    path_prefix,
+                    backends,
+                    balancer: balancer.to_string(),
+                });
+            }
+        }
+        out
+    })
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (server(), backends()).prop_flat_map(|(server, backends)| {
+        let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
+        routes(names).prop_map(move |routes| Config {
+            server: server.clone(),
+            backends: backends.clone(),
+            routes,
+        })
+    })
+}
+
+/// Lines that look like config, to reach deeper than random bytes do.
+fn ini_line() -> impl Strategy<Value = String> {
+    let key = select(vec![
+        "listen",
+        "threads",
+        "admin_listen",
+        "drain_timeout",
+        "max_header_bytes",
+        "max_headers",
+        "fail_threshold",
+        "address",
+        "weight",
+        "host",
+        "path_prefix",
+        "backends",
+        "balancer",
+        "bogus",
+        "",
+    ]);
+    let value = prop_oneof![
+        Just(String::new()),
+        "[ -~]{0,20}",
+        Just("127.0.0.1:8080".to_string()),
+        Just("a, b".to_string()),
+        Just("10s".to_string()),
+        Just("off".to_string()),
+        Just("*.example.com".to_string()),
+        Just("least_conn".to_string()),
+        "[0-9]{1,25}[a-z]{0,3}",
+    ];
+    prop_oneof![
+        (key, value, select(vec![" = ", "=", " =\t", " ; "]))
+            .prop_map(|(k, v, eq)| format!("{k}{eq}{v}")),
+        select(vec![
+            "server",
+            "backend a",
+            "backend b",
+            "route r",
+            "route s",
+            "x",
+            "",
+            "route"
+        ])
+        .prop_map(|s| format!("[{s}]")),
+        "[ -~]{0,30}",
+        Just("; comment".to_string()),
+        Just("\u{feff}".to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn valid_configs_round_trip(config in config()) {
+        let text = config.to_ini();
+        prop_assert_eq!(parse(&text, "rt.ini"), Ok(config), "{}", text);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = parse(&text, "fuzz.ini");
+    }
+
+    #[test]
+    fn arbitrary_strings_never_panic(text in "\\PC{0,300}") {
+        let _ = parse(&text, "fuzz.ini");
+    }
+
+    #[test]
+    fn ini_like_text_errors_are_sorted_and_valid_results_round_trip(
+        lines in prop::collection::vec(ini_line(), 0..25),
+        crlf in any::<bool>(),
+    ) {
+        let text = lines.join(if crlf { "\r\n" } else { "\n" });
+        match parse(&text, "fuzz.ini") {
+            Ok(config) => {
+                prop_assert_eq!(parse(&config.to_ini(), "again.ini"), Ok(config));
+            }
+            Err(errors) => {
+                prop_assert!(!errors.is_empty());
+                let keys: Vec<(bool, usize)> =
+                    errors.iter().map(|e| (e.line == 0, e.line)).collect();
+                let mut sorted = keys.clone();
+                sorted.sort();
+                prop_assert_eq!(keys, sorted);
+                for e in errors.iter() {
+                    prop_assert!(e.line <= lines.len());
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Command-line / programmatic configuration of a mock engine.
+
+use std::net::SocketAddr;
+
+/// Default cap on request bodies: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Default model name served when none is configured.
+pub const DEFAULT_MODEL: &str = "mock-llama";
+
+/// Configuration of a mock inference engine.
+///
+/// Usable both as a clap argument group (`switchyard mock-engine --listen ...`)
+/// and programmatically, typically as
+/// `MockEngineArgs { ttft_ms: 0, ..Default::default() }`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockEngineArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Served model name; repeatable. The first one is the default for
+    /// requests that name no model and the `model_name` metrics label.
+    #[arg(long = "model", default_value = DEFAULT_MODEL)]
+    pub models: Vec<String>,
+
+    /// Simulated time to first token, in milliseconds (after a slot is obtained).
+    #[arg(long, default_value_t = 50)]
+    pub ttft_ms: u64,
+
+    /// Simulated decode speed of one request, in tokens per second.
+    /// Zero, negative or non-finite values mean "no decode delay".
+    #[arg(long, default_value_t = 200.0)]
+    pub tokens_per_sec: f64,
+
+    /// Number of requests generating at the same time (running slots, at least 1);
+    /// further requests wait in a FIFO queue.
+    #[arg(long, default_value_t = 16)]
+    pub max_concurrent: usize,
+
+    /// Bound of the waiting queue; beyond it requests get a 503 with `Retry-After: 1`.
+    #[arg(long, default_value_t = 256)]
+    pub max_waiting: usize,
+
+    /// Simulated KV-cache capacity in tokens. Usage is the sum over running
+    /// requests of (prompt tokens + tokens generated so far) divided by this, capped at 1.0.
+    #[arg(long, default_value_t = 32768)]
+    pub kv_cache_tokens: u64,
+
+    /// Number of tokens generated when a request gives no `max_tokens`.
+    #[arg(long, default_value_t = 16)]
+    pub default_max_tokens: u32,
+
+    /// Engine name, echoed in the `x-mock-engine` response header and in
+    /// `system_fingerprint` (defaults to the listen address).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Maximum accepted request body size in bytes; larger bodies get a 413.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+}
+
+impl Default for MockEngineArgs {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            models: vec![DEFAULT_MODEL.to_string()],
+            ttft_ms: 50,
+            tokens_per_sec: 200.0,
+            max_concurrent: 16,
+            max_waiting: 256,
+            kv_cache_tokens: 32768,
+            default_max_tokens: 16,
+            name: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: MockEngineArgs,
+    }
+
+    #[test]
+    fn clap_defaults_match_default_impl() {
+        let parsed = Cli::try_parse_from(["x"]).unwrap().args;
+        let default = MockEngineArgs::default();
+        assert_eq!(parsed.listen, default.listen);
+        assert_eq!(parsed.models, default.models);
+        assert_eq!(parsed.ttft_ms, default.ttft_ms);
+        assert_eq!(parsed.tokens_per_sec, default.tokens_per_sec);
+        assert_eq!(parsed.max_concurrent, default.max_concurrent);
+        assert_eq!(parsed.max_waiting, default.max_waiting);
+        assert_eq!(parsed.kv_cache_tokens, default.kv_cache_tokens);
+        assert_eq!(parsed.default_max_tokens, default.default_max_tokens);
+        assert_eq!(parsed.name, default.name);
+        assert_eq!(parsed.max_body_bytes, default.max_body_bytes);
+    }
+
+    #[test]
+    fn model_is_repeatable() {
+        let parsed = Cli::try_parse_from(["x", "--model", "a", "--model", "b", "--name", "e1"])
+            .unwrap()
+            .args;
+        assert_eq!(parsed.models, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(parsed.name.as_deref(), Some("e1"));
+    }
+}

@@ -1,0 +1,142 @@
+//! Errors of the request path, each knowing its status, its stats kind and whether the request
+//! may be retried on another backend.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::observe::ErrorKind;
+
+/// A failure while proxying one request.
+///
+/// Whether a retry is safe lives here, in the value: only failures that happened before any
+/// byte of the request was sent ([`ProxyError::is_retryable`]) may be retried elsewhere.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// No `[route]` matches the request's host and path.
+    NoRoute,
+    /// The route has no backend that is up.
+    NoHealthyBackend {
+        /// The route's name.
+        route: String,
+    },
+    /// The TCP connection to a backend could not be opened.
+    Connect {
+        /// The backend's name.
+        backend: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Opening the connection took longer than `upstream_connect_timeout`.
+    ConnectTimeout {
+        /// The backend's name.
+        backend: String,
+        /// The timeout in force.
+        after: Duration,
+    },
+    /// The backend sent no response headers within `upstream_response_timeout`.
+    ResponseTimeout {
+        /// The backend's name.
+        backend: String,
+        /// The timeout in force.
+        after: Duration,
+    },
+    /// The exchange with the backend failed after the request was (partly) sent.
+    Upstream {
+        /// The backend's name.
+        backend: String,
+        /// hyper's description of the failure.
+        source: hyper::Error,
+    },
+    /// The request itself was unacceptable.
+    BadRequest(&'static str),
+}
+
+impl ProxyError {
+    /// The status sent to the client.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoHealthyBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The counter this failure increments.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProxyError::NoRoute => ErrorKind::NoRoute,
+            ProxyError::NoHealthyBackend { .. } => ErrorKind::NoHealthyBackend,
+            ProxyError::Connect { .. } => ErrorKind::ConnectFailed,
+            ProxyError::ConnectTimeout { .. } => ErrorKind::ConnectTimeout,
+            ProxyError::ResponseTimeout { .. } => ErrorKind::UpstreamTimeout,
+            ProxyError::Upstream { .. } => ErrorKind::UpstreamError,
+            ProxyError::BadRequest(_) => ErrorKind::BadRequest,
+        }
+    }
+
+    /// Whether the request may be sent to another backend: nothing of it has left the proxy.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+        )
+    }
+
+    /// Whether the failure counts against the backend's passive health.
+    pub fn is_connect_failure(&self) -> bool {
+        self.is_retryable()
+    }
+
+    /// The short plain-text body sent to the client (no internal names or addresses).
+    pub fn body(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
+            ProxyError::NoHealthyBackend { .. } => "503 Service Unavailable: no healthy backend\n",
+            ProxyError::Connect { .. } => "502 Bad Gateway: backend connection failed\n",
+            ProxyError::ConnectTimeout { .. } => "502 Bad Gateway: backend connect timed out\n",
+            ProxyError::ResponseTimeout { .. } => {
+                "504 Gateway Timeout: backend did not respond in time\n"
+            }
+            ProxyError::Upstream { .. } => {
+                "502 Bad Gateway: backend closed or reset the connection\n"
+            }
+            ProxyError::BadRequest(_) => "400 Bad Request\n",
+        }
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::NoRoute => write!(f, "no route matches the request"),
+            ProxyError::NoHealthyBackend { route } => {
+                write!(f, "route {route:?}: no healthy backend")
+            }
+            ProxyError::Connect { backend, source } => {
+                write!(f, "backend {backend:?}: connect failed: {source}")
+            }
+            ProxyError::ConnectTimeout { backend, after } => {
+                write!(f, "backend {backend:?}: connect timed out after {after:?}")
+            }
+            ProxyError::ResponseTimeout { backend, after } => {
+                write!(
+                    f,
+                    "backend {backend:?}: no response headers within {after:?}"
+                )
+            }
+            ProxyError::Upstream { backend, source } => {
+                write!(f, "backend {backend:?}: {source}")
+            }
+            ProxyError::BadRequest(why) => write!(f, "bad request: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}

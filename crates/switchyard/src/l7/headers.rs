@@ -1,0 +1,156 @@
+//! Header rewriting between client and backend: hop-by-hop headers removed, forwarding headers
+//! added.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The `Via` entry switchyard adds (RFC 9110 section 7.6.3).
+const VIA: &str = "1.1 switchyard";
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), and are
+/// never forwarded. `Transfer-Encoding` is re-derived by hyper from the body it streams.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+        &header::TRANSFER_ENCODING,
+    ]
+}
+
+/// Removes hop-by-hop headers: the fixed list plus every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        // Collect names first: removing while iterating the Connection values is not possible.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in fixed_hop_by_hop() {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Prepares a request's headers for the backend: hop-by-hop removed, `Expect` dropped (the
+/// proxy answers `100-continue` itself), `X-Forwarded-For` extended with the client address,
+/// `X-Forwarded-Proto` set, `Via` extended. `Host` is kept as the client sent it.
+pub fn to_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'static str) {
+    remove_hop_by_hop(headers);
+    headers.remove(header::EXPECT);
+    append_list(headers, &X_FORWARDED_FOR, client_ip);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    append_list(headers, &header::VIA, &HeaderValue::from_static(VIA));
+}
+
+/// Prepares a response's headers for the client: hop-by-hop removed, `Via` extended.
+pub fn to_downstream(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+    append_list(headers, &header::VIA, &HeaderValue::from_static(VIA));
+}
+
+/// Appends `value` to a comma-separated list header, joining existing lines into one.
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    match headers.get(name) {
+        None => {
+            headers.insert(name.clone(), value.clone());
+        }
+        Some(_) => {
+            let mut joined: Vec<u8> = Vec::with_capacity(64);
+            for v in headers.get_all(name) {
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(v.as_bytes());
+            }
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                headers.insert(name.clone(), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("upgrade", "foo"),
+            ("proxy-authorization", "Basic x"),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x"),
+            ("host", "example.com"),
+            ("x-keep", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["host", "x-keep"]);
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let ip = HeaderValue::from_static("10.1.2.3");
+        let mut h = map(&[
+            ("host", "a"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("expect", "100-continue"),
+        ]);
+        to_upstream(&mut h, &ip, "http");
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["via"], "1.1 switchyard");
+        assert_eq!(h["host"], "a");
+        assert!(!h.contains_key("expect"));
+
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
+        to_upstream(&mut h, &ip, "http");
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
+    }
+
+    #[test]
+    fn via_appended_downstream() {
+        let mut h = map(&[("via", "1.0 fred"), ("connection", "close")]);
+        to_downstream(&mut h);
+        assert_eq!(h["via"], "1.0 fred, 1.1 switchyard");
+        assert!(!h.contains_key("connection"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Layer 7: the HTTP/1.1 reverse proxy.
+
+pub mod body;
+pub mod error;
+pub mod framing;
+pub mod headers;
+pub mod proxy;
+pub mod route;

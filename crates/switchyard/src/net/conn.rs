@@ -1,0 +1,273 @@
+//! Serving one client connection: hyper's HTTP/1.1 state machine over a socket wrapper that
+//! counts bytes and watches request heads, plus a watchdog for the two client timeouts.
+//!
+//! hyper has a single header-read timer that also bounds the idle time between requests, so
+//! switchyard keeps its own, per connection, to give them separate limits as nginx does:
+//! - `client_header_timeout`: from the first byte of a request head (or from accept) to the
+//!   end of that head. A slowloris client that trickles a head is cut off here.
+//! - `client_keepalive_timeout`: how long a connection may sit idle between exchanges.
+//!
+//! The watchdog sleeps until the next deadline and re-reads the connection's state, so a busy
+//! connection costs one timer wake-up per timeout period, not one per read.
+
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::l7::framing::{HeadScanner, Verdict};
+use crate::l7::proxy::Worker;
+use crate::observe::{ErrorKind, ThreadStats};
+
+/// What one client connection's parts share (the socket wrapper, the request handler, the
+/// watchdog). Single-threaded: plain cells.
+pub struct ConnCtx {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The client's IP, ready to append to `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
+    in_flight: Cell<u32>,
+    /// When bytes of a not yet complete request head were first seen.
+    head_started: Cell<Option<Instant>>,
+    idle_since: Cell<Instant>,
+    body_done: Cell<Option<Instant>>,
+    scanner: RefCell<HeadScanner>,
+    ambiguous: Cell<bool>,
+}
+
+impl ConnCtx {
+    /// State for a connection from `peer` accepted now.
+    pub fn new(peer: SocketAddr) -> Self {
+        let now = Instant::now();
+        ConnCtx {
+            peer,
+            client_ip: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            in_flight: Cell::new(0),
+            head_started: Cell::new(Some(now)),
+            idle_since: Cell::new(now),
+            body_done: Cell::new(None),
+            scanner: RefCell::new(HeadScanner::default()),
+            ambiguous: Cell::new(false),
+        }
+    }
+
+    /// A request head has been parsed and handed to the proxy.
+    pub fn begin_request(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.head_started.set(None);
+        self.body_done.set(None);
+    }
+
+    /// The request body has been read to its end.
+    pub fn request_body_done(&self) {
+        if self.body_done.get().is_none() {
+            self.body_done.set(Some(Instant::now()));
+        }
+    }
+
+    /// When the request body was read to its end, if it has been.
+    pub fn request_body_done_at(&self) -> Option<Instant> {
+        self.body_done.get()
+    }
+
+    /// The response has been sent (or abandoned): the connection may go idle.
+    pub fn end_request(&self) {
+        let n = self.in_flight.get().saturating_sub(1);
+        self.in_flight.set(n);
+        if n == 0 {
+            self.idle_since.set(Instant::now());
+            self.scanner.borrow_mut().arm();
+        }
+    }
+
+    /// Whether the head just parsed carried both Content-Length and Transfer-Encoding.
+    pub fn take_ambiguous_framing(&self) -> bool {
+        self.ambiguous.replace(false)
+    }
+
+    fn on_read(&self, bytes: &[u8]) {
+        if self.in_flight.get() == 0 && self.head_started.get().is_none() {
+            self.head_started.set(Some(Instant::now()));
+        }
+        let mut scanner = self.scanner.borrow_mut();
+        if scanner.is_armed() && scanner.feed(bytes) == Some(Verdict::Ambiguous) {
+            self.ambiguous.set(true);
+        }
+    }
+}
+
+/// The client socket, counting bytes and showing each read to the [`ConnCtx`].
+struct Tracked {
+    stream: TcpStream,
+    ctx: Rc<ConnCtx>,
+    stats: Arc<ThreadStats>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                this.stats.bytes_in.fetch_add(new.len() as u64, Relaxed);
+                this.ctx.on_read(new);
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.stats.bytes_out.fetch_add(n as u64, Relaxed);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.stats.bytes_out.fetch_add(n as u64, Relaxed);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    HeaderTimeout,
+    Idle,
+}
+
+async fn watchdog(ctx: Rc<ConnCtx>, header: Duration, keepalive: Duration) -> Expired {
+    let mut deadline = Instant::now() + header;
+    loop {
+        tokio::time::sleep_until(deadline.into()).await;
+        let now = Instant::now();
+        if ctx.in_flight.get() > 0 {
+            deadline = now + header.min(keepalive);
+        } else if let Some(started) = ctx.head_started.get() {
+            if now >= started + header {
+                return Expired::HeaderTimeout;
+            }
+            deadline = started + header;
+        } else {
+            let idle = ctx.idle_since.get();
+            if now >= idle + keepalive {
+                return Expired::Idle;
+            }
+            deadline = idle + keepalive;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `stream` until the client leaves, a timeout closes it, or shutdown
+/// drains it (the exchange in progress finishes, then the connection closes).
+pub async fn serve(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stats = Arc::clone(&worker.stats);
+    let ctx = Rc::new(ConnCtx::new(peer));
+    let io = TokioIo::new(Tracked {
+        stream,
+        ctx: Rc::clone(&ctx),
+        stats: Arc::clone(&stats),
+    });
+    let (w, c) = (Rc::clone(&worker), Rc::clone(&ctx));
+    let service = hyper::service::service_fn(move |req| {
+        let (w, c) = (Rc::clone(&w), Rc::clone(&c));
+        async move { Ok::<_, Infallible>(w.handle(c, req).await) }
+    });
+    let cfg = &worker.shared.config.server;
+    let conn = worker.http1.serve_connection(io, service);
+    tokio::pin!(conn);
+    let dog = watchdog(
+        Rc::clone(&ctx),
+        cfg.client_header_timeout,
+        cfg.client_keepalive_timeout,
+    );
+    tokio::pin!(dog);
+    let mut draining = *shutdown.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    let kind = if e.is_parse_too_large() {
+                        Some(ErrorKind::HeaderTooLarge)
+                    } else if e.is_parse() {
+                        Some(ErrorKind::BadRequest)
+                    } else if e.is_user() {
+                        None // a body error already counted where it happened
+                    } else {
+                        Some(ErrorKind::ClientError)
+                    };
+                    if let Some(k) = kind {
+                        stats.error(k);
+                    }
+                }
+                break;
+            }
+            expired = &mut dog => {
+                if expired == Expired::HeaderTimeout {
+                    stats.error(ErrorKind::ClientHeaderTimeout);
+                }
+                break;
+            }
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    stats.conns_closed.fetch_add(1, Relaxed);
+}

@@ -1,0 +1,58 @@
+//! Binding listening sockets: one SO_REUSEPORT socket per reactor thread and address, so the
+//! kernel spreads new connections over the threads and no accept lock is shared.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Listen backlog: generous, so a burst of connects is queued rather than refused.
+const BACKLOG: i32 = 4096;
+
+/// Binds `count` sockets to `addr` with SO_REUSEPORT. When `addr` has port 0 the first socket
+/// picks a port and the others bind to the same one.
+pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    let mut out = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.set_tcp_nodelay(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let listener: TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Binds one plain listening socket (the admin listener).
+pub fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_gives_every_socket_the_same_port() {
+        let ls = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = ls[0].local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        for l in &ls {
+            assert_eq!(l.local_addr().unwrap().port(), port);
+        }
+    }
+}

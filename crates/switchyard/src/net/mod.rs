@@ -1,0 +1,4 @@
+//! Listeners and client connections.
+
+pub mod conn;
+pub mod listener;

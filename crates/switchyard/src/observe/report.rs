@@ -1,0 +1,113 @@
+//! The `/stats` JSON document, built from the merged counters and the backend states.
+
+use serde_json::{json, Map, Value};
+
+use super::histogram::Snapshot;
+use super::stats::{ErrorKind, ItemTotals};
+use crate::server::Shared;
+
+fn classes(status: &[u64; 6]) -> Value {
+    json!({
+        "1xx": status[1], "2xx": status[2], "3xx": status[3],
+        "4xx": status[4], "5xx": status[5], "other": status[0],
+    })
+}
+
+fn latency(h: &Snapshot) -> Value {
+    json!({
+        "count": h.count(),
+        "p50": h.quantile(0.50),
+        "p90": h.quantile(0.90),
+        "p99": h.quantile(0.99),
+    })
+}
+
+/// Resident memory of this process in bytes, from `/proc/self/status` (0 where unavailable).
+pub fn resident_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// The whole `/stats` document.
+pub fn stats_json(shared: &Shared) -> Value {
+    let t = shared.stats.totals();
+    let mut errors = Map::new();
+    for k in ErrorKind::ALL {
+        errors.insert(k.name().into(), json!(t.errors[k as usize]));
+    }
+    let now = shared.clock.now_ms();
+    let routes: Vec<Value> = shared
+        .config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let s: ItemTotals = shared.stats.route(i);
+            json!({
+                "name": r.name,
+                "hosts": r.hosts,
+                "path_prefix": r.path_prefix,
+                "balancer": r.balancer,
+                "backends": r.backends,
+                "requests": s.requests,
+                "errors": s.errors,
+                "responses": classes(&s.status),
+                "latency_us": latency(&s.latency),
+            })
+        })
+        .collect();
+    let backends: Vec<Value> = shared
+        .config
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let s = shared.stats.backend(i);
+            let st = &shared.backends[i];
+            json!({
+                "name": b.name,
+                "address": b.address.to_string(),
+                "resolved": shared.addrs[i].to_string(),
+                "weight": b.weight,
+                "up": st.is_available(now),
+                "in_flight": st.in_flight(),
+                "consecutive_failures": st.consecutive_failures(),
+                "ewma_latency_us": st.ewma_latency_us().round(),
+                "requests": s.requests,
+                "errors": s.errors,
+                "connections_opened": s.conns_opened,
+                "connections_reused": s.conns_reused,
+                "latency_us": latency(&s.latency),
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "process": {
+            "uptime_secs": (shared.clock.uptime_secs() * 1000.0).round() / 1000.0,
+            "threads": shared.threads,
+            "resident_memory_bytes": resident_memory_bytes(),
+            "open_files_limit": shared.nofile_limit,
+        },
+        "totals": {
+            "connections": {
+                "accepted": t.conns_accepted,
+                "active": t.conns_accepted.saturating_sub(t.conns_closed),
+            },
+            "requests": t.requests,
+            "responses": classes(&t.status),
+            "bytes": { "in": t.bytes_in, "out": t.bytes_out },
+            "errors": errors,
+        },
+        "routes": routes,
+        "backends": backends,
+    })
+}

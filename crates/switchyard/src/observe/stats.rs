@@ -1,0 +1,293 @@
+//! Counters for `/stats`: written per thread on the hot path, merged on read.
+//!
+//! Each reactor thread owns one [`ThreadStats`] and is its only writer, so every update is an
+//! uncontended relaxed atomic add (no lock, no cache line shared between reactors). The admin
+//! thread sums the per-thread values when `/stats` is read.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::histogram::{Histogram, Snapshot};
+
+/// Why a request or connection failed; each kind is counted in `/stats` under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No `[route]` matched the request's host and path (404).
+    NoRoute,
+    /// The route's backends were all down or excluded (503).
+    NoHealthyBackend,
+    /// Connecting to a backend failed: refused, unreachable, reset (502).
+    ConnectFailed,
+    /// Connecting to a backend took longer than `upstream_connect_timeout` (502 after retry).
+    ConnectTimeout,
+    /// The backend sent no response headers within `upstream_response_timeout` (504).
+    UpstreamTimeout,
+    /// The backend closed or reset the connection, or sent an invalid response (502).
+    UpstreamError,
+    /// The client's request was rejected before routing: ambiguous framing, invalid headers (400).
+    BadRequest,
+    /// The client's request head exceeded `max_header_bytes` or `max_headers` (431).
+    HeaderTooLarge,
+    /// The client did not send a whole request head within `client_header_timeout`.
+    ClientHeaderTimeout,
+    /// The client's connection failed mid-exchange (reset, closed early, invalid bytes).
+    ClientError,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order of [`ErrorKind::index`].
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::NoRoute,
+        ErrorKind::NoHealthyBackend,
+        ErrorKind::ConnectFailed,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::UpstreamTimeout,
+        ErrorKind::UpstreamError,
+        ErrorKind::BadRequest,
+        ErrorKind::HeaderTooLarge,
+        ErrorKind::ClientHeaderTimeout,
+        ErrorKind::ClientError,
+    ];
+
+    /// The name used in `/stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::NoHealthyBackend => "no_healthy_backend",
+            ErrorKind::ConnectFailed => "connect_failed",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamError => "upstream_error",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::HeaderTooLarge => "header_too_large",
+            ErrorKind::ClientHeaderTimeout => "client_header_timeout",
+            ErrorKind::ClientError => "client_error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Response status classes: index 1..=5 for 1xx..5xx, 0 for anything else.
+fn class(status: u16) -> usize {
+    match status / 100 {
+        c @ 1..=5 => c as usize,
+        _ => 0,
+    }
+}
+
+/// Counters of one route on one thread.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    /// Requests matched to this route.
+    pub requests: AtomicU64,
+    /// Requests that ended in a proxy-generated error.
+    pub errors: AtomicU64,
+    status: [AtomicU64; 6],
+    /// Whole-request duration, accept of the head to the end of the response body.
+    pub latency: Histogram,
+}
+
+/// Counters of one backend on one thread.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    /// Requests sent to this backend.
+    pub requests: AtomicU64,
+    /// Requests to it that failed (connect, timeout, reset).
+    pub errors: AtomicU64,
+    /// New upstream connections opened.
+    pub conns_opened: AtomicU64,
+    /// Requests that reused a pooled connection.
+    pub conns_reused: AtomicU64,
+    /// Time from sending the request to receiving the response headers.
+    pub latency: Histogram,
+}
+
+/// Everything one reactor thread counts.
+#[derive(Debug)]
+pub struct ThreadStats {
+    /// Client connections accepted.
+    pub conns_accepted: AtomicU64,
+    /// Client connections closed (active = accepted - closed).
+    pub conns_closed: AtomicU64,
+    /// Requests received.
+    pub requests: AtomicU64,
+    /// Bytes read from clients (heads and bodies).
+    pub bytes_in: AtomicU64,
+    /// Bytes written to clients (heads and bodies).
+    pub bytes_out: AtomicU64,
+    status: [AtomicU64; 6],
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+    /// Per route, in configuration order.
+    pub routes: Box<[RouteStats]>,
+    /// Per backend, in configuration order.
+    pub backends: Box<[BackendStats]>,
+}
+
+impl ThreadStats {
+    /// Counters for a configuration with `routes` routes and `backends` backends.
+    pub fn new(routes: usize, backends: usize) -> Self {
+        ThreadStats {
+            conns_accepted: AtomicU64::new(0),
+            conns_closed: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            status: Default::default(),
+            errors: Default::default(),
+            routes: (0..routes).map(|_| RouteStats::default()).collect(),
+            backends: (0..backends).map(|_| BackendStats::default()).collect(),
+        }
+    }
+
+    /// Counts a response status sent to a client, overall and for `route`.
+    pub fn response(&self, route: Option<usize>, status: u16) {
+        self.status[class(status)].fetch_add(1, Relaxed);
+        if let Some(r) = route.and_then(|r| self.routes.get(r)) {
+            r.status[class(status)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts an error of `kind`.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors[kind.index()].fetch_add(1, Relaxed);
+    }
+}
+
+/// Plain sums over all threads, as shown by `/stats`.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    /// Connections accepted.
+    pub conns_accepted: u64,
+    /// Connections closed.
+    pub conns_closed: u64,
+    /// Requests.
+    pub requests: u64,
+    /// Bytes from clients.
+    pub bytes_in: u64,
+    /// Bytes to clients.
+    pub bytes_out: u64,
+    /// Responses by class, index 1..=5 = 1xx..5xx.
+    pub status: [u64; 6],
+    /// Errors by [`ErrorKind`] order.
+    pub errors: [u64; ErrorKind::ALL.len()],
+}
+
+/// Merged counters of one route or backend.
+#[derive(Debug, Default, Clone)]
+pub struct ItemTotals {
+    /// Requests.
+    pub requests: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Responses by class (routes only).
+    pub status: [u64; 6],
+    /// New upstream connections (backends only).
+    pub conns_opened: u64,
+    /// Pooled connection reuses (backends only).
+    pub conns_reused: u64,
+    /// Merged latency histogram.
+    pub latency: Snapshot,
+}
+
+/// The per-thread counters of a running server.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    threads: Vec<Arc<ThreadStats>>,
+}
+
+impl Stats {
+    /// Counters for `threads` reactor threads.
+    pub fn new(threads: usize, routes: usize, backends: usize) -> Self {
+        Stats {
+            threads: (0..threads)
+                .map(|_| Arc::new(ThreadStats::new(routes, backends)))
+                .collect(),
+        }
+    }
+
+    /// The counters owned by reactor thread `i`.
+    pub fn thread(&self, i: usize) -> Arc<ThreadStats> {
+        Arc::clone(&self.threads[i])
+    }
+
+    /// Sums of the global counters.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for s in &self.threads {
+            t.conns_accepted += s.conns_accepted.load(Relaxed);
+            t.conns_closed += s.conns_closed.load(Relaxed);
+            t.requests += s.requests.load(Relaxed);
+            t.bytes_in += s.bytes_in.load(Relaxed);
+            t.bytes_out += s.bytes_out.load(Relaxed);
+            for (a, b) in t.status.iter_mut().zip(s.status.iter()) {
+                *a += b.load(Relaxed);
+            }
+            for (a, b) in t.errors.iter_mut().zip(s.errors.iter()) {
+                *a += b.load(Relaxed);
+            }
+        }
+        t
+    }
+
+    /// Merged counters of route `i`.
+    pub fn route(&self, i: usize) -> ItemTotals {
+        let mut t = ItemTotals::default();
+        for s in &self.threads {
+            let r = &s.routes[i];
+            t.requests += r.requests.load(Relaxed);
+            t.errors += r.errors.load(Relaxed);
+            for (a, b) in t.status.iter_mut().zip(r.status.iter()) {
+                *a += b.load(Relaxed);
+            }
+            r.latency.merge_into(&mut t.latency);
+        }
+        t
+    }
+
+    /// Merged counters of backend `i`.
+    pub fn backend(&self, i: usize) -> ItemTotals {
+        let mut t = ItemTotals::default();
+        for s in &self.threads {
+            let b = &s.backends[i];
+            t.requests += b.requests.load(Relaxed);
+            t.errors += b.errors.load(Relaxed);
+            t.conns_opened += b.conns_opened.load(Relaxed);
+            t.conns_reused += b.conns_reused.load(Relaxed);
+            b.latency.merge_into(&mut t.latency);
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_across_threads() {
+        let stats = Stats::new(2, 1, 1);
+        let a = stats.thread(0);
+        let b = stats.thread(1);
+        a.requests.fetch_add(2, Relaxed);
+        b.requests.fetch_add(3, Relaxed);
+        a.response(Some(0), 200);
+        b.response(Some(0), 503);
+        b.response(None, 404);
+        a.error(ErrorKind::ConnectFailed);
+        b.error(ErrorKind::ConnectFailed);
+        a.backends[0].latency.record(100);
+        b.backends[0].latency.record(100);
+        let t = stats.totals();
+        assert_eq!(t.requests, 5);
+        assert_eq!(t.status[2], 1);
+        assert_eq!(t.status[4], 1);
+        assert_eq!(t.status[5], 1);
+        assert_eq!(t.errors[ErrorKind::ConnectFailed as usize], 2);
+        let r = stats.route(0);
+        assert_eq!(r.status[5], 1);
+        assert_eq!(stats.backend(0).latency.count(), 2);
+    }
+}

@@ -1,0 +1,404 @@
+//! Starting and stopping a server: resolve backends, bind listeners, run one single-threaded
+//! tokio runtime per reactor thread, drain on shutdown.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use switchyard_balance::BackendState;
+use switchyard_config::Config;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::l7::proxy::Worker;
+use crate::l7::route::Router;
+use crate::net::{conn, listener};
+use crate::observe::Stats;
+
+/// A route's backend group: the shared states (what balancers look at) and their indices in
+/// the config's backend list.
+#[derive(Debug)]
+pub struct Group {
+    /// Backend states, in the route's `backends` order.
+    pub states: Vec<Arc<BackendState>>,
+    /// The same backends as indices into [`Shared::backends`].
+    pub indices: Vec<usize>,
+}
+
+/// What every thread of a running server shares: immutable configuration and routing, and the
+/// lock-free backend states and counters.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Config,
+    /// One state per `[backend]`, in config order.
+    pub backends: Vec<Arc<BackendState>>,
+    /// Each backend's resolved address.
+    pub addrs: Vec<SocketAddr>,
+    /// Per route, its backend group.
+    pub groups: Vec<Group>,
+    /// The routing table.
+    pub router: Router,
+    /// Counters.
+    pub stats: Stats,
+    /// The monotonic clock balancers and health use.
+    pub clock: Clock,
+    /// Reactor threads running.
+    pub threads: usize,
+    /// The open-files limit in force.
+    pub nofile_limit: u64,
+}
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A backend's address did not resolve to any socket address.
+    Resolve {
+        /// The backend's name.
+        backend: String,
+        /// The address as configured.
+        address: String,
+        /// The resolver's error, if it gave one.
+        source: Option<std::io::Error>,
+    },
+    /// A listening socket could not be bound.
+    Bind {
+        /// What the socket was for (`listen`, `admin_listen`).
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A thread or runtime could not be created.
+    Runtime(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Resolve {
+                backend,
+                address,
+                source,
+            } => {
+                write!(
+                    f,
+                    "backend {backend:?}: address {address:?} does not resolve"
+                )?;
+                if let Some(e) = source {
+                    write!(f, ": {e}")?;
+                }
+                Ok(())
+            }
+            StartError::Bind { what, addr, source } => {
+                write!(f, "cannot bind {what} {addr}: {source}")
+            }
+            StartError::Runtime(e) => write!(f, "cannot start reactor threads: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server.
+pub struct ServerHandle {
+    listen_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("listen_addrs", &self.listen_addrs)
+            .field("admin_addr", &self.admin_addr)
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The bound data-plane addresses (with the real port when the config said 0).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen_addrs
+    }
+
+    /// The bound admin address, if the admin listener is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The shared state, for inspection (tests, the admin API).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Starts a graceful shutdown: stop accepting, let exchanges in progress finish (up to
+    /// `drain_timeout`), then stop. Returns at once; [`ServerHandle::join`] waits.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A receiver that turns `true` when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Waits (blocking) for every thread to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn resolve(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
+    config
+        .backends
+        .iter()
+        .map(|b| {
+            let text = b.address.to_string();
+            match (b.address.host.as_str(), b.address.port).to_socket_addrs() {
+                Ok(mut it) => it.next().ok_or_else(|| StartError::Resolve {
+                    backend: b.name.clone(),
+                    address: text.clone(),
+                    source: None,
+                }),
+                Err(e) => Err(StartError::Resolve {
+                    backend: b.name.clone(),
+                    address: text,
+                    source: Some(e),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The number of reactor threads for `[server] threads` (0 = one per core).
+pub fn thread_count(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Raises the soft open-files limit to the hard limit (as nginx's `worker_rlimit_nofile`), so
+/// 10,000 clients and their upstream connections fit; returns the limit in force.
+pub fn raise_nofile_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(0),
+    }
+}
+
+/// Starts a server for `config`: binds every socket first (so errors come back here, before
+/// anything runs), then spawns the reactor threads and the admin thread.
+pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+    let nofile_limit = raise_nofile_limit();
+    let threads = thread_count(config.server.threads);
+    let addrs = resolve(&config)?;
+    let backends: Vec<Arc<BackendState>> = config
+        .backends
+        .iter()
+        .map(|b| Arc::new(BackendState::new(b.name.clone(), b.weight)))
+        .collect();
+    let groups = config
+        .routes
+        .iter()
+        .map(|r| {
+            let indices: Vec<usize> = r
+                .backends
+                .iter()
+                .filter_map(|name| config.backends.iter().position(|b| &b.name == name))
+                .collect();
+            Group {
+                states: indices.iter().map(|i| Arc::clone(&backends[*i])).collect(),
+                indices,
+            }
+        })
+        .collect();
+
+    // Bind everything before starting anything.
+    let mut per_thread: Vec<Vec<std::net::TcpListener>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    let mut listen_addrs = Vec::new();
+    for addr in &config.server.listen {
+        let sockets =
+            listener::bind_reuseport(*addr, threads).map_err(|source| StartError::Bind {
+                what: "listen",
+                addr: *addr,
+                source,
+            })?;
+        listen_addrs.push(sockets[0].local_addr().map_err(StartError::Runtime)?);
+        for (i, s) in sockets.into_iter().enumerate() {
+            per_thread[i].push(s);
+        }
+    }
+    let admin_listener = match config.server.admin_listen {
+        Some(addr) => Some(listener::bind_one(addr).map_err(|source| StartError::Bind {
+            what: "admin_listen",
+            addr,
+            source,
+        })?),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()
+        .map_err(StartError::Runtime)?;
+
+    let shared = Arc::new(Shared {
+        router: Router::new(&config.routes),
+        stats: Stats::new(threads, config.routes.len(), config.backends.len()),
+        clock: Clock::new(),
+        threads,
+        nofile_limit,
+        addrs,
+        backends,
+        groups,
+        config,
+    });
+    tracing::info!(
+        listen = ?listen_addrs,
+        admin = ?admin_addr,
+        threads,
+        open_files_limit = nofile_limit,
+        "switchyard started"
+    );
+
+    let (tx, rx) = watch::channel(false);
+    let mut handles = Vec::new();
+    for (i, listeners) in per_thread.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let rx = rx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("switchyard-reactor-{i}"))
+            .spawn(move || reactor(i, shared, listeners, rx))
+            .map_err(StartError::Runtime)?;
+        handles.push(h);
+    }
+    if let Some(l) = admin_listener {
+        let shared = Arc::clone(&shared);
+        let rx = rx.clone();
+        let h = std::thread::Builder::new()
+            .name("switchyard-admin".into())
+            .spawn(move || crate::admin::run(l, shared, rx))
+            .map_err(StartError::Runtime)?;
+        handles.push(h);
+    }
+    Ok(ServerHandle {
+        listen_addrs,
+        admin_addr,
+        shutdown: tx,
+        threads: handles,
+        shared,
+    })
+}
+
+/// One reactor thread: a current-thread runtime running its accept loops and connections.
+fn reactor(
+    index: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "reactor {index}: cannot build runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let worker = Rc::new(Worker::new(Arc::clone(&shared), index));
+        let active = Rc::new(std::cell::Cell::new(0usize));
+        for l in listeners {
+            let l = match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "reactor {index}: cannot register listener");
+                    continue;
+                }
+            };
+            tokio::task::spawn_local(accept_loop(
+                l,
+                Rc::clone(&worker),
+                Rc::clone(&active),
+                shutdown.clone(),
+            ));
+        }
+        let sweeper = {
+            let worker = Rc::clone(&worker);
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    worker.pool.sweep();
+                }
+            })
+        };
+        let _ = shutdown.wait_for(|v| *v).await;
+        let deadline = Instant::now() + shared.config.server.drain_timeout;
+        while active.get() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if active.get() > 0 {
+            tracing::warn!(
+                connections = active.get(),
+                "reactor {index}: drain timeout, closing remaining connections"
+            );
+        }
+        sweeper.abort();
+        worker.pool.clear();
+    });
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    worker: Rc<Worker>,
+    active: Rc<std::cell::Cell<usize>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if *shutdown.borrow() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    worker.stats.conns_accepted.fetch_add(1, Relaxed);
+                    active.set(active.get() + 1);
+                    let (worker, active, rx) = (Rc::clone(&worker), Rc::clone(&active), shutdown.clone());
+                    tokio::task::spawn_local(async move {
+                        conn::serve(worker, stream, peer, rx).await;
+                        active.set(active.get() - 1);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors or memory: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

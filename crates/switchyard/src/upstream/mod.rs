@@ -1,0 +1,3 @@
+//! Connections to backends.
+
+pub mod pool;
