@@ -24,7 +24,8 @@ use crate::suggest::suggest;
 /// assert_eq!(config.routes[0].backends, ["a"]);
 ///
 /// let errors = switchyard_config::parse("[route all]\nbackend = a\n", "x.ini").unwrap_err();
-/// assert_eq!(errors.len(), 2); // unknown key `backend` (did you mean `backends`?), missing `backends`
+/// // Unknown key `backend` (did you mean `backends`?), and `backends` is missing.
+/// assert_eq!(errors.len(), 2);
 /// ```
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let lexed = lex(text, file);

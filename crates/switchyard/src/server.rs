@@ -345,10 +345,14 @@ fn reactor(
         let sweeper = {
             let worker = Rc::clone(&worker);
             tokio::task::spawn_local(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
+                let mut tick = tokio::time::interval(crate::clock::COARSE_TICK);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                for n in 0u64.. {
                     tick.tick().await;
-                    worker.pool.sweep();
+                    crate::clock::tick_coarse();
+                    if n % 10 == 0 {
+                        worker.pool.sweep();
+                    }
                 }
             })
         };

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use switchyard_balance::InFlight;
 
 use super::proxy::Worker;
+use crate::clock::coarse_now;
 use crate::net::conn::ConnCtx;
 use crate::observe::ErrorKind;
 use crate::upstream::pool::Sender;
@@ -29,10 +30,10 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    /// Wraps `inner`; an empty body counts as fully sent at once.
-    pub fn new(inner: Incoming, ctx: Rc<ConnCtx>) -> Self {
+    /// Wraps `inner` of a request received at `now`; an empty body counts as sent at once.
+    pub fn new(inner: Incoming, ctx: Rc<ConnCtx>, now: Instant) -> Self {
         if inner.is_end_stream() {
-            ctx.request_body_done();
+            ctx.request_body_done(now);
         }
         RequestBody { inner, ctx }
     }
@@ -49,7 +50,7 @@ impl Body for RequestBody {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(None) = r {
-            this.ctx.request_body_done();
+            this.ctx.request_body_done(coarse_now());
         }
         r
     }
@@ -75,10 +76,12 @@ pub struct Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
+        let now = Instant::now();
         if let Some(r) = self.route.and_then(|r| self.worker.stats.routes.get(r)) {
-            r.latency.record(self.start.elapsed().as_micros() as u64);
+            r.latency
+                .record(now.saturating_duration_since(self.start).as_micros() as u64);
         }
-        self.ctx.end_request();
+        self.ctx.end_request(now);
     }
 }
 

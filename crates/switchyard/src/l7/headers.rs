@@ -27,8 +27,18 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
     ]
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    fixed_hop_by_hop().contains(&name)
+}
+
 /// Removes hop-by-hop headers: the fixed list plus every header named in `Connection`.
+///
+/// Most requests carry none, so one pass over the (few) names, without hashing, decides
+/// whether there is anything to do.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Collect names first: removing while iterating the Connection values is not possible.
         let named: Vec<HeaderName> = headers
@@ -54,7 +64,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// `X-Forwarded-Proto` set, `Via` extended. `Host` is kept as the client sent it.
 pub fn to_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'static str) {
     remove_hop_by_hop(headers);
-    headers.remove(header::EXPECT);
+    if headers.contains_key(header::EXPECT) {
+        headers.remove(header::EXPECT);
+    }
     append_list(headers, &X_FORWARDED_FOR, client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     append_list(headers, &header::VIA, &HeaderValue::from_static(VIA));
@@ -68,13 +80,13 @@ pub fn to_downstream(headers: &mut HeaderMap) {
 
 /// Appends `value` to a comma-separated list header, joining existing lines into one.
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
-    match headers.get(name) {
-        None => {
-            headers.insert(name.clone(), value.clone());
+    match headers.entry(name) {
+        header::Entry::Vacant(v) => {
+            v.insert(value.clone());
         }
-        Some(_) => {
+        header::Entry::Occupied(mut o) => {
             let mut joined: Vec<u8> = Vec::with_capacity(64);
-            for v in headers.get_all(name) {
+            for v in o.iter() {
                 if !joined.is_empty() {
                     joined.extend_from_slice(b", ");
                 }
@@ -83,7 +95,7 @@ fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) 
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(value.as_bytes());
             if let Ok(v) = HeaderValue::from_bytes(&joined) {
-                headers.insert(name.clone(), v);
+                o.insert(v);
             }
         }
     }

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use super::body::{Exchange, ProxyBody, RequestBody};
 use super::error::ProxyError;
 use super::headers;
+use crate::clock::coarse_now;
 use crate::net::conn::ConnCtx;
 use crate::observe::ThreadStats;
 use crate::server::Shared;
@@ -83,13 +84,14 @@ impl Worker {
         ctx: Rc<ConnCtx>,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
+        let start = Instant::now();
         self.stats.requests.fetch_add(1, Relaxed);
         ctx.begin_request();
         let mut exchange = Exchange {
             worker: Rc::clone(&self),
             ctx: Rc::clone(&ctx),
             route: None,
-            start: Instant::now(),
+            start,
             in_flight: None,
         };
         match self.proxy(req, &ctx, &mut exchange).await {
@@ -185,7 +187,10 @@ impl Worker {
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
         parts.version = Version::HTTP_11;
-        let mut req = Request::from_parts(parts, RequestBody::new(body, Rc::clone(ctx)));
+        let mut req = Request::from_parts(
+            parts,
+            RequestBody::new(body, Rc::clone(ctx), exchange.start),
+        );
 
         // Phases: select, acquire, forward. A failed connect (nothing sent) is retried once
         // on another backend of the route.
@@ -196,7 +201,7 @@ impl Worker {
         loop {
             let pick = {
                 let ctx = PickContext {
-                    now_ms: self.shared.clock.now_ms(),
+                    now_ms: self.shared.clock.ms_at(coarse_now()),
                     exclude: &excluded[..tried],
                 };
                 self.balancers.borrow_mut()[route].pick(&group.states, &ctx)
@@ -251,10 +256,12 @@ impl Worker {
                 bstats.conns_reused.fetch_add(1, Relaxed);
             }
             exchange.in_flight = Some(state.start_request());
-            let sent = Instant::now();
-            match self.send(&mut sender, req, backend, ctx).await {
+            match self
+                .send(&mut sender, req, backend, ctx, exchange.start)
+                .await
+            {
                 Ok(response) => {
-                    let micros = sent.elapsed().as_micros() as u64;
+                    let micros = exchange.start.elapsed().as_micros() as u64;
                     bstats.latency.record(micros);
                     state.observe_latency_us(micros);
                     state.record_success();
@@ -360,11 +367,12 @@ impl Worker {
         req: Request<RequestBody>,
         backend: usize,
         ctx: &ConnCtx,
+        start: Instant,
     ) -> Result<Response<Incoming>, (ProxyError, Option<Request<RequestBody>>)> {
         let timeout = self.shared.config.server.upstream_response_timeout;
         let fut = sender.try_send_request(req);
         tokio::pin!(fut);
-        let mut deadline = tokio::time::Instant::now() + timeout;
+        let mut deadline = tokio::time::Instant::from_std(start) + timeout;
         loop {
             tokio::select! {
                 biased;

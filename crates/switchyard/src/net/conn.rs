@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::clock::coarse_now;
 use crate::l7::framing::{HeadScanner, Verdict};
 use crate::l7::proxy::Worker;
 use crate::observe::{ErrorKind, ThreadStats};
@@ -72,9 +73,9 @@ impl ConnCtx {
     }
 
     /// The request body has been read to its end.
-    pub fn request_body_done(&self) {
+    pub fn request_body_done(&self, now: Instant) {
         if self.body_done.get().is_none() {
-            self.body_done.set(Some(Instant::now()));
+            self.body_done.set(Some(now));
         }
     }
 
@@ -84,11 +85,11 @@ impl ConnCtx {
     }
 
     /// The response has been sent (or abandoned): the connection may go idle.
-    pub fn end_request(&self) {
+    pub fn end_request(&self, now: Instant) {
         let n = self.in_flight.get().saturating_sub(1);
         self.in_flight.set(n);
         if n == 0 {
-            self.idle_since.set(Instant::now());
+            self.idle_since.set(now);
             self.scanner.borrow_mut().arm();
         }
     }
@@ -100,7 +101,7 @@ impl ConnCtx {
 
     fn on_read(&self, bytes: &[u8]) {
         if self.in_flight.get() == 0 && self.head_started.get().is_none() {
-            self.head_started.set(Some(Instant::now()));
+            self.head_started.set(Some(coarse_now()));
         }
         let mut scanner = self.scanner.borrow_mut();
         if scanner.is_armed() && scanner.feed(bytes) == Some(Verdict::Ambiguous) {

@@ -10,6 +10,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::clock::coarse_now;
+
 use hyper::client::conn::http1::SendRequest;
 
 use crate::l7::body::RequestBody;
@@ -43,8 +45,11 @@ impl Pool {
     pub fn take(&self, backend: usize) -> Option<Sender> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(backend)?;
+        let now = coarse_now();
         while let Some(entry) = list.pop_back() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
+            if !entry.sender.is_closed()
+                && now.saturating_duration_since(entry.since) < self.idle_timeout
+            {
                 return Some(entry.sender);
             }
         }
@@ -63,16 +68,18 @@ impl Pool {
             }
             list.push_back(Idle {
                 sender,
-                since: Instant::now(),
+                since: coarse_now(),
             });
         }
     }
 
     /// Closes connections idle longer than the timeout, or already closed by the backend.
     pub fn sweep(&self) {
-        let now = Instant::now();
+        let now = coarse_now();
         for list in self.idle.borrow_mut().iter_mut() {
-            list.retain(|e| !e.sender.is_closed() && now - e.since < self.idle_timeout);
+            list.retain(|e| {
+                !e.sender.is_closed() && now.saturating_duration_since(e.since) < self.idle_timeout
+            });
         }
     }
 
