@@ -186,18 +186,15 @@ pub fn quick_config(
 /// Starts a server and runs it until SIGTERM or SIGINT, then drains and exits 0. A second
 /// signal during the drain exits at once.
 pub fn serve(config: Config) -> ExitCode {
-    let handle = match server::start(config) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("switchyard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    wait_for_signals(handle)
+    run_until_signal(move || server::start(config))
 }
 
-/// Blocks until a termination signal, then shuts `handle` down gracefully.
-pub fn wait_for_signals(handle: ServerHandle) -> ExitCode {
+/// Installs the SIGTERM/SIGINT handlers, then calls `start` (so a signal arriving as soon as
+/// the listeners accept is already handled), then waits for a signal and shuts the server down
+/// gracefully.
+pub fn run_until_signal(
+    start: impl FnOnce() -> Result<ServerHandle, server::StartError>,
+) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -216,6 +213,13 @@ pub fn wait_for_signals(handle: ServerHandle) -> ExitCode {
         ) else {
             eprintln!("switchyard: cannot install signal handlers");
             return ExitCode::FAILURE;
+        };
+        let handle = match start() {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("switchyard: {e}");
+                return ExitCode::FAILURE;
+            }
         };
         tokio::select! {
             _ = term.recv() => {}

@@ -76,26 +76,24 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match crate::server::start(config) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("switchyard demo: {e}");
-            return ExitCode::FAILURE;
-        }
+    let banner = move |proxy: std::net::SocketAddr| {
+        println!(
+            "\nswitchyard demo: proxy on http://{proxy}, admin on http://{admin}\n\
+             three mock engines behind it: fast {} (weight 2), medium {}, slow {}; balancer least_conn\n\n\
+             Try a streamed chat completion (tokens arrive one by one):\n  \
+             curl -N http://{proxy}/v1/chat/completions -H 'content-type: application/json' \\\n    \
+             -d '{{\"model\":\"mock-llama\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'\n\n\
+             The models served:       curl http://{proxy}/v1/models\n\
+             Statistics (JSON):       curl http://{admin}/stats\n\
+             Stop with Ctrl-C.\n",
+            addrs[0], addrs[1], addrs[2]
+        );
     };
-    let proxy = handle.listen_addrs()[0];
-    println!(
-        "\nswitchyard demo: proxy on http://{proxy}, admin on http://{admin}\n\
-         three mock engines behind it: fast {} (weight 2), medium {}, slow {}; balancer least_conn\n\n\
-         Try a streamed chat completion (tokens arrive one by one):\n  \
-         curl -N http://{proxy}/v1/chat/completions -H 'content-type: application/json' \\\n    \
-         -d '{{\"model\":\"mock-llama\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'\n\n\
-         The models served:       curl http://{proxy}/v1/models\n\
-         Statistics (JSON):       curl http://{admin}/stats\n\
-         Stop with Ctrl-C.\n",
-        addrs[0], addrs[1], addrs[2]
-    );
-    let code = crate::cli::wait_for_signals(handle);
+    let code = crate::cli::run_until_signal(move || {
+        let handle = crate::server::start(config)?;
+        banner(handle.listen_addrs()[0]);
+        Ok(handle)
+    });
     drop(engines);
     rt.shutdown_background();
     code

@@ -38,6 +38,8 @@ pub struct Shared {
     pub backends: Vec<Arc<BackendState>>,
     /// Each backend's resolved address.
     pub addrs: Vec<SocketAddr>,
+    /// Each backend's address as a `Host` value, for requests that came without one.
+    pub host_headers: Vec<http::HeaderValue>,
     /// Per route, its backend group.
     pub groups: Vec<Group>,
     /// The routing table.
@@ -264,6 +266,14 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         clock: Clock::new(),
         threads,
         nofile_limit,
+        host_headers: config
+            .backends
+            .iter()
+            .map(|b| {
+                http::HeaderValue::from_str(&b.address.to_string())
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
+            })
+            .collect(),
         addrs,
         backends,
         groups,

@@ -25,7 +25,8 @@ use crate::upstream::pool::Sender;
 
 /// A client's request body forwarded to a backend.
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None` for a body known to be empty (a request sent again without its original body).
+    inner: Option<Incoming>,
     ctx: Rc<ConnCtx>,
 }
 
@@ -35,7 +36,15 @@ impl RequestBody {
         if inner.is_end_stream() {
             ctx.request_body_done(now);
         }
-        RequestBody { inner, ctx }
+        RequestBody {
+            inner: Some(inner),
+            ctx,
+        }
+    }
+
+    /// An empty body.
+    pub fn empty(ctx: Rc<ConnCtx>) -> Self {
+        RequestBody { inner: None, ctx }
     }
 }
 
@@ -48,19 +57,27 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = r {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = Pin::new(&mut *inner).poll_frame(cx);
+        // hyper stops polling once `is_end_stream` says so (a Content-Length body), so the end
+        // is noted on the last frame as well as on `None`.
+        if matches!(r, Poll::Ready(None)) || inner.is_end_stream() {
             this.ctx.request_body_done(coarse_now());
         }
         r
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
     }
 }
 

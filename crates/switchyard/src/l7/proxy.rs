@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use switchyard_balance::{Balancer, PickContext};
 use tokio::net::TcpStream;
@@ -151,12 +152,22 @@ impl Worker {
             ));
         }
 
+        // Phase: host. RFC 9112 section 3.2: an HTTP/1.1 request must carry exactly one Host;
+        // in absolute-form the target's authority replaces it.
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let (first, second) = (hosts.next(), hosts.next());
+        if second.is_some() {
+            return Err(ProxyError::BadRequest("more than one Host header"));
+        }
+        let authority = req.uri().authority().map(|a| a.as_str());
+        if first.is_none() && authority.is_none() && req.version() == Version::HTTP_11 {
+            return Err(ProxyError::BadRequest("HTTP/1.1 request without Host"));
+        }
+        let host = authority.or_else(|| first.and_then(|v| v.to_str().ok()));
+        // An HTTP/1.0 request may come without Host; the backend then gets its own address.
+        let missing_host = first.is_none() && authority.is_none();
+
         // Phase: route.
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| req.uri().host());
         let route = self
             .shared
             .router
@@ -169,15 +180,14 @@ impl Worker {
         let (mut parts, body) = req.into_parts();
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
         if parts.uri.scheme().is_some() {
-            // absolute-form (a client that treats us as a forward proxy): send origin-form.
-            if !parts.headers.contains_key(header::HOST) {
-                if let Some(a) = parts
-                    .uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                {
-                    parts.headers.insert(header::HOST, a);
-                }
+            // absolute-form (a client that treats us as a forward proxy): the target's
+            // authority becomes Host, and the backend gets origin-form.
+            if let Some(a) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, a);
             }
             let pq = parts
                 .uri
@@ -212,6 +222,10 @@ impl Worker {
                 }));
             };
             let backend = group.indices[member];
+            if missing_host {
+                req.headers_mut()
+                    .insert(header::HOST, self.shared.host_headers[backend].clone());
+            }
             match self.forward(backend, req, ctx, exchange).await {
                 Ok(up) => return Ok(up),
                 Err((e, Some(back))) if e.is_retryable() && tried < excluded.len() => {
@@ -255,6 +269,15 @@ impl Worker {
             if reused {
                 bstats.conns_reused.fetch_add(1, Relaxed);
             }
+            // On a reused connection the backend may close just as the request goes out (its
+            // idle timeout fired). A request without a body whose method is idempotent is then
+            // safe to send again on a new connection, so its head is kept until the answer.
+            let retry_copy = if reused && req.body().is_end_stream() && req.method().is_idempotent()
+            {
+                Some(head_copy(&req))
+            } else {
+                None
+            };
             exchange.in_flight = Some(state.start_request());
             match self
                 .send(&mut sender, req, backend, ctx, exchange.start)
@@ -273,17 +296,16 @@ impl Worker {
                 }
                 Err((e, back)) => {
                     exchange.in_flight = None;
-                    match back {
-                        Some(back) if reused => {
-                            // Stale keep-alive connection: retry on a new one.
-                            req = back;
-                            continue;
-                        }
-                        back => {
+                    req = match (back, retry_copy) {
+                        // Stale keep-alive connection, nothing sent: retry on a new one.
+                        (Some(back), _) if reused => back,
+                        // Closed as the request went out: safe to send again (see above).
+                        (None, Some(copy)) if is_stale_close(&e) => rebuild(copy, ctx),
+                        (back, _) => {
                             bstats.errors.fetch_add(1, Relaxed);
                             return Err((e, back));
                         }
-                    }
+                    };
                 }
             }
         }
@@ -397,4 +419,24 @@ impl Worker {
             }
         }
     }
+}
+
+/// The head of a request without a body, kept to send it again.
+fn head_copy(req: &Request<RequestBody>) -> Request<()> {
+    let mut copy = Request::new(());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+fn rebuild(copy: Request<()>, ctx: &Rc<ConnCtx>) -> Request<RequestBody> {
+    let (parts, ()) = copy.into_parts();
+    Request::from_parts(parts, RequestBody::empty(Rc::clone(ctx)))
+}
+
+/// Whether a send failed because the backend closed the connection without answering.
+fn is_stale_close(e: &ProxyError) -> bool {
+    matches!(e, ProxyError::Upstream { source, .. } if source.is_incomplete_message() || source.is_closed() || source.is_canceled())
 }

@@ -12,13 +12,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -46,11 +47,17 @@ pub struct ConnCtx {
     body_done: Cell<Option<Instant>>,
     scanner: RefCell<HeadScanner>,
     ambiguous: Cell<bool>,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    /// What the watchdog sleeps until, and how to wake it when a deadline moves earlier.
+    dog_deadline: Cell<Instant>,
+    dog_kicked: Cell<bool>,
+    dog_waker: RefCell<Option<Waker>>,
 }
 
 impl ConnCtx {
-    /// State for a connection from `peer` accepted now.
-    pub fn new(peer: SocketAddr) -> Self {
+    /// State for a connection from `peer` accepted now, with the client timeouts in force.
+    pub fn new(peer: SocketAddr, header_timeout: Duration, keepalive_timeout: Duration) -> Self {
         let now = Instant::now();
         ConnCtx {
             peer,
@@ -62,6 +69,11 @@ impl ConnCtx {
             body_done: Cell::new(None),
             scanner: RefCell::new(HeadScanner::default()),
             ambiguous: Cell::new(false),
+            header_timeout,
+            keepalive_timeout,
+            dog_deadline: Cell::new(now + header_timeout),
+            dog_kicked: Cell::new(false),
+            dog_waker: RefCell::new(None),
         }
     }
 
@@ -91,6 +103,20 @@ impl ConnCtx {
         if n == 0 {
             self.idle_since.set(now);
             self.scanner.borrow_mut().arm();
+            self.kick_if_earlier(now + self.keepalive_timeout);
+        }
+    }
+
+    /// Wakes the watchdog if `deadline` comes before the one it sleeps until. In the usual
+    /// configuration (keep-alive longer than the header timeout) this is rare: at most once per
+    /// watchdog period, not once per request.
+    fn kick_if_earlier(&self, deadline: Instant) {
+        if deadline < self.dog_deadline.get() {
+            self.dog_deadline.set(deadline);
+            self.dog_kicked.set(true);
+            if let Some(w) = self.dog_waker.borrow_mut().take() {
+                w.wake();
+            }
         }
     }
 
@@ -101,7 +127,9 @@ impl ConnCtx {
 
     fn on_read(&self, bytes: &[u8]) {
         if self.in_flight.get() == 0 && self.head_started.get().is_none() {
-            self.head_started.set(Some(coarse_now()));
+            let now = coarse_now();
+            self.head_started.set(Some(now));
+            self.kick_if_earlier(now + self.header_timeout);
         }
         let mut scanner = self.scanner.borrow_mut();
         if scanner.is_armed() && scanner.feed(bytes) == Some(Verdict::Ambiguous) {
@@ -184,24 +212,50 @@ enum Expired {
     Idle,
 }
 
-async fn watchdog(ctx: Rc<ConnCtx>, header: Duration, keepalive: Duration) -> Expired {
-    let mut deadline = Instant::now() + header;
-    loop {
-        tokio::time::sleep_until(deadline.into()).await;
-        let now = Instant::now();
-        if ctx.in_flight.get() > 0 {
-            deadline = now + header.min(keepalive);
-        } else if let Some(started) = ctx.head_started.get() {
-            if now >= started + header {
-                return Expired::HeaderTimeout;
-            }
-            deadline = started + header;
+/// What the watchdog should do at `now`: close the connection, or look again at a deadline.
+fn next_check(ctx: &ConnCtx, now: Instant) -> Result<Instant, Expired> {
+    let (header, keepalive) = (ctx.header_timeout, ctx.keepalive_timeout);
+    if ctx.in_flight.get() > 0 {
+        // An exchange in progress: its own timeouts apply; look again later.
+        return Ok(now + header.min(keepalive));
+    }
+    if let Some(started) = ctx.head_started.get() {
+        let deadline = started + header;
+        return if now >= deadline {
+            Err(Expired::HeaderTimeout)
         } else {
-            let idle = ctx.idle_since.get();
-            if now >= idle + keepalive {
-                return Expired::Idle;
+            Ok(deadline)
+        };
+    }
+    let deadline = ctx.idle_since.get() + keepalive;
+    if now >= deadline {
+        Err(Expired::Idle)
+    } else {
+        Ok(deadline)
+    }
+}
+
+async fn watchdog(ctx: Rc<ConnCtx>) -> Expired {
+    let sleep = tokio::time::sleep_until(ctx.dog_deadline.get().into());
+    tokio::pin!(sleep);
+    loop {
+        std::future::poll_fn(|cx| {
+            if ctx.dog_kicked.replace(false) {
+                return Poll::Ready(());
             }
-            deadline = idle + keepalive;
+            let mut slot = ctx.dog_waker.borrow_mut();
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
+            sleep.as_mut().poll(cx)
+        })
+        .await;
+        match next_check(&ctx, Instant::now()) {
+            Err(expired) => return expired,
+            Ok(deadline) => {
+                ctx.dog_deadline.set(deadline);
+                sleep.as_mut().reset(deadline.into());
+            }
         }
     }
 }
@@ -215,7 +269,12 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let stats = Arc::clone(&worker.stats);
-    let ctx = Rc::new(ConnCtx::new(peer));
+    let cfg = &worker.shared.config.server;
+    let ctx = Rc::new(ConnCtx::new(
+        peer,
+        cfg.client_header_timeout,
+        cfg.client_keepalive_timeout,
+    ));
     let io = TokioIo::new(Tracked {
         stream,
         ctx: Rc::clone(&ctx),
@@ -226,14 +285,9 @@ pub async fn serve(
         let (w, c) = (Rc::clone(&w), Rc::clone(&c));
         async move { Ok::<_, Infallible>(w.handle(c, req).await) }
     });
-    let cfg = &worker.shared.config.server;
     let conn = worker.http1.serve_connection(io, service);
     tokio::pin!(conn);
-    let dog = watchdog(
-        Rc::clone(&ctx),
-        cfg.client_header_timeout,
-        cfg.client_keepalive_timeout,
-    );
+    let dog = watchdog(Rc::clone(&ctx));
     tokio::pin!(dog);
     let mut draining = *shutdown.borrow();
     if draining {

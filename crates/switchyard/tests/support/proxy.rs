@@ -1,0 +1,171 @@
+//! Running switchyard in-process: a config builder, and a handle with the addresses and `/stats`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchyard::server::ServerHandle;
+use switchyard_config::{BackendConfig, Config, RouteConfig, ServerConfig};
+
+use super::client;
+
+/// Builds a proxy config: listen and admin on 127.0.0.1:0, one reactor thread, a short drain.
+pub struct Builder {
+    config: Config,
+}
+
+/// A builder with no backends and no routes yet.
+pub fn new() -> Builder {
+    Builder {
+        config: Config {
+            server: ServerConfig {
+                listen: vec!["127.0.0.1:0".parse().unwrap()],
+                threads: 1,
+                admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+                drain_timeout: Duration::from_secs(5),
+                ..ServerConfig::default()
+            },
+            backends: Vec::new(),
+            routes: Vec::new(),
+        },
+    }
+}
+
+impl Builder {
+    /// Changes `[server]` settings.
+    pub fn server(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        f(&mut self.config.server);
+        self
+    }
+
+    /// Adds `[backend name]` at `addr` with weight 1.
+    pub fn backend(self, name: &str, addr: SocketAddr) -> Self {
+        self.weighted_backend(name, addr, 1)
+    }
+
+    /// Adds `[backend name]` at `addr` with `weight`.
+    pub fn weighted_backend(mut self, name: &str, addr: SocketAddr, weight: u32) -> Self {
+        self.config.backends.push(BackendConfig {
+            name: name.into(),
+            address: addr.to_string().parse().unwrap(),
+            weight,
+        });
+        self
+    }
+
+    /// Adds `[route name]` for any host and `prefix`, over `backends` with `balancer`.
+    pub fn route(self, name: &str, prefix: &str, backends: &[&str], balancer: &str) -> Self {
+        self.host_route(name, &[], prefix, backends, balancer)
+    }
+
+    /// Adds `[route name]` for `hosts` (empty: any host) and `prefix`.
+    pub fn host_route(
+        mut self,
+        name: &str,
+        hosts: &[&str],
+        prefix: &str,
+        backends: &[&str],
+        balancer: &str,
+    ) -> Self {
+        self.config.routes.push(RouteConfig {
+            name: name.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            path_prefix: prefix.into(),
+            backends: backends.iter().map(|b| b.to_string()).collect(),
+            balancer: balancer.into(),
+        });
+        self
+    }
+
+    /// One backend `b0` at `addr` behind a route for every path.
+    pub fn to(self, addr: SocketAddr) -> Self {
+        self.backend("b0", addr)
+            .route("default", "/", &["b0"], "round_robin")
+    }
+
+    /// Starts the proxy, after validating the config exactly as a file would be.
+    pub fn start(self) -> Proxy {
+        let config = switchyard_config::parse(&self.config.to_ini(), "test.ini")
+            .unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
+        let handle = switchyard::server::start(config).expect("proxy starts");
+        Proxy {
+            addr: handle.listen_addrs()[0],
+            admin: handle.admin_addr().expect("admin listener"),
+            handle: Some(handle),
+        }
+    }
+}
+
+/// A running proxy; dropping it starts its shutdown.
+pub struct Proxy {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    handle: Option<ServerHandle>,
+}
+
+impl Proxy {
+    /// The data-plane address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The server handle.
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    /// Starts a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.handle().shutdown();
+    }
+
+    /// Waits for every thread to end (on a blocking thread).
+    pub async fn join(mut self) {
+        let handle = self.handle.take().unwrap();
+        tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .unwrap();
+    }
+
+    /// The `/stats` document.
+    pub async fn stats(&self) -> serde_json::Value {
+        let a = client::get(self.admin, "/stats").await;
+        assert_eq!(a.status, 200, "/stats: {}", a.text());
+        a.json()
+    }
+
+    /// `totals.errors.<kind>` from `/stats`.
+    pub async fn errors(&self, kind: &str) -> u64 {
+        let s = self.stats().await;
+        s["totals"]["errors"][kind]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no error kind {kind} in {s:#}"))
+    }
+
+    /// Waits until `totals.errors.<kind>` reaches `n` (errors found when a connection ends are
+    /// counted just after the client sees it close), then checks it is exactly `n`.
+    pub async fn expect_errors(&self, kind: &str, n: u64) {
+        super::wait_for(super::DEADLINE, &format!("{n} {kind} errors"), || async {
+            self.errors(kind).await >= n
+        })
+        .await;
+        assert_eq!(self.errors(kind).await, n, "{kind} errors");
+    }
+
+    /// `backends[index]` from `/stats`.
+    pub async fn backend_stats(&self, index: usize) -> serde_json::Value {
+        self.stats().await["backends"][index].clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            h.shutdown();
+        }
+    }
+}
