@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -255,8 +255,12 @@ impl Worker {
         let mut pooled = self.take_pooled(backend).await;
         loop {
             let reused = pooled.is_some();
+            let mut idle_for = Duration::ZERO;
             let mut sender = match pooled.take() {
-                Some(s) => s,
+                Some((s, idle)) => {
+                    idle_for = idle;
+                    s
+                }
                 None => match self.connect(backend).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -269,10 +273,16 @@ impl Worker {
             if reused {
                 bstats.conns_reused.fetch_add(1, Relaxed);
             }
-            // On a reused connection the backend may close just as the request goes out (its
-            // idle timeout fired). A request without a body whose method is idempotent is then
-            // safe to send again on a new connection, so its head is kept until the answer.
-            let retry_copy = if reused && req.body().is_end_stream() && req.method().is_idempotent()
+            // On a reused connection the backend may close just as the request goes out,
+            // because its own keep-alive timeout fired. A request without a body whose method is
+            // idempotent is then safe to send again on a new connection, so its head is kept
+            // until the answer. Backends' idle timeouts are seconds long, so a connection idle
+            // for less than RETRY_AFTER_IDLE cannot be in that race and needs no copy: a busy
+            // proxy pays nothing for this.
+            let retry_copy = if reused
+                && idle_for >= RETRY_AFTER_IDLE
+                && req.body().is_end_stream()
+                && req.method().is_idempotent()
             {
                 Some(head_copy(&req))
             } else {
@@ -311,10 +321,10 @@ impl Worker {
         }
     }
 
-    async fn take_pooled(&self, backend: usize) -> Option<Sender> {
-        while let Some(mut s) = self.pool.take(backend) {
+    async fn take_pooled(&self, backend: usize) -> Option<(Sender, Duration)> {
+        while let Some((mut s, idle)) = self.pool.take(backend) {
             if s.ready().await.is_ok() {
-                return Some(s);
+                return Some((s, idle));
             }
         }
         None
@@ -420,6 +430,10 @@ impl Worker {
         }
     }
 }
+
+/// How long a pooled connection must have been idle before a request sent on it keeps a copy
+/// of its head for a retry (see `Worker::forward`).
+const RETRY_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// The head of a request without a body, kept to send it again.
 fn head_copy(req: &Request<RequestBody>) -> Request<()> {

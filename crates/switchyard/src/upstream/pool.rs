@@ -41,16 +41,16 @@ impl Pool {
         }
     }
 
-    /// Takes the most recently used idle connection to `backend` that is still open.
-    pub fn take(&self, backend: usize) -> Option<Sender> {
+    /// Takes the most recently used idle connection to `backend` that is still open, with how
+    /// long it has been idle.
+    pub fn take(&self, backend: usize) -> Option<(Sender, Duration)> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(backend)?;
         let now = coarse_now();
         while let Some(entry) = list.pop_back() {
-            if !entry.sender.is_closed()
-                && now.saturating_duration_since(entry.since) < self.idle_timeout
-            {
-                return Some(entry.sender);
+            let idle_for = now.saturating_duration_since(entry.since);
+            if !entry.sender.is_closed() && idle_for < self.idle_timeout {
+                return Some((entry.sender, idle_for));
             }
         }
         None
