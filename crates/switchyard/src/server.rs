@@ -146,11 +146,6 @@ impl ServerHandle {
         let _ = self.shutdown.send(true);
     }
 
-    /// A receiver that turns `true` when shutdown begins.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-
     /// Waits (blocking) for every thread to finish.
     pub fn join(self) {
         for t in self.threads {

@@ -89,11 +89,6 @@ impl ProxyError {
         )
     }
 
-    /// Whether the failure counts against the backend's passive health.
-    pub fn is_connect_failure(&self) -> bool {
-        self.is_retryable()
-    }
-
     /// The short plain-text body sent to the client (no internal names or addresses).
     pub fn body(&self) -> &'static str {
         match self {

@@ -120,7 +120,7 @@ impl Worker {
         let close = matches!(e, ProxyError::BadRequest(_));
         let mut resp = Response::new(ProxyBody::full(
             Bytes::from_static(e.body().as_bytes()),
-            Some(exchange),
+            exchange,
         ));
         *resp.status_mut() = status;
         let h = resp.headers_mut();

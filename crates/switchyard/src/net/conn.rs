@@ -36,8 +36,6 @@ use crate::observe::{ErrorKind, ThreadStats};
 /// What one client connection's parts share (the socket wrapper, the request handler, the
 /// watchdog). Single-threaded: plain cells.
 pub struct ConnCtx {
-    /// The client's address.
-    pub peer: SocketAddr,
     /// The client's IP, ready to append to `X-Forwarded-For`.
     pub client_ip: HeaderValue,
     in_flight: Cell<u32>,
@@ -60,7 +58,6 @@ impl ConnCtx {
     pub fn new(peer: SocketAddr, header_timeout: Duration, keepalive_timeout: Duration) -> Self {
         let now = Instant::now();
         ConnCtx {
-            peer,
             client_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             in_flight: Cell::new(0),

@@ -83,11 +83,6 @@ impl Pool {
         }
     }
 
-    /// Idle connections per backend, for `/stats`.
-    pub fn idle_counts(&self) -> Vec<usize> {
-        self.idle.borrow().iter().map(|l| l.len()).collect()
-    }
-
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
         for list in self.idle.borrow_mut().iter_mut() {
