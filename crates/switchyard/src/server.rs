@@ -383,7 +383,7 @@ async fn accept_loop(
     active: Rc<std::cell::Cell<usize>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
+    use crate::observe::stats::Bump;
     if *shutdown.borrow() {
         return;
     }
@@ -394,7 +394,7 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    worker.stats.conns_accepted.fetch_add(1, Relaxed);
+                    worker.stats.conns_accepted.bump(1);
                     active.set(active.get() + 1);
                     let (worker, active, rx) = (Rc::clone(&worker), Rc::clone(&active), shutdown.clone());
                     tokio::task::spawn_local(async move {

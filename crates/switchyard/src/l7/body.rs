@@ -1,11 +1,11 @@
-//! The bodies that flow through the proxy, streamed frame by frame and never buffered whole.
+//! What the client receives: the backend's body streamed frame by frame, or a short
+//! proxy-generated one.
 //!
-//! - [`RequestBody`]: the client's request body on its way to the backend; it tells the
-//!   connection when the last byte has been read, which starts the response-header timeout.
-//! - [`ProxyBody`]: what the client receives, either the backend's streamed body or a short
-//!   proxy-generated one. It carries the [`Exchange`] guard, whose drop ends the exchange's
-//!   bookkeeping (in-flight counts, latency, the connection's idle clock), and on a clean end of
-//!   the backend's body it returns the upstream connection to the pool.
+//! [`ProxyBody`] carries the [`Exchange`] guard, whose drop ends the exchange's bookkeeping
+//! (in-flight counts, latency, the connection's idle clock). The backend's body is read from
+//! the upstream socket as hyper pulls it towards the client, so a slow client slows the reads
+//! (backpressure, bounded memory). When the body's last byte has been decoded the upstream
+//! connection goes back to the pool at once.
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -14,72 +14,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use switchyard_balance::InFlight;
 
 use super::proxy::Worker;
-use crate::clock::coarse_now;
 use crate::net::conn::ConnCtx;
 use crate::observe::ErrorKind;
-use crate::upstream::pool::Sender;
-
-/// A client's request body forwarded to a backend.
-pub struct RequestBody {
-    /// `None` for a body known to be empty (a request sent again without its original body).
-    inner: Option<Incoming>,
-    ctx: Rc<ConnCtx>,
-}
-
-impl RequestBody {
-    /// Wraps `inner` of a request received at `now`; an empty body counts as sent at once.
-    pub fn new(inner: Incoming, ctx: Rc<ConnCtx>, now: Instant) -> Self {
-        if inner.is_end_stream() {
-            ctx.request_body_done(now);
-        }
-        RequestBody {
-            inner: Some(inner),
-            ctx,
-        }
-    }
-
-    /// An empty body.
-    pub fn empty(ctx: Rc<ConnCtx>) -> Self {
-        RequestBody { inner: None, ctx }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let r = Pin::new(&mut *inner).poll_frame(cx);
-        // hyper stops polling once `is_end_stream` says so (a Content-Length body), so the end
-        // is noted on the last frame as well as on `None`.
-        if matches!(r, Poll::Ready(None)) || inner.is_end_stream() {
-            this.ctx.request_body_done(coarse_now());
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Some(b) => b.size_hint(),
-            None => SizeHint::with_exact(0),
-        }
-    }
-}
+use crate::upstream::codec::BodyDecoder;
+use crate::upstream::conn::{UpstreamConn, UpstreamError};
 
 /// The bookkeeping of one request/response exchange, ended when dropped (when the response
 /// body has been sent, or abandoned because the client went away).
@@ -102,12 +43,22 @@ impl Drop for Exchange {
     }
 }
 
+/// The backend's side of a response body.
+pub struct Upstream {
+    /// The connection, until the body ends (then pooled) or fails (then closed).
+    pub conn: Option<UpstreamConn>,
+    /// Its backend's index.
+    pub backend: usize,
+    /// How the body is delimited, and how much is left.
+    pub decoder: BodyDecoder,
+    /// Whether the backend allows another exchange on the connection.
+    pub keep_alive: bool,
+    /// A failure held back for one poll, so hyper first flushes what it already has.
+    pub failed: Option<UpstreamError>,
+}
+
 enum Kind {
-    Upstream {
-        body: Incoming,
-        /// The connection, until it is returned to the pool at the body's clean end.
-        conn: Option<(usize, Sender)>,
-    },
+    Upstream(Upstream),
     Full(Option<Bytes>),
 }
 
@@ -118,15 +69,14 @@ pub struct ProxyBody {
 }
 
 impl ProxyBody {
-    /// The backend's body; `conn` goes back to the pool of backend `conn.0` when it ends.
-    pub fn upstream(body: Incoming, conn: (usize, Sender), exchange: Exchange) -> Self {
-        ProxyBody {
-            kind: Kind::Upstream {
-                body,
-                conn: Some(conn),
-            },
+    /// The backend's body.
+    pub fn upstream(upstream: Upstream, exchange: Exchange) -> Self {
+        let mut body = ProxyBody {
+            kind: Kind::Upstream(upstream),
             exchange,
-        }
+        };
+        body.release_if_done();
+        body
     }
 
     /// A short body generated by the proxy.
@@ -137,66 +87,96 @@ impl ProxyBody {
         }
     }
 
-    fn release(&mut self) {
-        if let Kind::Upstream { conn, .. } = &mut self.kind {
-            if let Some((backend, sender)) = conn.take() {
-                self.exchange.worker.pool.put(backend, sender);
+    /// Returns the connection to the pool once the body is complete and the connection clean.
+    fn release_if_done(&mut self) {
+        if let Kind::Upstream(up) = &mut self.kind {
+            if up.decoder.is_done() {
+                if let Some(conn) = up.conn.take() {
+                    if up.keep_alive && conn.intact && conn.buf.is_empty() {
+                        self.exchange.worker.pool.put(up.backend, conn);
+                    }
+                }
             }
         }
+    }
+
+    /// Ends the body with an error. The error is held back for one poll: hyper flushes the
+    /// bytes it has buffered (the head, the data so far) when the body is pending, and would
+    /// drop them if the error came at once, leaving the client without even the status.
+    fn fail(
+        &mut self,
+        e: UpstreamError,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        if let Kind::Upstream(up) = &mut self.kind {
+            up.conn = None;
+            up.failed = Some(e);
+        }
+        self.exchange.worker.stats.error(ErrorKind::UpstreamError);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.get_mut();
-        match &mut this.kind {
-            Kind::Upstream { body, conn } => {
-                let r = Pin::new(body).poll_frame(cx);
-                match &r {
-                    Poll::Ready(None) => this.release(),
-                    Poll::Ready(Some(Err(_))) => {
-                        // The backend failed mid-body: its connection is not reusable.
-                        conn.take();
-                        this.exchange.worker.stats.error(ErrorKind::UpstreamError);
-                    }
-                    _ => {}
+        loop {
+            let up = match &mut this.kind {
+                Kind::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+                Kind::Upstream(up) => up,
+            };
+            let Some(conn) = up.conn.as_mut() else {
+                return Poll::Ready(up.failed.take().map(Err));
+            };
+            match up.decoder.decode(&mut conn.buf) {
+                Err(e) => return this.fail(e.into(), cx),
+                Ok(Some(data)) => {
+                    this.release_if_done();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                r
+                Ok(None) if up.decoder.is_done() => {
+                    this.release_if_done();
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
             }
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            match conn.poll_read_more(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) if up.decoder.until_close() => {
+                    up.conn = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return this.fail(UpstreamError::Closed, cx),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail(UpstreamError::Io(e), cx),
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream(up) => {
+                up.decoder.is_done() || (up.conn.is_none() && up.failed.is_none())
+            }
             Kind::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream(up) => match up.decoder.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-        }
-    }
-}
-
-impl Drop for ProxyBody {
-    fn drop(&mut self) {
-        // An empty body (HEAD, 204, 304, Content-Length: 0) may never be polled: if hyper says
-        // it is complete, the connection is clean and can be reused.
-        if let Kind::Upstream { body, .. } = &self.kind {
-            if body.is_end_stream() {
-                self.release();
-            }
         }
     }
 }

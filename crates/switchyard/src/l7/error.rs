@@ -46,8 +46,8 @@ pub enum ProxyError {
     Upstream {
         /// The backend's name.
         backend: String,
-        /// hyper's description of the failure.
-        source: hyper::Error,
+        /// What went wrong.
+        source: crate::upstream::conn::UpstreamError,
     },
     /// The request itself was unacceptable.
     BadRequest(&'static str),

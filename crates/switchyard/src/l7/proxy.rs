@@ -5,28 +5,29 @@
 //! (routes, backend states) plus what the thread owns alone (its balancer instances, its
 //! connection pool, its counters). Nothing here takes a lock.
 
+use crate::observe::stats::Bump;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::{Request, Response, Uri, Version};
-use http_body::Body as _;
 use hyper::body::Incoming;
 use switchyard_balance::{Balancer, PickContext};
-use tokio::net::TcpStream;
 
-use super::body::{Exchange, ProxyBody, RequestBody};
+use super::body::{Exchange, ProxyBody, Upstream};
 use super::error::ProxyError;
 use super::headers;
 use crate::clock::coarse_now;
 use crate::net::conn::ConnCtx;
 use crate::observe::ThreadStats;
 use crate::server::Shared;
-use crate::upstream::pool::{Pool, Sender};
+use crate::upstream::codec::{BodyDecoder, ResponseHead};
+use crate::upstream::conn::{UpstreamConn, UpstreamError};
+use crate::upstream::pool::Pool;
 
 /// One reactor thread's state.
 pub struct Worker {
@@ -34,15 +35,14 @@ pub struct Worker {
     pub(crate) stats: Arc<ThreadStats>,
     pub(crate) pool: Pool,
     balancers: RefCell<Vec<Box<dyn Balancer>>>,
-    client: hyper::client::conn::http1::Builder,
     pub(crate) http1: hyper::server::conn::http1::Builder,
 }
 
-/// Which backend served, on which connection, for the response path.
-struct Upstream {
+/// Which backend answered, on which connection, with which head.
+struct Answer {
     backend: usize,
-    sender: Sender,
-    response: Response<Incoming>,
+    conn: UpstreamConn,
+    head: ResponseHead,
 }
 
 impl Worker {
@@ -73,7 +73,6 @@ impl Worker {
                 cfg.upstream_keepalive_timeout,
             ),
             balancers: RefCell::new(balancers),
-            client: hyper::client::conn::http1::Builder::new(),
             http1,
             shared,
         }
@@ -86,7 +85,7 @@ impl Worker {
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
-        self.stats.requests.fetch_add(1, Relaxed);
+        self.stats.requests.bump(1);
         ctx.begin_request();
         let mut exchange = Exchange {
             worker: Rc::clone(&self),
@@ -96,12 +95,24 @@ impl Worker {
             in_flight: None,
         };
         match self.proxy(req, &ctx, &mut exchange).await {
-            Ok(up) => {
-                let (mut parts, body) = up.response.into_parts();
-                headers::to_downstream(&mut parts.headers);
-                self.stats.response(exchange.route, parts.status.as_u16());
-                let body = ProxyBody::upstream(body, (up.backend, up.sender), exchange);
-                Response::from_parts(parts, body)
+            Ok(Answer {
+                backend,
+                conn,
+                head,
+            }) => {
+                self.stats.response(exchange.route, head.status.as_u16());
+                let upstream = Upstream {
+                    conn: Some(conn),
+                    backend,
+                    decoder: BodyDecoder::new(head.framing),
+                    keep_alive: head.keep_alive,
+                    failed: None,
+                };
+                let mut resp = Response::new(ProxyBody::upstream(upstream, exchange));
+                *resp.status_mut() = head.status;
+                *resp.headers_mut() = head.headers;
+                headers::to_downstream(resp.headers_mut());
+                resp
             }
             Err(e) => self.error_response(e, exchange),
         }
@@ -112,7 +123,7 @@ impl Worker {
         self.stats.error(e.kind());
         self.stats.response(exchange.route, status.as_u16());
         if let Some(r) = exchange.route.and_then(|r| self.stats.routes.get(r)) {
-            r.errors.fetch_add(1, Relaxed);
+            r.errors.bump(1);
         }
         if !matches!(e, ProxyError::NoRoute | ProxyError::BadRequest(_)) {
             tracing::debug!(error = %e, "request failed");
@@ -144,7 +155,7 @@ impl Worker {
         req: Request<Incoming>,
         ctx: &Rc<ConnCtx>,
         exchange: &mut Exchange,
-    ) -> Result<Upstream, ProxyError> {
+    ) -> Result<Answer, ProxyError> {
         // Phase: framing. A head with both Content-Length and Transfer-Encoding is refused.
         if ctx.take_ambiguous_framing() {
             return Err(ProxyError::BadRequest(
@@ -174,10 +185,10 @@ impl Worker {
             .find(host, req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
         exchange.route = Some(route);
-        self.stats.routes[route].requests.fetch_add(1, Relaxed);
+        self.stats.routes[route].requests.bump(1);
 
         // Phase: rewrite for the backend.
-        let (mut parts, body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
         if parts.uri.scheme().is_some() {
             // absolute-form (a client that treats us as a forward proxy): the target's
@@ -197,10 +208,6 @@ impl Worker {
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
         parts.version = Version::HTTP_11;
-        let mut req = Request::from_parts(
-            parts,
-            RequestBody::new(body, Rc::clone(ctx), exchange.start),
-        );
 
         // Phases: select, acquire, forward. A failed connect (nothing sent) is retried once
         // on another backend of the route.
@@ -223,158 +230,112 @@ impl Worker {
             };
             let backend = group.indices[member];
             if missing_host {
-                req.headers_mut()
+                parts
+                    .headers
                     .insert(header::HOST, self.shared.host_headers[backend].clone());
             }
-            match self.forward(backend, req, ctx, exchange).await {
-                Ok(up) => return Ok(up),
-                Err((e, Some(back))) if e.is_retryable() && tried < excluded.len() => {
+            match self.forward(backend, &parts, &mut body, exchange).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.is_retryable() && tried < excluded.len() => {
                     excluded[tried] = member;
                     tried += 1;
-                    req = back;
                     last_err = Some(e);
                 }
-                Err((e, _)) => return Err(e),
+                Err(e) => return Err(e),
             }
         }
     }
 
-    /// Sends `req` to `backend` on a pooled or new connection. On failure, the request is
-    /// handed back when none of it was sent.
+    /// Sends the request to `backend` on a pooled or new connection and reads the response
+    /// head. A connect failure comes back retryable (nothing was sent); a reused connection
+    /// that the backend closed under the request is replaced by a new one when the request can
+    /// safely be sent again (see [`crate::upstream::conn::Failure::may_resend`]).
     async fn forward(
         &self,
         backend: usize,
-        mut req: Request<RequestBody>,
-        ctx: &Rc<ConnCtx>,
+        parts: &Parts,
+        body: &mut Incoming,
         exchange: &mut Exchange,
-    ) -> Result<Upstream, (ProxyError, Option<Request<RequestBody>>)> {
+    ) -> Result<Answer, ProxyError> {
         let state = &self.shared.backends[backend];
         let bstats = &self.stats.backends[backend];
-        // A pooled connection may have been closed by the backend meanwhile; then one fresh
-        // connection is tried, since nothing was sent.
-        let mut pooled = self.take_pooled(backend).await;
+        let mut pooled = self.pool.take(backend);
         loop {
             let reused = pooled.is_some();
-            let mut idle_for = Duration::ZERO;
-            let mut sender = match pooled.take() {
-                Some((s, idle)) => {
-                    idle_for = idle;
-                    s
-                }
+            let mut conn = match pooled.take() {
+                Some(c) => c,
                 None => match self.connect(backend).await {
-                    Ok(s) => s,
+                    Ok(c) => c,
                     Err(e) => {
                         self.connect_failed(backend, &e);
-                        return Err((e, Some(req)));
+                        return Err(e);
                     }
                 },
             };
-            bstats.requests.fetch_add(1, Relaxed);
+            bstats.requests.bump(1);
             if reused {
-                bstats.conns_reused.fetch_add(1, Relaxed);
+                bstats.conns_reused.bump(1);
             }
-            // On a reused connection the backend may close just as the request goes out,
-            // because its own keep-alive timeout fired. A request without a body whose method is
-            // idempotent is then safe to send again on a new connection, so its head is kept
-            // until the answer. Backends' idle timeouts are seconds long, so a connection idle
-            // for less than RETRY_AFTER_IDLE cannot be in that race and needs no copy: a busy
-            // proxy pays nothing for this.
-            let retry_copy = if reused
-                && idle_for >= RETRY_AFTER_IDLE
-                && req.body().is_end_stream()
-                && req.method().is_idempotent()
-            {
-                Some(head_copy(&req))
-            } else {
-                None
-            };
             exchange.in_flight = Some(state.start_request());
-            match self
-                .send(&mut sender, req, backend, ctx, exchange.start)
-                .await
-            {
-                Ok(response) => {
+            let timeout = self.shared.config.server.upstream_response_timeout;
+            let name = || self.shared.config.backends[backend].name.clone();
+            let result = conn.exchange(parts, body, timeout).await;
+            match result {
+                Ok(head) => {
                     let micros = exchange.start.elapsed().as_micros() as u64;
                     bstats.latency.record(micros);
                     state.observe_latency_us(micros);
                     state.record_success();
-                    return Ok(Upstream {
+                    return Ok(Answer {
                         backend,
-                        sender,
-                        response,
+                        conn,
+                        head,
                     });
                 }
-                Err((e, back)) => {
+                Err(f) => {
                     exchange.in_flight = None;
-                    req = match (back, retry_copy) {
-                        // Stale keep-alive connection, nothing sent: retry on a new one.
-                        (Some(back), _) if reused => back,
-                        // Closed as the request went out: safe to send again (see above).
-                        (None, Some(copy)) if is_stale_close(&e) => rebuild(copy, ctx),
-                        (back, _) => {
-                            bstats.errors.fetch_add(1, Relaxed);
-                            return Err((e, back));
-                        }
-                    };
+                    if reused && f.may_resend(&parts.method) {
+                        continue; // stale keep-alive connection: once more on a new one
+                    }
+                    bstats.errors.bump(1);
+                    return Err(match f.error {
+                        UpstreamError::Timeout(after) => ProxyError::ResponseTimeout {
+                            backend: name(),
+                            after,
+                        },
+                        source => ProxyError::Upstream {
+                            backend: name(),
+                            source,
+                        },
+                    });
                 }
             }
         }
     }
 
-    async fn take_pooled(&self, backend: usize) -> Option<(Sender, Duration)> {
-        while let Some((mut s, idle)) = self.pool.take(backend) {
-            if s.ready().await.is_ok() {
-                return Some((s, idle));
-            }
-        }
-        None
-    }
-
-    async fn connect(&self, backend: usize) -> Result<Sender, ProxyError> {
+    async fn connect(&self, backend: usize) -> Result<UpstreamConn, ProxyError> {
         let cfg = &self.shared.config.server;
         let name = || self.shared.config.backends[backend].name.clone();
-        let addr = self.shared.addrs[backend];
-        let stream = match tokio::time::timeout(
-            cfg.upstream_connect_timeout,
-            TcpStream::connect(addr),
-        )
-        .await
+        match UpstreamConn::connect(self.shared.addrs[backend], cfg.upstream_connect_timeout).await
         {
-            Err(_) => {
-                return Err(ProxyError::ConnectTimeout {
-                    backend: name(),
-                    after: cfg.upstream_connect_timeout,
-                })
-            }
-            Ok(Err(source)) => {
-                return Err(ProxyError::Connect {
-                    backend: name(),
-                    source,
-                })
-            }
-            Ok(Ok(s)) => s,
-        };
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = self
-            .client
-            .handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|source| ProxyError::Upstream {
+            Err(()) => Err(ProxyError::ConnectTimeout {
+                backend: name(),
+                after: cfg.upstream_connect_timeout,
+            }),
+            Ok(Err(source)) => Err(ProxyError::Connect {
                 backend: name(),
                 source,
-            })?;
-        tokio::task::spawn_local(async move {
-            let _ = conn.await;
-        });
-        self.stats.backends[backend]
-            .conns_opened
-            .fetch_add(1, Relaxed);
-        Ok(sender)
+            }),
+            Ok(Ok(conn)) => {
+                self.stats.backends[backend].conns_opened.bump(1);
+                Ok(conn)
+            }
+        }
     }
 
     fn connect_failed(&self, backend: usize, e: &ProxyError) {
         let cfg = &self.shared.config.server;
-        self.stats.backends[backend].errors.fetch_add(1, Relaxed);
+        self.stats.backends[backend].errors.bump(1);
         let marked_down = self.shared.backends[backend].record_connect_failure(
             self.shared.clock.now_ms(),
             cfg.fail_threshold,
@@ -390,67 +351,4 @@ impl Worker {
             );
         }
     }
-
-    /// Sends on `sender` and waits for the response headers. The response timeout runs from
-    /// the moment the request body has been fully sent (a large upload is not a slow backend).
-    async fn send(
-        &self,
-        sender: &mut Sender,
-        req: Request<RequestBody>,
-        backend: usize,
-        ctx: &ConnCtx,
-        start: Instant,
-    ) -> Result<Response<Incoming>, (ProxyError, Option<Request<RequestBody>>)> {
-        let timeout = self.shared.config.server.upstream_response_timeout;
-        let fut = sender.try_send_request(req);
-        tokio::pin!(fut);
-        let mut deadline = tokio::time::Instant::from_std(start) + timeout;
-        loop {
-            tokio::select! {
-                biased;
-                r = &mut fut => {
-                    return r.map_err(|mut e| {
-                        let back = e.take_message();
-                        let backend = self.shared.config.backends[backend].name.clone();
-                        (ProxyError::Upstream { backend, source: e.into_error() }, back)
-                    });
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    let now = tokio::time::Instant::now();
-                    match ctx.request_body_done_at() {
-                        Some(done) if tokio::time::Instant::from_std(done) + timeout <= now => {
-                            let backend = self.shared.config.backends[backend].name.clone();
-                            return Err((ProxyError::ResponseTimeout { backend, after: timeout }, None));
-                        }
-                        Some(done) => deadline = tokio::time::Instant::from_std(done) + timeout,
-                        None => deadline = now + timeout,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// How long a pooled connection must have been idle before a request sent on it keeps a copy
-/// of its head for a retry (see `Worker::forward`).
-const RETRY_AFTER_IDLE: Duration = Duration::from_millis(500);
-
-/// The head of a request without a body, kept to send it again.
-fn head_copy(req: &Request<RequestBody>) -> Request<()> {
-    let mut copy = Request::new(());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
-}
-
-fn rebuild(copy: Request<()>, ctx: &Rc<ConnCtx>) -> Request<RequestBody> {
-    let (parts, ()) = copy.into_parts();
-    Request::from_parts(parts, RequestBody::empty(Rc::clone(ctx)))
-}
-
-/// Whether a send failed because the backend closed the connection without answering.
-fn is_stale_close(e: &ProxyError) -> bool {
-    matches!(e, ProxyError::Upstream { source, .. } if source.is_incomplete_message() || source.is_closed() || source.is_canceled())
 }

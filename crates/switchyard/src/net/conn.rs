@@ -10,6 +10,7 @@
 //! The watchdog sleeps until the next deadline and re-reads the connection's state, so a busy
 //! connection costs one timer wake-up per timeout period, not one per read.
 
+use crate::observe::stats::Bump;
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,7 +18,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -42,7 +42,6 @@ pub struct ConnCtx {
     /// When bytes of a not yet complete request head were first seen.
     head_started: Cell<Option<Instant>>,
     idle_since: Cell<Instant>,
-    body_done: Cell<Option<Instant>>,
     scanner: RefCell<HeadScanner>,
     ambiguous: Cell<bool>,
     header_timeout: Duration,
@@ -63,7 +62,6 @@ impl ConnCtx {
             in_flight: Cell::new(0),
             head_started: Cell::new(Some(now)),
             idle_since: Cell::new(now),
-            body_done: Cell::new(None),
             scanner: RefCell::new(HeadScanner::default()),
             ambiguous: Cell::new(false),
             header_timeout,
@@ -78,19 +76,6 @@ impl ConnCtx {
     pub fn begin_request(&self) {
         self.in_flight.set(self.in_flight.get() + 1);
         self.head_started.set(None);
-        self.body_done.set(None);
-    }
-
-    /// The request body has been read to its end.
-    pub fn request_body_done(&self, now: Instant) {
-        if self.body_done.get().is_none() {
-            self.body_done.set(Some(now));
-        }
-    }
-
-    /// When the request body was read to its end, if it has been.
-    pub fn request_body_done_at(&self) -> Option<Instant> {
-        self.body_done.get()
     }
 
     /// The response has been sent (or abandoned): the connection may go idle.
@@ -154,7 +139,7 @@ impl AsyncRead for Tracked {
         if let Poll::Ready(Ok(())) = r {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
-                this.stats.bytes_in.fetch_add(new.len() as u64, Relaxed);
+                this.stats.bytes_in.bump(new.len() as u64);
                 this.ctx.on_read(new);
             }
         }
@@ -171,7 +156,7 @@ impl AsyncWrite for Tracked {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
-            this.stats.bytes_out.fetch_add(n as u64, Relaxed);
+            this.stats.bytes_out.bump(n as u64);
         }
         r
     }
@@ -184,7 +169,7 @@ impl AsyncWrite for Tracked {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
-            this.stats.bytes_out.fetch_add(n as u64, Relaxed);
+            this.stats.bytes_out.bump(n as u64);
         }
         r
     }
@@ -321,5 +306,5 @@ pub async fn serve(
             }
         }
     }
-    stats.conns_closed.fetch_add(1, Relaxed);
+    stats.conns_closed.bump(1);
 }

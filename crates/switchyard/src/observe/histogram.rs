@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::stats::Bump;
+
 const LINEAR: usize = 16;
 const SUB_BITS: u32 = 3;
 const SUB: usize = 1 << SUB_BITS;
@@ -52,9 +54,10 @@ impl Default for Histogram {
 }
 
 impl Histogram {
-    /// Records one value in microseconds.
+    /// Records one value in microseconds (by the histogram's only writer thread, see
+    /// [`Bump`]).
     pub fn record(&self, micros: u64) {
-        self.counts[index(micros)].fetch_add(1, Ordering::Relaxed);
+        self.counts[index(micros)].bump(1);
     }
 
     /// Adds this histogram's counts into `into` (merging per-thread histograms on read).

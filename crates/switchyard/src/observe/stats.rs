@@ -9,6 +9,22 @@ use std::sync::Arc;
 
 use super::histogram::{Histogram, Snapshot};
 
+/// Adds to a counter that only one thread ever writes: a plain load and store, without the
+/// locked read-modify-write of `fetch_add`. Every counter of a [`ThreadStats`] (and its
+/// histograms) is written only by the reactor thread that owns it, so no update is lost, and a
+/// reader on another thread sees either the old or the new value, never a torn one.
+pub trait Bump {
+    /// Adds `n`.
+    fn bump(&self, n: u64);
+}
+
+impl Bump for AtomicU64 {
+    #[inline]
+    fn bump(&self, n: u64) {
+        self.store(self.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+}
+
 /// Why a request or connection failed; each kind is counted in `/stats` under its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -144,15 +160,15 @@ impl ThreadStats {
 
     /// Counts a response status sent to a client, overall and for `route`.
     pub fn response(&self, route: Option<usize>, status: u16) {
-        self.status[class(status)].fetch_add(1, Relaxed);
+        self.status[class(status)].bump(1);
         if let Some(r) = route.and_then(|r| self.routes.get(r)) {
-            r.status[class(status)].fetch_add(1, Relaxed);
+            r.status[class(status)].bump(1);
         }
     }
 
     /// Counts an error of `kind`.
     pub fn error(&self, kind: ErrorKind) {
-        self.errors[kind.index()].fetch_add(1, Relaxed);
+        self.errors[kind.index()].bump(1);
     }
 }
 

@@ -1,3 +1,5 @@
-//! Connections to backends.
+//! Connections to backends: the HTTP/1.1 client (codec and connection) and the per-thread pool.
 
+pub mod codec;
+pub mod conn;
 pub mod pool;

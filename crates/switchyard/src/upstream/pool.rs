@@ -12,15 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::clock::coarse_now;
 
-use hyper::client::conn::http1::SendRequest;
-
-use crate::l7::body::RequestBody;
-
-/// A handle to send requests on one upstream HTTP/1.1 connection.
-pub type Sender = SendRequest<RequestBody>;
+use super::conn::UpstreamConn;
 
 struct Idle {
-    sender: Sender,
+    conn: UpstreamConn,
     since: Instant,
 }
 
@@ -41,24 +36,23 @@ impl Pool {
         }
     }
 
-    /// Takes the most recently used idle connection to `backend` that is still open, with how
-    /// long it has been idle.
-    pub fn take(&self, backend: usize) -> Option<(Sender, Duration)> {
+    /// Takes the most recently used idle connection to `backend` that is still open.
+    pub fn take(&self, backend: usize) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(backend)?;
         let now = coarse_now();
-        while let Some(entry) = list.pop_back() {
-            let idle_for = now.saturating_duration_since(entry.since);
-            if !entry.sender.is_closed() && idle_for < self.idle_timeout {
-                return Some((entry.sender, idle_for));
+        while let Some(mut entry) = list.pop_back() {
+            let fresh = now.saturating_duration_since(entry.since) < self.idle_timeout;
+            if fresh && entry.conn.is_reusable() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
     /// Returns a connection whose last exchange completed cleanly.
-    pub fn put(&self, backend: usize, sender: Sender) {
-        if self.max_idle == 0 || sender.is_closed() {
+    pub fn put(&self, backend: usize, conn: UpstreamConn) {
+        if self.max_idle == 0 {
             return;
         }
         let mut idle = self.idle.borrow_mut();
@@ -67,7 +61,7 @@ impl Pool {
                 list.pop_front();
             }
             list.push_back(Idle {
-                sender,
+                conn,
                 since: coarse_now(),
             });
         }
@@ -77,8 +71,8 @@ impl Pool {
     pub fn sweep(&self) {
         let now = coarse_now();
         for list in self.idle.borrow_mut().iter_mut() {
-            list.retain(|e| {
-                !e.sender.is_closed() && now.saturating_duration_since(e.since) < self.idle_timeout
+            list.retain_mut(|e| {
+                now.saturating_duration_since(e.since) < self.idle_timeout && e.conn.is_reusable()
             });
         }
     }
