@@ -167,11 +167,19 @@ pub fn parse_head(
         // being copied one by one.
         let base = buf.as_ptr() as usize;
         let count = resp.headers.len();
-        let mut ranges = Vec::with_capacity(count);
-        for h in resp.headers.iter() {
-            let n = h.name.as_ptr() as usize - base;
-            let v = h.value.as_ptr() as usize - base;
-            ranges.push((n, n + h.name.len(), v, v + h.value.len()));
+        let mut small = [(0u32, 0u32, 0u32, 0u32); 32];
+        let mut large = Vec::new();
+        let ranges: &mut [(u32, u32, u32, u32)] = if count <= small.len() {
+            &mut small[..count]
+        } else {
+            large.resize(count, (0, 0, 0, 0));
+            &mut large
+        };
+        for (slot, h) in ranges.iter_mut().zip(resp.headers.iter()) {
+            // Offsets fit in u32: the head is at most MAX_HEAD_BYTES long.
+            let n = (h.name.as_ptr() as usize - base) as u32;
+            let v = (h.value.as_ptr() as usize - base) as u32;
+            *slot = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
         }
         let head: Bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
@@ -179,7 +187,8 @@ pub fn parse_head(
         let mut chunked = false;
         let mut has_te = false;
         let mut close = version == Version::HTTP_10;
-        for (n0, n1, v0, v1) in ranges {
+        for &mut (n0, n1, v0, v1) in ranges {
+            let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
             let name = HeaderName::from_bytes(&head[n0..n1])
                 .map_err(|_| CodecError::InvalidHead("header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
