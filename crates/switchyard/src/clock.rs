@@ -59,3 +59,143 @@ pub fn coarse_now() -> Instant {
 pub fn tick_coarse() {
     COARSE.with(|c| c.set(Some(Instant::now())));
 }
+
+/// Deadlines checked by the reactor's coarse ticker instead of tokio's timer wheel.
+///
+/// Registering a tokio timer takes the time driver's lock and a wheel insertion, twice per
+/// request for a response timeout that almost never fires. A reactor thread instead keeps its
+/// pending deadlines in this table (no lock: one thread), and its ticker marks and wakes the
+/// expired ones every [`COARSE_TICK`], so a deadline fires up to one tick late.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    entries: std::cell::RefCell<Vec<Slot>>,
+    free: std::cell::RefCell<Vec<usize>>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    deadline: Option<Instant>,
+    waker: Option<std::task::Waker>,
+    expired: bool,
+}
+
+impl Deadlines {
+    /// Runs `fut` until it completes (`Some`) or `deadline` passes (`None`).
+    pub async fn run<F: std::future::Future>(
+        &self,
+        deadline: Instant,
+        fut: F,
+    ) -> Option<F::Output> {
+        let key = self.insert(deadline);
+        let _guard = Remove { table: self, key };
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(v));
+            }
+            let mut entries = self.entries.borrow_mut();
+            let slot = &mut entries[key];
+            if slot.expired {
+                return std::task::Poll::Ready(None);
+            }
+            if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                slot.waker = Some(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    fn insert(&self, deadline: Instant) -> usize {
+        let slot = Slot {
+            deadline: Some(deadline),
+            waker: None,
+            expired: false,
+        };
+        let mut entries = self.entries.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(key) => {
+                entries[key] = slot;
+                key
+            }
+            None => {
+                entries.push(slot);
+                entries.len() - 1
+            }
+        }
+    }
+
+    /// Marks every deadline at or before `now` expired and wakes its task.
+    pub fn expire(&self, now: Instant) {
+        let mut woken = Vec::new();
+        for slot in self.entries.borrow_mut().iter_mut() {
+            if slot.deadline.is_some_and(|d| d <= now) && !slot.expired {
+                slot.expired = true;
+                woken.extend(slot.waker.take());
+            }
+        }
+        // Wake outside the borrow: a woken task may register a new deadline.
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// Deadlines pending (for tests and statistics).
+    pub fn pending(&self) -> usize {
+        self.entries.borrow().len() - self.free.borrow().len()
+    }
+}
+
+struct Remove<'a> {
+    table: &'a Deadlines,
+    key: usize,
+}
+
+impl Drop for Remove<'_> {
+    fn drop(&mut self) {
+        self.table.entries.borrow_mut()[self.key] = Slot::default();
+        self.table.free.borrow_mut().push(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn completes_or_expires() {
+        let table = Deadlines::default();
+        let now = Instant::now();
+        assert_eq!(
+            table.run(now + Duration::from_secs(60), async { 7 }).await,
+            Some(7)
+        );
+        assert_eq!(table.pending(), 0);
+        let pending = table.run(now + Duration::from_millis(1), std::future::pending::<()>());
+        let expire = async {
+            tokio::task::yield_now().await;
+            table.expire(now + Duration::from_millis(2));
+        };
+        let (r, ()) = tokio::join!(pending, expire);
+        assert_eq!(r, None);
+        assert_eq!(table.pending(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn expiry_before_the_deadline_does_nothing() {
+        let table = Deadlines::default();
+        let now = Instant::now();
+        let fut = table.run(now + Duration::from_secs(10), async {
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            1
+        });
+        let expire = async {
+            tokio::task::yield_now().await;
+            table.expire(now);
+        };
+        let (r, ()) = tokio::join!(fut, expire);
+        assert_eq!(r, Some(1));
+    }
+}

@@ -355,6 +355,7 @@ fn reactor(
                 for n in 0u64.. {
                     tick.tick().await;
                     crate::clock::tick_coarse();
+                    worker.deadlines.expire(crate::clock::coarse_now());
                     if n % 10 == 0 {
                         worker.pool.sweep();
                     }

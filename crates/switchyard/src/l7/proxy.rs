@@ -21,7 +21,7 @@ use switchyard_balance::{Balancer, PickContext};
 use super::body::{Exchange, ProxyBody, Upstream};
 use super::error::ProxyError;
 use super::headers;
-use crate::clock::coarse_now;
+use crate::clock::{coarse_now, Deadlines};
 use crate::net::conn::ConnCtx;
 use crate::observe::ThreadStats;
 use crate::server::Shared;
@@ -34,6 +34,8 @@ pub struct Worker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) stats: Arc<ThreadStats>,
     pub(crate) pool: Pool,
+    /// Response-header deadlines, expired by the reactor's ticker.
+    pub(crate) deadlines: Deadlines,
     balancers: RefCell<Vec<Box<dyn Balancer>>>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
 }
@@ -73,6 +75,7 @@ impl Worker {
                 cfg.upstream_keepalive_timeout,
             ),
             balancers: RefCell::new(balancers),
+            deadlines: Deadlines::default(),
             http1,
             shared,
         }
@@ -279,7 +282,7 @@ impl Worker {
             exchange.in_flight = Some(state.start_request());
             let timeout = self.shared.config.server.upstream_response_timeout;
             let name = || self.shared.config.backends[backend].name.clone();
-            let result = conn.exchange(parts, body, timeout).await;
+            let result = conn.exchange(parts, body, timeout, &self.deadlines).await;
             match result {
                 Ok(head) => {
                     let micros = exchange.start.elapsed().as_micros() as u64;

@@ -22,6 +22,8 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::clock::{coarse_now, Deadlines};
+
 use super::codec::{self, CodecError, RequestFraming, ResponseHead};
 
 /// First read size; doubled after every read that fills it, up to [`MAX_READ`].
@@ -139,6 +141,7 @@ impl UpstreamConn {
         parts: &Parts,
         body: &mut Incoming,
         response_timeout: Duration,
+        deadlines: &Deadlines,
     ) -> Result<ResponseHead, Failure> {
         let mut f = Failure {
             error: UpstreamError::Closed,
@@ -181,14 +184,25 @@ impl UpstreamConn {
                 return Err(f);
             }
         }
-        match tokio::time::timeout(response_timeout, self.read_head(&parts.method)).await {
-            Ok(Ok(head)) => Ok(head),
-            Ok(Err((e, started))) => {
+        // The timeout counts from the request's last byte: for a request without a body that
+        // is the coarse clock's now (at most one tick old), which needs no clock read.
+        let sent = if framing == RequestFraming::Empty {
+            coarse_now()
+        } else {
+            std::time::Instant::now()
+        };
+        let method = &parts.method;
+        match deadlines
+            .run(sent + response_timeout, self.read_head(method))
+            .await
+        {
+            Some(Ok(head)) => Ok(head),
+            Some(Err((e, started))) => {
                 f.error = e;
                 f.response_started = started;
                 Err(f)
             }
-            Err(_) => {
+            None => {
                 f.error = UpstreamError::Timeout(response_timeout);
                 f.response_started = true; // unknown: never resend after a timeout
                 Err(f)
