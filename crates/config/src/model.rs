@@ -90,7 +90,7 @@ impl Default for ServerConfig {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             upstream_keepalive_timeout: Duration::from_secs(60),
-            upstream_keepalive: 128,
+            upstream_keepalive: 1024,
             fail_threshold: 3,
             fail_timeout: Duration::from_secs(10),
         }

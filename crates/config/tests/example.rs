@@ -166,7 +166,7 @@ fn defaults() {
     assert_eq!(d.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(d.upstream_response_timeout, Duration::from_secs(60));
     assert_eq!(d.upstream_keepalive_timeout, Duration::from_secs(60));
-    assert_eq!(d.upstream_keepalive, 128);
+    assert_eq!(d.upstream_keepalive, 1024);
     assert_eq!(d.fail_threshold, 3);
     assert_eq!(d.fail_timeout, Duration::from_secs(10));
 

@@ -122,6 +122,16 @@ impl UpstreamConn {
         }
     }
 
+    /// Lets go of the read buffer while the connection sits idle in the pool (it holds no
+    /// bytes then), so an idle connection costs its socket and little else; the next exchange
+    /// allocates a fresh buffer.
+    pub fn shed_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            self.next_read = MIN_READ;
+        }
+    }
+
     /// Whether an idle connection can take a request: the backend has sent nothing and has
     /// not closed it. Usually answered from the reactor's readiness cache, without a read.
     pub fn is_reusable(&mut self) -> bool {

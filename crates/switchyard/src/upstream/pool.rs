@@ -14,6 +14,9 @@ use crate::clock::coarse_now;
 
 use super::conn::UpstreamConn;
 
+/// How long a pooled connection stays idle before its read buffer is freed.
+const SHED_AFTER: Duration = Duration::from_secs(1);
+
 struct Idle {
     conn: UpstreamConn,
     since: Instant,
@@ -67,12 +70,18 @@ impl Pool {
         }
     }
 
-    /// Closes connections idle longer than the timeout, or already closed by the backend.
+    /// Closes connections idle longer than the timeout, or closed by the backend meanwhile,
+    /// and lets connections idle for a second or more give up their read buffers (a busy
+    /// connection keeps its buffer; an idle one costs little more than its socket).
     pub fn sweep(&self) {
         let now = coarse_now();
         for list in self.idle.borrow_mut().iter_mut() {
             list.retain_mut(|e| {
-                now.saturating_duration_since(e.since) < self.idle_timeout && e.conn.is_reusable()
+                let idle = now.saturating_duration_since(e.since);
+                if idle >= SHED_AFTER {
+                    e.conn.shed_buffer();
+                }
+                idle < self.idle_timeout && e.conn.is_reusable()
             });
         }
     }
