@@ -51,6 +51,9 @@ pub enum ProxyError {
     },
     /// The request itself was unacceptable.
     BadRequest(&'static str),
+    /// Reading the client's request body failed while it was being forwarded (the client went
+    /// away mid-upload).
+    ClientAborted,
 }
 
 impl ProxyError {
@@ -64,7 +67,7 @@ impl ProxyError {
             }
             ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -78,6 +81,7 @@ impl ProxyError {
             ProxyError::ResponseTimeout { .. } => ErrorKind::UpstreamTimeout,
             ProxyError::Upstream { .. } => ErrorKind::UpstreamError,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
+            ProxyError::ClientAborted => ErrorKind::ClientError,
         }
     }
 
@@ -102,7 +106,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => {
                 "502 Bad Gateway: backend closed or reset the connection\n"
             }
-            ProxyError::BadRequest(_) => "400 Bad Request\n",
+            ProxyError::BadRequest(_) | ProxyError::ClientAborted => "400 Bad Request\n",
         }
     }
 }
@@ -130,6 +134,7 @@ impl fmt::Display for ProxyError {
                 write!(f, "backend {backend:?}: {source}")
             }
             ProxyError::BadRequest(why) => write!(f, "bad request: {why}"),
+            ProxyError::ClientAborted => write!(f, "the client's request body broke off"),
         }
     }
 }

@@ -210,7 +210,6 @@ impl Worker {
                 .unwrap_or("/");
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
-        parts.version = Version::HTTP_11;
 
         // Phases: select, acquire, forward. A failed connect (nothing sent) is retried once
         // on another backend of the route.
@@ -299,6 +298,10 @@ impl Worker {
                     exchange.in_flight = None;
                     if reused && f.may_resend(&parts.method) {
                         continue; // stale keep-alive connection: once more on a new one
+                    }
+                    if let UpstreamError::ClientBody(_) = f.error {
+                        // The client went away mid-upload: not the backend's fault.
+                        return Err(ProxyError::ClientAborted);
                     }
                     bstats.errors.bump(1);
                     return Err(match f.error {
