@@ -15,12 +15,14 @@
 #![warn(missing_docs)]
 
 mod backend;
+pub mod consistent_hash;
 pub mod least_conn;
 pub mod registry;
 mod rng;
 pub mod round_robin;
 
 pub use backend::{BackendState, InFlight};
+pub use consistent_hash::hash_bytes;
 pub use registry::{build, is_known, names};
 pub use rng::SplitMix64;
 
@@ -36,6 +38,9 @@ pub struct PickContext<'a> {
     /// Indices (into the slice given to [`Balancer::pick`]) that must not be chosen, for
     /// instance a backend that just refused the connection this request is being retried after.
     pub exclude: &'a [usize],
+    /// The request's affinity key (see [`hash_bytes`]) for balancers that use one
+    /// (`consistent_hash`); `None` when the request carries none.
+    pub key: Option<u64>,
 }
 
 impl<'a> PickContext<'a> {
@@ -44,6 +49,7 @@ impl<'a> PickContext<'a> {
         PickContext {
             now_ms,
             exclude: &[],
+            key: None,
         }
     }
 

@@ -79,6 +79,7 @@ mod tests {
         let ctx = PickContext {
             now_ms: 10,
             exclude: &[2],
+            key: None,
         };
         for _ in 0..10 {
             assert_eq!(rr.pick(&g, &ctx), Some(0));

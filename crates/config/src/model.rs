@@ -122,4 +122,77 @@ pub struct RouteConfig {
     pub backends: Vec<String>,
     /// `balancer`: the balancing algorithm's registered name.
     pub balancer: String,
+    /// `hash_key`: what `balancer = consistent_hash` hashes to keep a client on one backend.
+    pub hash_key: HashKey,
+}
+
+/// The request property that `consistent_hash` keeps on one backend (`hash_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// `client_ip`: the client's address (the default).
+    #[default]
+    ClientIp,
+    /// `header:NAME`: a request header's value (lowercase name), e.g. a session id.
+    Header(String),
+    /// `cookie:NAME`: a cookie's value.
+    Cookie(String),
+}
+
+impl std::fmt::Display for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKey::ClientIp => write!(f, "client_ip"),
+            HashKey::Header(n) => write!(f, "header:{n}"),
+            HashKey::Cookie(n) => write!(f, "cookie:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for HashKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let token = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        match s.split_once(':') {
+            None if s == "client_ip" => Ok(HashKey::ClientIp),
+            Some(("header", n)) if token(n) => Ok(HashKey::Header(n.to_ascii_lowercase())),
+            Some(("cookie", n)) if token(n) => Ok(HashKey::Cookie(n.to_string())),
+            _ => Err(
+                "expected `client_ip`, `header:NAME` or `cookie:NAME` (NAME an HTTP token, \
+                 e.g. header:x-session-id)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HashKey;
+
+    #[test]
+    fn hash_keys_parse_and_print() {
+        for (text, key) in [
+            ("client_ip", HashKey::ClientIp),
+            (
+                "header:x-session-id",
+                HashKey::Header("x-session-id".into()),
+            ),
+            ("cookie:SID", HashKey::Cookie("SID".into())),
+        ] {
+            assert_eq!(text.parse::<HashKey>(), Ok(key.clone()));
+            assert_eq!(key.to_string(), text);
+        }
+        assert_eq!(
+            "header:X-User".parse::<HashKey>(),
+            Ok(HashKey::Header("x-user".into()))
+        );
+        for bad in ["", "ip", "header:", "header:a b", "cookie:a;b", "json:user"] {
+            assert!(bad.parse::<HashKey>().is_err(), "{bad}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::model::{BackendConfig, Config, RouteConfig, ServerConfig};
+use crate::model::{BackendConfig, Config, HashKey, RouteConfig, ServerConfig};
 use crate::value::{format_duration, format_list, format_size};
 
 fn addr_list(addrs: &[SocketAddr]) -> String {
@@ -66,6 +66,15 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
         ("path_prefix", r.path_prefix.clone()),
         ("backends", format_list(&r.backends)),
         ("balancer", r.balancer.clone()),
+        // The default is left out, like an empty `host`.
+        (
+            "hash_key",
+            if r.hash_key == HashKey::default() {
+                String::new()
+            } else {
+                r.hash_key.to_string()
+            },
+        ),
     ]
 }
 

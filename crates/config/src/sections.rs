@@ -8,7 +8,8 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
+    BackendConfig, HashKey, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_PATH_PREFIX,
+    DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
 use crate::suggest::suggest;
@@ -35,7 +36,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
 /// The keys of `[backend NAME]`, in the order they are rendered.
 pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight"];
 /// The keys of `[route NAME]`, in the order they are rendered.
-pub(crate) const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "backends", "balancer"];
+pub(crate) const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "backends", "balancer", "hash_key"];
 
 /// The longest duration any key accepts.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -295,6 +296,7 @@ pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
         path_prefix: r.value("path_prefix", DEFAULT_PATH_PREFIX.to_string(), path_prefix),
         backends: r.required("backends", backend_list).unwrap_or_default(),
         balancer: balancer(r),
+        hash_key: r.value("hash_key", HashKey::default(), |s| s.parse()),
     };
     RouteRead {
         config,

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use switchyard_config::{parse, Address, BackendConfig, Config, RouteConfig, ServerConfig};
+use switchyard_config::{
+    parse, Address, BackendConfig, Config, HashKey, RouteConfig, ServerConfig,
+};
 
 const EXAMPLE: &str = "\
 ; switchyard example
@@ -70,6 +72,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str)
         path_prefix: prefix.into(),
         backends: backends.iter().map(|b| b.to_string()).collect(),
         balancer: bal.into(),
+        hash_key: HashKey::default(),
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
-use switchyard_config::{parse, Address, BackendConfig, Config, RouteConfig, ServerConfig};
+use switchyard_config::{
+    parse, Address, BackendConfig, Config, HashKey, RouteConfig, ServerConfig,
+};
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -121,11 +123,16 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
         "/[A-Za-z0-9/._~%!$&'()*+,;=:@-]{0,15}",
         subsequence(backend_names, 1..=n).prop_shuffle(),
         select(balancers),
+        select(vec![
+            HashKey::ClientIp,
+            HashKey::Header("x-session-id".into()),
+            HashKey::Cookie("SID".into()),
+        ]),
     );
     prop::collection::btree_map(name(), route, 1..5).prop_map(|m| {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        for (name, (hosts, path_prefix, backends, balancer)) in m {
+        for (name, (hosts, path_prefix, backends, balancer, hash_key)) in m {
             let hosts: Vec<String> = hosts.into_iter().rev().collect();
             let mut sorted = hosts.clone();
             sorted.sort();
@@ -136,6 +143,7 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
                     path_prefix,
                     backends,
                     balancer: balancer.to_string(),
+                    hash_key,
                 });
             }
         }

@@ -177,6 +177,7 @@ pub fn quick_config(
             path_prefix: "/".into(),
             backends: backends.iter().map(|b| b.name.clone()).collect(),
             balancer: balancer.into(),
+            hash_key: Default::default(),
         }],
         backends,
     };

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use switchyard_balance::BackendState;
-use switchyard_config::Config;
+use switchyard_config::{Config, HashKey};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -26,6 +26,8 @@ pub struct Group {
     pub states: Vec<Arc<BackendState>>,
     /// The same backends as indices into [`Shared::backends`].
     pub indices: Vec<usize>,
+    /// What to hash for the balancer's affinity key, when the balancer uses one.
+    pub hash_key: Option<HashKey>,
 }
 
 /// What every thread of a running server shares: immutable configuration and routing, and the
@@ -221,6 +223,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             Group {
                 states: indices.iter().map(|i| Arc::clone(&backends[*i])).collect(),
                 indices,
+                hash_key: (r.balancer == "consistent_hash").then(|| r.hash_key.clone()),
             }
         })
         .collect();

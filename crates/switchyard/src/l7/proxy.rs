@@ -17,6 +17,7 @@ use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use switchyard_balance::{Balancer, PickContext};
+use switchyard_config::HashKey;
 
 use super::body::{Exchange, ProxyBody, Upstream};
 use super::error::ProxyError;
@@ -214,6 +215,10 @@ impl Worker {
         // Phases: select, acquire, forward. A failed connect (nothing sent) is retried once
         // on another backend of the route.
         let group = &self.shared.groups[route];
+        let key = group
+            .hash_key
+            .as_ref()
+            .and_then(|k| affinity_key(k, &parts.headers, ctx));
         let mut excluded = [usize::MAX; 1];
         let mut tried = 0;
         let mut last_err: Option<ProxyError> = None;
@@ -222,6 +227,7 @@ impl Worker {
                 let ctx = PickContext {
                     now_ms: self.shared.clock.ms_at(coarse_now()),
                     exclude: &excluded[..tried],
+                    key,
                 };
                 self.balancers.borrow_mut()[route].pick(&group.states, &ctx)
             };
@@ -357,4 +363,27 @@ impl Worker {
             );
         }
     }
+}
+
+/// The `consistent_hash` key of a request, `None` when it lacks the header or cookie.
+fn affinity_key(key: &HashKey, headers: &http::HeaderMap, ctx: &ConnCtx) -> Option<u64> {
+    let bytes = match key {
+        HashKey::ClientIp => ctx.client_ip.as_bytes(),
+        HashKey::Header(name) => headers.get(name.as_str())?.as_bytes(),
+        HashKey::Cookie(name) => cookie(headers, name)?,
+    };
+    Some(switchyard_balance::hash_bytes(bytes))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            (&pair[..eq] == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
 }

@@ -119,6 +119,7 @@ mod tests {
             path_prefix: prefix.into(),
             backends: vec!["b".into()],
             balancer: "round_robin".into(),
+            hash_key: Default::default(),
         }
     }
 

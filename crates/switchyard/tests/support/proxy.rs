@@ -72,7 +72,16 @@ impl Builder {
             path_prefix: prefix.into(),
             backends: backends.iter().map(|b| b.to_string()).collect(),
             balancer: balancer.into(),
+            hash_key: Default::default(),
         });
+        self
+    }
+
+    /// Sets `hash_key` on the route added last.
+    pub fn hash_key(mut self, key: &str) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            r.hash_key = key.parse().expect("valid hash_key");
+        }
         self
     }
 
