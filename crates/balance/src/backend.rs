@@ -6,6 +6,9 @@ use std::sync::Arc;
 /// Weight of a new latency sample in the moving average (the rest is the old average).
 const EWMA_ALPHA: f64 = 0.2;
 
+/// Time constant of the peak-EWMA latency's decay, in milliseconds (as linkerd's balancer).
+pub const PEAK_EWMA_DECAY_MS: f64 = 10_000.0;
+
 /// What every reactor thread knows about one backend: its configured weight, how many requests
 /// it is serving right now, how fast it has been answering, and whether it is up.
 ///
@@ -25,6 +28,12 @@ pub struct BackendState {
     consecutive_failures: AtomicU32,
     /// Down until this time (caller's milliseconds); 0 when up.
     down_until_ms: AtomicU64,
+    /// Peak-EWMA of response latency in microseconds, as `f64` bits; 0 until the first sample.
+    peak_ewma_us: AtomicU64,
+    /// When `peak_ewma_us` was last updated (caller's milliseconds).
+    peak_ewma_at_ms: AtomicU64,
+    /// Avoid until this time (caller's milliseconds) after a 429/503; 0 when not penalised.
+    penalty_until_ms: AtomicU64,
 }
 
 impl BackendState {
@@ -37,6 +46,9 @@ impl BackendState {
             ewma_us: AtomicU64::new(0f64.to_bits()),
             consecutive_failures: AtomicU32::new(0),
             down_until_ms: AtomicU64::new(0),
+            peak_ewma_us: AtomicU64::new(0f64.to_bits()),
+            peak_ewma_at_ms: AtomicU64::new(0),
+            penalty_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +143,44 @@ impl BackendState {
     pub fn ewma_latency_us(&self) -> f64 {
         f64::from_bits(self.ewma_us.load(Ordering::Relaxed))
     }
+
+    /// Feeds a latency sample into the peak-EWMA: a sample above the average replaces it at
+    /// once (a backend that slows down is noticed on its first slow answer), one below pulls
+    /// it down with a weight that grows with the time since the last sample (time constant
+    /// [`PEAK_EWMA_DECAY_MS`]), so a fast backend's record fades rather than sticks.
+    pub fn observe_peak_latency_us(&self, sample_us: u64, now_ms: u64) {
+        let old = f64::from_bits(self.peak_ewma_us.load(Ordering::Relaxed));
+        let last = self.peak_ewma_at_ms.swap(now_ms, Ordering::Relaxed);
+        let sample = sample_us as f64;
+        let new = if old == 0.0 || sample > old {
+            sample
+        } else {
+            let elapsed = now_ms.saturating_sub(last) as f64;
+            let w = (-elapsed / PEAK_EWMA_DECAY_MS).exp();
+            old * w + sample * (1.0 - w)
+        };
+        self.peak_ewma_us.store(new.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The peak-EWMA latency in microseconds, decayed towards zero for the time since the last
+    /// sample, so a backend that has not been tried for a while gets tried again (0 before the
+    /// first sample).
+    pub fn peak_latency_us(&self, now_ms: u64) -> f64 {
+        let v = f64::from_bits(self.peak_ewma_us.load(Ordering::Relaxed));
+        let last = self.peak_ewma_at_ms.load(Ordering::Relaxed);
+        let idle = now_ms.saturating_sub(last) as f64;
+        v * (-idle / PEAK_EWMA_DECAY_MS).exp()
+    }
+
+    /// Records that the backend asked for less traffic (429/503) until `until_ms`.
+    pub fn penalize_until(&self, until_ms: u64) {
+        self.penalty_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+    }
+
+    /// Whether the backend asked for less traffic and the time it asked for has not passed.
+    pub fn is_penalized(&self, now_ms: u64) -> bool {
+        now_ms < self.penalty_until_ms.load(Ordering::Relaxed)
+    }
 }
 
 /// A request in flight on a backend; dropping it ends the request.
@@ -212,5 +262,31 @@ mod tests {
     #[test]
     fn weight_zero_is_raised_to_one() {
         assert_eq!(BackendState::new("a", 0).weight(), 1);
+    }
+
+    #[test]
+    fn peak_ewma_jumps_up_and_decays_down() {
+        let b = BackendState::new("a", 1);
+        assert_eq!(b.peak_latency_us(0), 0.0);
+        b.observe_peak_latency_us(1_000, 0);
+        b.observe_peak_latency_us(5_000, 1);
+        assert_eq!(b.peak_latency_us(1), 5_000.0);
+        // A fast sample right after barely moves it; after a long pause it counts fully.
+        b.observe_peak_latency_us(1_000, 2);
+        assert!(b.peak_latency_us(2) > 4_900.0);
+        b.observe_peak_latency_us(1_000, 100_000);
+        assert!(b.peak_latency_us(100_000) < 1_100.0);
+        // Untouched, the figure fades so the backend is tried again.
+        assert!(b.peak_latency_us(200_000) < 1.0);
+    }
+
+    #[test]
+    fn penalty_lasts_until_its_time() {
+        let b = BackendState::new("a", 1);
+        assert!(!b.is_penalized(0));
+        b.penalize_until(1_000);
+        b.penalize_until(500); // an earlier end does not shorten it
+        assert!(b.is_penalized(999));
+        assert!(!b.is_penalized(1_000));
     }
 }

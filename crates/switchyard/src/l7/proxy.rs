@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use switchyard_balance::{Balancer, PickContext};
 use switchyard_config::HashKey;
@@ -293,7 +293,14 @@ impl Worker {
                     let micros = exchange.start.elapsed().as_micros() as u64;
                     bstats.latency.record(micros);
                     state.observe_latency_us(micros);
+                    let now_ms = self.shared.clock.ms_at(coarse_now());
+                    state.observe_peak_latency_us(micros, now_ms);
                     state.record_success();
+                    if head.status == StatusCode::TOO_MANY_REQUESTS
+                        || head.status == StatusCode::SERVICE_UNAVAILABLE
+                    {
+                        state.penalize_until(now_ms + retry_after_ms(&head.headers));
+                    }
                     return Ok(Answer {
                         backend,
                         conn,
@@ -386,4 +393,16 @@ fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
             let eq = pair.iter().position(|b| *b == b'=')?;
             (&pair[..eq] == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
         })
+}
+
+/// How long a backend that answered 429/503 asks to be left alone: its `Retry-After` in seconds
+/// (an HTTP date, or none, counts as one second), at most five minutes.
+fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
+    const DEFAULT_MS: u64 = 1_000;
+    const MAX_MS: u64 = 300_000;
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_MS, |s| s.saturating_mul(1_000).min(MAX_MS))
 }

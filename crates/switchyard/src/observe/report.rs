@@ -81,6 +81,8 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "in_flight": st.in_flight(),
                 "consecutive_failures": st.consecutive_failures(),
                 "ewma_latency_us": st.ewma_latency_us().round(),
+                "peak_ewma_latency_us": st.peak_latency_us(now).round(),
+                "penalized": st.is_penalized(now),
                 "requests": s.requests,
                 "errors": s.errors,
                 "connections_opened": s.conns_opened,
