@@ -34,6 +34,36 @@ pub struct BackendState {
     peak_ewma_at_ms: AtomicU64,
     /// Avoid until this time (caller's milliseconds) after a 429/503; 0 when not penalised.
     penalty_until_ms: AtomicU64,
+    /// The engine's own figures, from its metrics endpoint.
+    figures: Figures,
+}
+
+/// The engine's figures as last scraped, with switchyard's in-flight count at that moment.
+#[derive(Debug, Default)]
+struct Figures {
+    waiting: AtomicU64,
+    running: AtomicU64,
+    /// KV-cache usage 0..1, as `f64` bits (NaN bits when the engine does not report it).
+    kv_cache: AtomicU64,
+    /// GPU utilisation 0..1, as `f64` bits (NaN bits when unknown).
+    gpu_util: AtomicU64,
+    in_flight_at_scrape: AtomicU64,
+    /// Figures are trusted until this time (caller's milliseconds); 0 = never scraped.
+    valid_until_ms: AtomicU64,
+    scraped_at_ms: AtomicU64,
+}
+
+/// What an engine reported about its load (see [`BackendState::record_figures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadFigures {
+    /// Requests queued in the engine, not yet running.
+    pub waiting: Option<u64>,
+    /// Requests the engine is running.
+    pub running: Option<u64>,
+    /// KV-cache usage, 0..1.
+    pub kv_cache_usage: Option<f64>,
+    /// GPU utilisation, 0..1.
+    pub gpu_util: Option<f64>,
 }
 
 impl BackendState {
@@ -49,6 +79,7 @@ impl BackendState {
             peak_ewma_us: AtomicU64::new(0f64.to_bits()),
             peak_ewma_at_ms: AtomicU64::new(0),
             penalty_until_ms: AtomicU64::new(0),
+            figures: Figures::default(),
         }
     }
 
@@ -172,6 +203,70 @@ impl BackendState {
         v * (-idle / PEAK_EWMA_DECAY_MS).exp()
     }
 
+    /// Stores figures scraped at `now_ms`, trusted until `now_ms + max_age_ms`. The in-flight
+    /// count at this moment is remembered: requests sent after it are not in the figures yet.
+    pub fn record_figures(&self, f: LoadFigures, now_ms: u64, max_age_ms: u64) {
+        let fig = &self.figures;
+        fig.waiting
+            .store(f.waiting.unwrap_or(u64::MAX), Ordering::Relaxed);
+        fig.running
+            .store(f.running.unwrap_or(u64::MAX), Ordering::Relaxed);
+        fig.kv_cache.store(
+            f.kv_cache_usage.unwrap_or(f64::NAN).to_bits(),
+            Ordering::Relaxed,
+        );
+        fig.gpu_util
+            .store(f.gpu_util.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+        fig.in_flight_at_scrape
+            .store(self.in_flight(), Ordering::Relaxed);
+        fig.scraped_at_ms.store(now_ms, Ordering::Relaxed);
+        fig.valid_until_ms
+            .store(now_ms.saturating_add(max_age_ms).max(1), Ordering::Relaxed);
+    }
+
+    /// The figures if they are fresh at `now_ms`: stale or missing figures are `None`, never
+    /// read as an idle engine.
+    pub fn figures(&self, now_ms: u64) -> Option<LoadFigures> {
+        let fig = &self.figures;
+        if now_ms >= fig.valid_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let count = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|v| *v != u64::MAX);
+        let ratio =
+            |a: &AtomicU64| Some(f64::from_bits(a.load(Ordering::Relaxed))).filter(|v| !v.is_nan());
+        Some(LoadFigures {
+            waiting: count(&fig.waiting),
+            running: count(&fig.running),
+            kv_cache_usage: ratio(&fig.kv_cache),
+            gpu_util: ratio(&fig.gpu_util),
+        })
+    }
+
+    /// When figures were last scraped (caller's milliseconds), if ever.
+    pub fn figures_scraped_at(&self) -> Option<u64> {
+        let at = self.figures.scraped_at_ms.load(Ordering::Relaxed);
+        (self.figures.valid_until_ms.load(Ordering::Relaxed) != 0).then_some(at)
+    }
+
+    /// The engine's queue as best known at `now_ms`: waiting + running from fresh figures plus
+    /// the requests switchyard sent since they were scraped; without fresh queue figures,
+    /// switchyard's own in-flight count.
+    pub fn queue_estimate(&self, now_ms: u64) -> u64 {
+        let in_flight = self.in_flight();
+        match self.figures(now_ms) {
+            Some(LoadFigures {
+                waiting: Some(w),
+                running: Some(r),
+                ..
+            }) => {
+                let since = in_flight
+                    .saturating_sub(self.figures.in_flight_at_scrape.load(Ordering::Relaxed));
+                w + r + since
+            }
+            _ => in_flight,
+        }
+    }
+
     /// Records that the backend asked for less traffic (429/503) until `until_ms`.
     pub fn penalize_until(&self, until_ms: u64) {
         self.penalty_until_ms.fetch_max(until_ms, Ordering::Relaxed);
@@ -288,5 +383,28 @@ mod tests {
         b.penalize_until(500); // an earlier end does not shorten it
         assert!(b.is_penalized(999));
         assert!(!b.is_penalized(1_000));
+    }
+
+    #[test]
+    fn figures_expire_and_queue_estimate_falls_back() {
+        let b = Arc::new(BackendState::new("a", 1));
+        let _two: Vec<_> = (0..2).map(|_| b.start_request()).collect();
+        assert_eq!(b.queue_estimate(0), 2); // never scraped: own in-flight count
+        let f = LoadFigures {
+            waiting: Some(7),
+            running: Some(3),
+            kv_cache_usage: Some(0.5),
+            gpu_util: None,
+        };
+        b.record_figures(f, 1_000, 5_000);
+        assert_eq!(b.figures(1_001), Some(f));
+        assert_eq!(b.queue_estimate(1_001), 10);
+        let _third = b.start_request(); // sent after the scrape: not in the figures yet
+        assert_eq!(b.queue_estimate(1_002), 11);
+        assert_eq!(b.figures(6_000), None); // stale
+        assert_eq!(b.queue_estimate(6_000), 3);
+        // Figures without queue counts do not count as an empty queue either.
+        b.record_figures(LoadFigures::default(), 7_000, 5_000);
+        assert_eq!(b.queue_estimate(7_001), 3);
     }
 }

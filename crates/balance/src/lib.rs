@@ -17,12 +17,13 @@
 mod backend;
 pub mod consistent_hash;
 pub mod least_conn;
+pub mod least_queue;
 pub mod registry;
 pub mod response_time;
 mod rng;
 pub mod round_robin;
 
-pub use backend::{BackendState, InFlight, PEAK_EWMA_DECAY_MS};
+pub use backend::{BackendState, InFlight, LoadFigures, PEAK_EWMA_DECAY_MS};
 pub use consistent_hash::hash_bytes;
 pub use registry::{build, is_known, names};
 pub use rng::SplitMix64;

@@ -74,6 +74,12 @@ pub struct ServerConfig {
     pub fail_threshold: u32,
     /// `fail_timeout`: how long a backend marked down stays down.
     pub fail_timeout: Duration,
+    /// `metrics_interval`: how often each backend's `metrics` endpoint is scraped (50ms..).
+    pub metrics_interval: Duration,
+    /// `metrics_timeout`: how long one scrape may take.
+    pub metrics_timeout: Duration,
+    /// `metrics_max_age`: scraped figures older than this are not trusted.
+    pub metrics_max_age: Duration,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +99,9 @@ impl Default for ServerConfig {
             upstream_keepalive: 1024,
             fail_threshold: 3,
             fail_timeout: Duration::from_secs(10),
+            metrics_interval: Duration::from_secs(1),
+            metrics_timeout: Duration::from_millis(500),
+            metrics_max_age: Duration::from_secs(5),
         }
     }
 }
@@ -106,6 +115,57 @@ pub struct BackendConfig {
     pub address: Address,
     /// `weight`: relative share of traffic, 1..=10000.
     pub weight: u32,
+    /// `metrics`: where the engine's Prometheus figures are scraped from, if anywhere.
+    pub metrics: Option<MetricsEndpoint>,
+}
+
+/// A backend's `metrics` endpoint: a path on the backend's own address (`/metrics`), or a full
+/// `http://host:port/path` URL (an exporter elsewhere, e.g. NVIDIA's DCGM exporter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsEndpoint {
+    /// Where to connect; `None` means the backend's `address`.
+    pub address: Option<Address>,
+    /// The request path, starting with `/`.
+    pub path: String,
+}
+
+impl std::fmt::Display for MetricsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.address {
+            Some(a) => write!(f, "http://{a}{}", self.path),
+            None => write!(f, "{}", self.path),
+        }
+    }
+}
+
+impl std::str::FromStr for MetricsEndpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let path_ok = |p: &str| p.starts_with('/') && p.bytes().all(|b| b.is_ascii_graphic());
+        if path_ok(s) {
+            return Ok(MetricsEndpoint {
+                address: None,
+                path: s.to_string(),
+            });
+        }
+        let rest = s.strip_prefix("http://").ok_or_else(|| {
+            "expected a path such as /metrics or a URL such as http://10.0.0.5:9400/metrics \
+             (https is not supported for scraping)"
+                .to_string()
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/metrics"),
+        };
+        if !path_ok(path) {
+            return Err(format!("`{path}` is not a valid path"));
+        }
+        Ok(MetricsEndpoint {
+            address: Some(authority.parse()?),
+            path: path.to_string(),
+        })
+    }
 }
 
 /// A `[route NAME]` section: which requests go to which backends.

@@ -47,6 +47,9 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("upstream_keepalive", s.upstream_keepalive.to_string()),
         ("fail_threshold", s.fail_threshold.to_string()),
         ("fail_timeout", format_duration(s.fail_timeout)),
+        ("metrics_interval", format_duration(s.metrics_interval)),
+        ("metrics_timeout", format_duration(s.metrics_timeout)),
+        ("metrics_max_age", format_duration(s.metrics_max_age)),
     ]
 }
 
@@ -55,6 +58,13 @@ pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
     vec![
         ("address", b.address.to_string()),
         ("weight", b.weight.to_string()),
+        (
+            "metrics",
+            b.metrics
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
     ]
 }
 

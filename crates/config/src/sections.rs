@@ -8,8 +8,8 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, HashKey, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_PATH_PREFIX,
-    DEFAULT_WEIGHT,
+    BackendConfig, HashKey, MetricsEndpoint, RouteConfig, ServerConfig, DEFAULT_BALANCER,
+    DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
 use crate::suggest::suggest;
@@ -32,9 +32,12 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "upstream_keepalive",
     "fail_threshold",
     "fail_timeout",
+    "metrics_interval",
+    "metrics_timeout",
+    "metrics_max_age",
 ];
 /// The keys of `[backend NAME]`, in the order they are rendered.
-pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight"];
+pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics"];
 /// The keys of `[route NAME]`, in the order they are rendered.
 pub(crate) const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "backends", "balancer", "hash_key"];
 
@@ -176,6 +179,15 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
             number(0, u64::from(u32::MAX)),
         ),
         fail_timeout: r.value("fail_timeout", d.fail_timeout, duration(false)),
+        metrics_interval: r.value("metrics_interval", d.metrics_interval, |s| {
+            let v = duration(false)(s)?;
+            if v < Duration::from_millis(50) {
+                return Err("must be at least 50ms".to_string());
+            }
+            Ok(v)
+        }),
+        metrics_timeout: r.value("metrics_timeout", d.metrics_timeout, duration(false)),
+        metrics_max_age: r.value("metrics_max_age", d.metrics_max_age, duration(false)),
     };
     check_admin_listen(r, &server);
     server
@@ -210,10 +222,12 @@ fn check_admin_listen(r: &mut SectionReader<'_>, server: &ServerConfig) {
 pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<BackendConfig> {
     let address = r.required("address", |s| s.parse::<Address>());
     let weight = r.value("weight", DEFAULT_WEIGHT, number(1, MAX_WEIGHT));
+    let metrics = r.value("metrics", None, |s| s.parse::<MetricsEndpoint>().map(Some));
     Some(BackendConfig {
         name: name.to_string(),
         address: address?,
         weight,
+        metrics,
     })
 }
 

@@ -153,13 +153,13 @@ fn unknown_key_lists_valid_keys_and_suggests() {
         e.kind,
         ErrorKind::UnknownKey {
             suggestion: Some("weight".into()),
-            valid: vec!["address".into(), "weight".into()],
+            valid: vec!["address".into(), "weight".into(), "metrics".into()],
         }
     );
     assert_eq!(
         e.to_string(),
         "t.ini:3: [backend a] weigth: unknown key (did you mean `weight`?); \
-         valid keys here: address, weight"
+         valid keys here: address, weight, metrics"
     );
     // Keys are case-sensitive.
     let e = one(&format!("[server]\nThreads = 2\n{TAIL}"));

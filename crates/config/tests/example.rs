@@ -62,6 +62,7 @@ fn backend(name: &str, host: &str, port: u16, weight: u32) -> BackendConfig {
             port,
         },
         weight,
+        metrics: None,
     }
 }
 
@@ -96,6 +97,9 @@ fn expected() -> Config {
             upstream_keepalive: 64,
             fail_threshold: 5,
             fail_timeout: Duration::from_secs(30),
+            metrics_interval: Duration::from_secs(1),
+            metrics_timeout: Duration::from_millis(500),
+            metrics_max_age: Duration::from_secs(5),
         },
         backends: vec![
             backend("llama-a", "10.0.0.1", 8000, 2),
@@ -172,6 +176,9 @@ fn defaults() {
     assert_eq!(d.upstream_keepalive, 1024);
     assert_eq!(d.fail_threshold, 3);
     assert_eq!(d.fail_timeout, Duration::from_secs(10));
+    assert_eq!(d.metrics_interval, Duration::from_secs(1));
+    assert_eq!(d.metrics_timeout, Duration::from_millis(500));
+    assert_eq!(d.metrics_max_age, Duration::from_secs(5));
 
     let minimal = "[backend a]\naddress = h:1\n[route r]\nbackends = a\n";
     let config = parse(minimal, "m.ini").unwrap();

@@ -55,8 +55,13 @@ fn server() -> impl Strategy<Value = ServerConfig> {
         (duration(), duration(), 8192..=(1usize << 20), 1..=1000usize),
         (duration(), duration(), duration(), 0..=65_536usize),
         (any::<u32>(), duration()),
+        (
+            duration().prop_map(|d| d.max(Duration::from_millis(50))),
+            duration(),
+            duration(),
+        ),
     )
-        .prop_map(|(a, b, c, d)| ServerConfig {
+        .prop_map(|(a, b, c, d, e)| ServerConfig {
             listen: a.0,
             threads: a.1,
             admin_listen: a.2,
@@ -71,6 +76,9 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             upstream_keepalive: c.3,
             fail_threshold: d.0,
             fail_timeout: d.1,
+            metrics_interval: e.0,
+            metrics_timeout: e.1,
+            metrics_max_age: e.2,
         })
 }
 
@@ -100,12 +108,18 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
-    prop::collection::btree_map(name(), (address(), 1..=10_000u32), 1..5).prop_map(|m| {
+    let metrics = prop_oneof![
+        Just(None),
+        Just(Some("/metrics".parse().unwrap())),
+        Just(Some("http://10.0.0.9:9400/metrics".parse().unwrap())),
+    ];
+    prop::collection::btree_map(name(), (address(), 1..=10_000u32, metrics), 1..5).prop_map(|m| {
         m.into_iter()
-            .map(|(name, (address, weight))| BackendConfig {
+            .map(|(name, (address, weight, metrics))| BackendConfig {
                 name,
                 address,
                 weight,
+                metrics,
             })
             .collect()
     })

@@ -162,6 +162,7 @@ pub fn quick_config(
             name: format!("backend-{}", i + 1),
             address,
             weight: 1,
+            metrics: None,
         });
     }
     let config = Config {

@@ -54,6 +54,8 @@ pub struct Shared {
     pub threads: usize,
     /// The open-files limit in force.
     pub nofile_limit: u64,
+    /// Per backend, how its metrics scrapes went.
+    pub scrapes: Vec<crate::upstream::scrape::ScrapeStats>,
 }
 
 /// Why a server could not start.
@@ -79,6 +81,8 @@ pub enum StartError {
     },
     /// A thread or runtime could not be created.
     Runtime(std::io::Error),
+    /// A backend's `metrics` address does not resolve.
+    Metrics(String),
 }
 
 impl fmt::Display for StartError {
@@ -102,6 +106,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot bind {what} {addr}: {source}")
             }
             StartError::Runtime(e) => write!(f, "cannot start reactor threads: {e}"),
+            StartError::Metrics(e) => write!(f, "{e}"),
         }
     }
 }
@@ -206,6 +211,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let nofile_limit = raise_nofile_limit();
     let threads = thread_count(config.server.threads);
     let addrs = resolve(&config)?;
+    let scrape_targets =
+        crate::upstream::scrape::targets(&addrs, &config).map_err(StartError::Metrics)?;
     let backends: Vec<Arc<BackendState>> = config
         .backends
         .iter()
@@ -264,6 +271,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         clock: Clock::new(),
         threads,
         nofile_limit,
+        scrapes: config.backends.iter().map(|_| Default::default()).collect(),
         host_headers: config
             .backends
             .iter()
@@ -293,6 +301,15 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         let h = std::thread::Builder::new()
             .name(format!("switchyard-reactor-{i}"))
             .spawn(move || reactor(i, shared, listeners, rx))
+            .map_err(StartError::Runtime)?;
+        handles.push(h);
+    }
+    if !scrape_targets.is_empty() {
+        let shared = Arc::clone(&shared);
+        let rx = rx.clone();
+        let h = std::thread::Builder::new()
+            .name("switchyard-scraper".into())
+            .spawn(move || crate::upstream::scrape::run(shared, scrape_targets, rx))
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }

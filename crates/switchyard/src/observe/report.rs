@@ -36,6 +36,26 @@ pub fn resident_memory_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// A backend's scraped figures: `null` when it has no `metrics` endpoint.
+fn engine_figures(shared: &Shared, i: usize, now: u64) -> Value {
+    if shared.config.backends[i].metrics.is_none() {
+        return Value::Null;
+    }
+    let st = &shared.backends[i];
+    let fresh = st.figures(now);
+    let s = &shared.scrapes[i];
+    json!({
+        "fresh": fresh.is_some(),
+        "age_ms": st.figures_scraped_at().map(|at| now.saturating_sub(at)),
+        "waiting": fresh.and_then(|f| f.waiting),
+        "running": fresh.and_then(|f| f.running),
+        "kv_cache_usage": fresh.and_then(|f| f.kv_cache_usage),
+        "gpu_util": fresh.and_then(|f| f.gpu_util),
+        "scrapes_ok": s.ok.load(std::sync::atomic::Ordering::Relaxed),
+        "scrapes_failed": s.failed.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
 /// The whole `/stats` document.
 pub fn stats_json(shared: &Shared) -> Value {
     let t = shared.stats.totals();
@@ -83,6 +103,8 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "ewma_latency_us": st.ewma_latency_us().round(),
                 "peak_ewma_latency_us": st.peak_latency_us(now).round(),
                 "penalized": st.is_penalized(now),
+                "queue_estimate": st.queue_estimate(now),
+                "engine": engine_figures(shared, i, now),
                 "requests": s.requests,
                 "errors": s.errors,
                 "connections_opened": s.conns_opened,

@@ -2,4 +2,6 @@
 
 pub mod codec;
 pub mod conn;
+pub mod metrics;
 pub mod pool;
+pub mod scrape;

@@ -48,7 +48,16 @@ impl Builder {
             name: name.into(),
             address: addr.to_string().parse().unwrap(),
             weight,
+            metrics: None,
         });
+        self
+    }
+
+    /// Sets `metrics` on the backend added last.
+    pub fn metrics(mut self, endpoint: &str) -> Self {
+        if let Some(b) = self.config.backends.last_mut() {
+            b.metrics = Some(endpoint.parse().expect("valid metrics endpoint"));
+        }
         self
     }
 

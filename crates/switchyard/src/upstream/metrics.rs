@@ -1,0 +1,143 @@
+//! Reading an engine's load from its Prometheus text metrics (sans-io).
+//!
+//! Engines name the same figure differently; an alias table maps them onto switchyard's four:
+//! requests waiting, requests running, KV-cache usage and GPU utilisation. Counts are summed
+//! over label sets (an engine serving two models reports a queue per model); ratios take the
+//! highest (the fullest cache, the busiest GPU). A figure an engine does not report stays
+//! unknown, never zero.
+
+use switchyard_balance::LoadFigures;
+
+/// Metric names giving the number of requests waiting in the engine's queue.
+pub const WAITING: &[&str] = &[
+    "vllm:num_requests_waiting",
+    "sglang:num_queue_reqs",
+    "tgi_queue_size",
+    "nv_inference_pending_request_count",
+];
+/// Metric names giving the number of requests running.
+pub const RUNNING: &[&str] = &[
+    "vllm:num_requests_running",
+    "sglang:num_running_reqs",
+    "tgi_batch_current_size",
+];
+/// Metric names giving KV-cache usage as a ratio 0..1 (vLLM's new and old names, SGLang's).
+pub const KV_CACHE: &[&str] = &[
+    "vllm:kv_cache_usage_perc",
+    "vllm:gpu_cache_usage_perc",
+    "sglang:token_usage",
+];
+/// Metric names giving GPU utilisation in percent (NVIDIA's DCGM exporter).
+pub const GPU_UTIL_PERCENT: &[&str] = &["DCGM_FI_DEV_GPU_UTIL"];
+
+/// The figures in a Prometheus text exposition. Malformed lines are skipped.
+pub fn parse(text: &str) -> LoadFigures {
+    let mut f = LoadFigures::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = sample(line) else {
+            continue;
+        };
+        if !value.is_finite() || value < 0.0 {
+            continue;
+        }
+        if WAITING.contains(&name) {
+            f.waiting = Some(f.waiting.unwrap_or(0) + value.round() as u64);
+        } else if RUNNING.contains(&name) {
+            f.running = Some(f.running.unwrap_or(0) + value.round() as u64);
+        } else if KV_CACHE.contains(&name) {
+            f.kv_cache_usage = Some(f.kv_cache_usage.unwrap_or(0.0).max(value.min(1.0)));
+        } else if GPU_UTIL_PERCENT.contains(&name) {
+            let v = (value / 100.0).min(1.0);
+            f.gpu_util = Some(f.gpu_util.unwrap_or(0.0).max(v));
+        }
+    }
+    f
+}
+
+/// Splits `name{labels} value [timestamp]` into the name and the value.
+fn sample(line: &str) -> Option<(&str, f64)> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    if rest.starts_with('{') {
+        let close = closing_brace(rest)?;
+        rest = &rest[close + 1..];
+    }
+    let value = rest.split_ascii_whitespace().next()?;
+    Some((name, value.parse().ok()?))
+}
+
+/// The index of the `}` that ends a label set starting at `s[0] == '{'` (quotes respected).
+fn closing_brace(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vllm_figures() {
+        let text = r#"# HELP vllm:num_requests_running Number of requests running.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="llama"} 3
+vllm:num_requests_waiting{model_name="llama"} 5.0
+vllm:num_requests_waiting{model_name="mistral"} 2
+vllm:kv_cache_usage_perc{model_name="llama"} 0.42
+vllm:prompt_tokens_total{model_name="llama"} 1234
+"#;
+        let f = parse(text);
+        assert_eq!(f.running, Some(3));
+        assert_eq!(f.waiting, Some(7));
+        assert_eq!(f.kv_cache_usage, Some(0.42));
+        assert_eq!(f.gpu_util, None);
+    }
+
+    #[test]
+    fn other_engines_and_dcgm() {
+        let sglang =
+            "sglang:num_queue_reqs{x=\"a\"} 4\nsglang:num_running_reqs 8\nsglang:token_usage 0.9\n";
+        let f = parse(sglang);
+        assert_eq!(
+            (f.waiting, f.running, f.kv_cache_usage),
+            (Some(4), Some(8), Some(0.9))
+        );
+        let tgi = "tgi_queue_size 6\ntgi_batch_current_size 2\n";
+        assert_eq!(parse(tgi).waiting, Some(6));
+        let old_vllm = "vllm:gpu_cache_usage_perc{model_name=\"m\"} 0.7\n";
+        assert_eq!(parse(old_vllm).kv_cache_usage, Some(0.7));
+        let triton = "nv_inference_pending_request_count{model=\"m\",version=\"1\"} 9\n";
+        assert_eq!(parse(triton).waiting, Some(9));
+        let dcgm = "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\"} 35\nDCGM_FI_DEV_GPU_UTIL{gpu=\"1\"} 80\n";
+        assert_eq!(parse(dcgm).gpu_util, Some(0.8));
+    }
+
+    #[test]
+    fn tricky_lines() {
+        let text = "vllm:num_requests_waiting{model_name=\"a}b\",x=\"q\\\"\"} 3 1700000000000\n\
+                    vllm:num_requests_running NaN\n\
+                    vllm:num_requests_running{broken 4\n\
+                    garbage\n";
+        let f = parse(text);
+        assert_eq!(f.waiting, Some(3));
+        assert_eq!(f.running, None);
+        assert_eq!(parse(""), LoadFigures::default());
+    }
+}
