@@ -42,7 +42,9 @@ pub mod value;
 pub use address::Address;
 pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
-pub use model::{BackendConfig, Config, HashKey, MetricsEndpoint, RouteConfig, ServerConfig};
+pub use model::{
+    BackendConfig, Config, HashKey, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
+};
 pub use parse::parse;
 
 impl Config {

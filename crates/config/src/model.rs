@@ -117,6 +117,52 @@ pub struct BackendConfig {
     pub weight: u32,
     /// `metrics`: where the engine's Prometheus figures are scraped from, if anywhere.
     pub metrics: Option<MetricsEndpoint>,
+    /// `models`: the models (and versions) this backend serves; empty = not declared.
+    pub models: Vec<ModelId>,
+}
+
+/// A model a backend serves: `name` or `name@version`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelId {
+    /// The model's name, as clients send it in `model`.
+    pub name: String,
+    /// Its version, if declared.
+    pub version: Option<String>,
+}
+
+impl std::fmt::Display for ModelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.version {
+            Some(v) => write!(f, "{}@{v}", self.name),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
+
+impl std::str::FromStr for ModelId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-/:+".contains(&b))
+        };
+        let (name, version) = match s.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (s, None),
+        };
+        if !ok(name) || version.is_some_and(|v| !ok(v)) {
+            return Err(format!(
+                "`{s}` is not a model id: expected NAME or NAME@VERSION of letters, digits \
+                 and . _ - / : +"
+            ));
+        }
+        Ok(ModelId {
+            name: name.to_string(),
+            version: version.map(str::to_string),
+        })
+    }
 }
 
 /// A backend's `metrics` endpoint: a path on the backend's own address (`/metrics`), or a full

@@ -65,6 +65,14 @@ pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
         ),
+        (
+            "models",
+            b.models
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
     ]
 }
 

@@ -8,7 +8,7 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, HashKey, MetricsEndpoint, RouteConfig, ServerConfig, DEFAULT_BALANCER,
+    BackendConfig, HashKey, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER,
     DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
@@ -37,7 +37,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "metrics_max_age",
 ];
 /// The keys of `[backend NAME]`, in the order they are rendered.
-pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics"];
+pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics", "models"];
 /// The keys of `[route NAME]`, in the order they are rendered.
 pub(crate) const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "backends", "balancer", "hash_key"];
 
@@ -223,11 +223,13 @@ pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<Back
     let address = r.required("address", |s| s.parse::<Address>());
     let weight = r.value("weight", DEFAULT_WEIGHT, number(1, MAX_WEIGHT));
     let metrics = r.value("metrics", None, |s| s.parse::<MetricsEndpoint>().map(Some));
+    let models = r.value("models", Vec::new(), model_list);
     Some(BackendConfig {
         name: name.to_string(),
         address: address?,
         weight,
         metrics,
+        models,
     })
 }
 
@@ -267,6 +269,18 @@ fn path_prefix(s: &str) -> Result<String, String> {
         );
     }
     Ok(s.to_string())
+}
+
+fn model_list(s: &str) -> Result<Vec<ModelId>, String> {
+    let mut out: Vec<ModelId> = Vec::new();
+    for entry in parse_list(s)? {
+        let id: ModelId = entry.parse()?;
+        if out.contains(&id) {
+            return Err(format!("model `{id}` is listed twice"));
+        }
+        out.push(id);
+    }
+    Ok(out)
 }
 
 fn backend_list(s: &str) -> Result<Vec<String>, String> {

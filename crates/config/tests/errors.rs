@@ -153,13 +153,18 @@ fn unknown_key_lists_valid_keys_and_suggests() {
         e.kind,
         ErrorKind::UnknownKey {
             suggestion: Some("weight".into()),
-            valid: vec!["address".into(), "weight".into(), "metrics".into()],
+            valid: vec![
+                "address".into(),
+                "weight".into(),
+                "metrics".into(),
+                "models".into(),
+            ],
         }
     );
     assert_eq!(
         e.to_string(),
         "t.ini:3: [backend a] weigth: unknown key (did you mean `weight`?); \
-         valid keys here: address, weight, metrics"
+         valid keys here: address, weight, metrics, models"
     );
     // Keys are case-sensitive.
     let e = one(&format!("[server]\nThreads = 2\n{TAIL}"));

@@ -63,6 +63,7 @@ fn backend(name: &str, host: &str, port: u16, weight: u32) -> BackendConfig {
         },
         weight,
         metrics: None,
+        models: Vec::new(),
     }
 }
 

@@ -113,16 +113,33 @@ fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
         Just(Some("/metrics".parse().unwrap())),
         Just(Some("http://10.0.0.9:9400/metrics".parse().unwrap())),
     ];
-    prop::collection::btree_map(name(), (address(), 1..=10_000u32, metrics), 1..5).prop_map(|m| {
-        m.into_iter()
-            .map(|(name, (address, weight, metrics))| BackendConfig {
-                name,
-                address,
-                weight,
-                metrics,
-            })
-            .collect()
-    })
+    let models = prop::sample::subsequence(
+        vec![
+            "llama-3-8b",
+            "llama-3-8b@v2",
+            "qwen/qwen2.5:7b",
+            "m@2024-01",
+        ],
+        0..=3,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|m| m.parse().unwrap())
+            .collect::<Vec<_>>()
+    });
+    prop::collection::btree_map(name(), (address(), 1..=10_000u32, metrics, models), 1..5).prop_map(
+        |m| {
+            m.into_iter()
+                .map(|(name, (address, weight, metrics, models))| BackendConfig {
+                    name,
+                    address,
+                    weight,
+                    metrics,
+                    models,
+                })
+                .collect()
+        },
+    )
 }
 
 fn host_pattern() -> impl Strategy<Value = String> {

@@ -163,6 +163,7 @@ pub fn quick_config(
             address,
             weight: 1,
             metrics: None,
+            models: Vec::new(),
         });
     }
     let config = Config {

@@ -28,6 +28,8 @@ pub struct Group {
     pub indices: Vec<usize>,
     /// What to hash for the balancer's affinity key, when the balancer uses one.
     pub hash_key: Option<HashKey>,
+    /// Which members serve which model, when any member declares `models`.
+    pub models: Option<crate::l7::models::ModelTable>,
 }
 
 /// What every thread of a running server shares: immutable configuration and routing, and the
@@ -227,10 +229,13 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
                 .iter()
                 .filter_map(|name| config.backends.iter().position(|b| &b.name == name))
                 .collect();
+            let members: Vec<_> = indices.iter().map(|i| &config.backends[*i]).collect();
+            let models = crate::l7::models::ModelTable::new(&members);
             Group {
                 states: indices.iter().map(|i| Arc::clone(&backends[*i])).collect(),
                 indices,
                 hash_key: (r.balancer == "consistent_hash").then(|| r.hash_key.clone()),
+                models,
             }
         })
         .collect();

@@ -22,6 +22,22 @@ use crate::observe::ErrorKind;
 use crate::upstream::codec::BodyDecoder;
 use crate::upstream::conn::{UpstreamConn, UpstreamError};
 
+/// A request body on its way to a backend: bytes already read from the client (to find the
+/// model, say), then the rest as it arrives.
+pub struct RequestBody {
+    /// Read ahead of forwarding; sent first (and again if the request is resent).
+    pub prefix: Option<Bytes>,
+    /// The rest of the client's body.
+    pub rest: hyper::body::Incoming,
+}
+
+impl RequestBody {
+    /// Whether there is no body left to send.
+    pub fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && Body::is_end_stream(&self.rest)
+    }
+}
+
 /// The bookkeeping of one request/response exchange, ended when dropped (when the response
 /// body has been sent, or abandoned because the client went away).
 pub struct Exchange {

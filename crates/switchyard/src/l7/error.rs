@@ -54,6 +54,13 @@ pub enum ProxyError {
     /// Reading the client's request body failed while it was being forwarded (the client went
     /// away mid-upload).
     ClientAborted,
+    /// No backend of the route serves the requested model.
+    UnknownModel {
+        /// The model asked for.
+        model: String,
+        /// The models the route serves.
+        served: Vec<String>,
+    },
 }
 
 impl ProxyError {
@@ -68,6 +75,7 @@ impl ProxyError {
             ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
         }
     }
 
@@ -82,6 +90,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => ErrorKind::UpstreamError,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
             ProxyError::ClientAborted => ErrorKind::ClientError,
+            ProxyError::UnknownModel { .. } => ErrorKind::UnknownModel,
         }
     }
 
@@ -107,6 +116,7 @@ impl ProxyError {
                 "502 Bad Gateway: backend closed or reset the connection\n"
             }
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => "400 Bad Request\n",
+            ProxyError::UnknownModel { .. } => "404 Not Found: unknown model\n",
         }
     }
 }
@@ -135,6 +145,7 @@ impl fmt::Display for ProxyError {
             }
             ProxyError::BadRequest(why) => write!(f, "bad request: {why}"),
             ProxyError::ClientAborted => write!(f, "the client's request body broke off"),
+            ProxyError::UnknownModel { model, .. } => write!(f, "unknown model {model:?}"),
         }
     }
 }

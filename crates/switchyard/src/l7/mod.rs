@@ -4,5 +4,7 @@ pub mod body;
 pub mod error;
 pub mod framing;
 pub mod headers;
+pub mod model;
+pub mod models;
 pub mod proxy;
 pub mod route;

@@ -19,9 +19,10 @@ use hyper::body::Incoming;
 use switchyard_balance::{Balancer, PickContext};
 use switchyard_config::HashKey;
 
-use super::body::{Exchange, ProxyBody, Upstream};
+use super::body::{Exchange, ProxyBody, RequestBody, Upstream};
 use super::error::ProxyError;
 use super::headers;
+use super::model::{find_model, Scan};
 use crate::clock::{coarse_now, Deadlines};
 use crate::net::conn::ConnCtx;
 use crate::observe::ThreadStats;
@@ -39,6 +40,17 @@ pub struct Worker {
     pub(crate) deadlines: Deadlines,
     balancers: RefCell<Vec<Box<dyn Balancer>>>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
+}
+
+/// What the proxy answers with.
+enum Reply {
+    /// The backend's response.
+    Upstream(Answer),
+    /// A response switchyard makes itself (the model list).
+    Local {
+        content_type: &'static str,
+        body: Bytes,
+    },
 }
 
 /// Which backend answered, on which connection, with which head.
@@ -99,11 +111,18 @@ impl Worker {
             in_flight: None,
         };
         match self.proxy(req, &ctx, &mut exchange).await {
-            Ok(Answer {
+            Ok(Reply::Local { content_type, body }) => {
+                self.stats.response(exchange.route, 200);
+                let mut resp = Response::new(ProxyBody::full(body, exchange));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                resp
+            }
+            Ok(Reply::Upstream(Answer {
                 backend,
                 conn,
                 head,
-            }) => {
+            })) => {
                 self.stats.response(exchange.route, head.status.as_u16());
                 let upstream = Upstream {
                     conn: Some(conn),
@@ -133,16 +152,33 @@ impl Worker {
             tracing::debug!(error = %e, "request failed");
         }
         let close = matches!(e, ProxyError::BadRequest(_));
-        let mut resp = Response::new(ProxyBody::full(
-            Bytes::from_static(e.body().as_bytes()),
-            exchange,
-        ));
+        let (body, content_type) = match &e {
+            // OpenAI clients expect their error shape, and the list helps whoever mistyped.
+            ProxyError::UnknownModel { model, served } => (
+                Bytes::from(
+                    serde_json::json!({"error": {
+                        "message": format!(
+                            "The model `{model}` does not exist here. Models served: {}.",
+                            served.join(", ")
+                        ),
+                        "type": "invalid_request_error",
+                        "param": "model",
+                        "code": "model_not_found",
+                        "models": served,
+                    }})
+                    .to_string(),
+                ),
+                "application/json",
+            ),
+            _ => (
+                Bytes::from_static(e.body().as_bytes()),
+                "text/plain; charset=utf-8",
+            ),
+        };
+        let mut resp = Response::new(ProxyBody::full(body, exchange));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(
             "x-switchyard-error",
             HeaderValue::from_static(e.kind().name()),
@@ -159,7 +195,7 @@ impl Worker {
         req: Request<Incoming>,
         ctx: &Rc<ConnCtx>,
         exchange: &mut Exchange,
-    ) -> Result<Answer, ProxyError> {
+    ) -> Result<Reply, ProxyError> {
         // Phase: framing. A head with both Content-Length and Transfer-Encoding is refused.
         if ctx.take_ambiguous_framing() {
             return Err(ProxyError::BadRequest(
@@ -192,7 +228,11 @@ impl Worker {
         self.stats.routes[route].requests.bump(1);
 
         // Phase: rewrite for the backend.
-        let (mut parts, mut body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let mut body = RequestBody {
+            prefix: None,
+            rest: body,
+        };
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
         if parts.uri.scheme().is_some() {
             // absolute-form (a client that treats us as a forward proxy): the target's
@@ -215,6 +255,29 @@ impl Worker {
         // Phases: select, acquire, forward. A failed connect (nothing sent) is retried once
         // on another backend of the route.
         let group = &self.shared.groups[route];
+
+        // Phase: model. On a route whose backends declare models, the request's model picks
+        // the backends that may serve it.
+        let mut model_excluded: &[usize] = &[];
+        if let Some(table) = &group.models {
+            if parts.method == http::Method::GET && parts.uri.path() == "/v1/models" {
+                return Ok(Reply::Local {
+                    content_type: "application/json",
+                    body: self.model_list(route),
+                });
+            }
+            if let Some(model) = request_model(&parts.headers, &mut body).await? {
+                model_excluded =
+                    table
+                        .excluded(&model)
+                        .ok_or_else(|| ProxyError::UnknownModel {
+                            served: self.served_models(route),
+                            model,
+                        })?;
+            }
+        }
+        let mut combined: Vec<usize> = Vec::new();
+
         let key = group
             .hash_key
             .as_ref()
@@ -224,9 +287,17 @@ impl Worker {
         let mut last_err: Option<ProxyError> = None;
         loop {
             let pick = {
+                let exclude: &[usize] = if model_excluded.is_empty() {
+                    &excluded[..tried]
+                } else {
+                    combined.clear();
+                    combined.extend_from_slice(model_excluded);
+                    combined.extend_from_slice(&excluded[..tried]);
+                    &combined
+                };
                 let ctx = PickContext {
                     now_ms: self.shared.clock.ms_at(coarse_now()),
-                    exclude: &excluded[..tried],
+                    exclude,
                     key,
                 };
                 self.balancers.borrow_mut()[route].pick(&group.states, &ctx)
@@ -243,7 +314,7 @@ impl Worker {
                     .insert(header::HOST, self.shared.host_headers[backend].clone());
             }
             match self.forward(backend, &parts, &mut body, exchange).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => return Ok(Reply::Upstream(answer)),
                 Err(e) if e.is_retryable() && tried < excluded.len() => {
                     excluded[tried] = member;
                     tried += 1;
@@ -262,7 +333,7 @@ impl Worker {
         &self,
         backend: usize,
         parts: &Parts,
-        body: &mut Incoming,
+        body: &mut RequestBody,
         exchange: &mut Exchange,
     ) -> Result<Answer, ProxyError> {
         let state = &self.shared.backends[backend];
@@ -352,6 +423,28 @@ impl Worker {
         }
     }
 
+    /// The models the route's healthy backends serve.
+    fn served_models(&self, route: usize) -> Vec<String> {
+        let group = &self.shared.groups[route];
+        let now = self.shared.clock.ms_at(coarse_now());
+        group
+            .models
+            .as_ref()
+            .map(|t| t.served(|m| group.states[m].is_available(now)))
+            .unwrap_or_default()
+    }
+
+    /// `GET /v1/models` answered by the proxy: the union of the healthy backends' models, in
+    /// OpenAI's list format.
+    fn model_list(&self, route: usize) -> Bytes {
+        let data: Vec<serde_json::Value> = self
+            .served_models(route)
+            .into_iter()
+            .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "switchyard"}))
+            .collect();
+        Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+    }
+
     fn connect_failed(&self, backend: usize, e: &ProxyError) {
         let cfg = &self.shared.config.server;
         self.stats.backends[backend].errors.bump(1);
@@ -405,4 +498,44 @@ fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(DEFAULT_MS, |s| s.saturating_mul(1_000).min(MAX_MS))
+}
+
+/// How much of a request body is read, at most, to find its `model`.
+pub const MODEL_SCAN_LIMIT: usize = 256 * 1024;
+
+/// The model a request asks for: the `x-model` header, else the `model` field of a JSON body
+/// (read into `body.prefix`, at most [`MODEL_SCAN_LIMIT`] bytes, to be forwarded first).
+/// `None` when the request names none.
+async fn request_model(
+    headers: &http::HeaderMap,
+    body: &mut RequestBody,
+) -> Result<Option<String>, ProxyError> {
+    if let Some(m) = headers.get("x-model").and_then(|v| v.to_str().ok()) {
+        return Ok(Some(m.trim().to_string()));
+    }
+    if body.is_end_stream() {
+        return Ok(None);
+    }
+    let mut buf = bytes::BytesMut::new();
+    let found = loop {
+        match find_model(&buf) {
+            Scan::Found(m) => break Some(m),
+            Scan::Absent | Scan::Invalid => break None,
+            Scan::NeedMore if buf.len() >= MODEL_SCAN_LIMIT => break None,
+            Scan::NeedMore => {}
+        }
+        match http_body_util::BodyExt::frame(&mut body.rest).await {
+            None => break None,
+            Some(Err(_)) => return Err(ProxyError::ClientAborted),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    };
+    if !buf.is_empty() {
+        body.prefix = Some(buf.freeze());
+    }
+    Ok(found)
 }

@@ -48,11 +48,13 @@ pub enum ErrorKind {
     ClientHeaderTimeout,
     /// The client's connection failed mid-exchange (reset, closed early, invalid bytes).
     ClientError,
+    /// The request names a model that no backend of its route serves (404).
+    UnknownModel,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -63,6 +65,7 @@ impl ErrorKind {
         ErrorKind::HeaderTooLarge,
         ErrorKind::ClientHeaderTimeout,
         ErrorKind::ClientError,
+        ErrorKind::UnknownModel,
     ];
 
     /// The name used in `/stats`.
@@ -78,6 +81,7 @@ impl ErrorKind {
             ErrorKind::HeaderTooLarge => "header_too_large",
             ErrorKind::ClientHeaderTimeout => "client_header_timeout",
             ErrorKind::ClientError => "client_error",
+            ErrorKind::UnknownModel => "unknown_model",
         }
     }
 

@@ -24,6 +24,8 @@ use tokio::net::TcpStream;
 
 use crate::clock::{coarse_now, Deadlines};
 
+use crate::l7::body::RequestBody;
+
 use super::codec::{self, CodecError, RequestFraming, ResponseHead};
 
 /// First read size; doubled after every read that fills it, up to [`MAX_READ`].
@@ -149,7 +151,7 @@ impl UpstreamConn {
     pub async fn exchange(
         &mut self,
         parts: &Parts,
-        body: &mut Incoming,
+        body: &mut RequestBody,
         response_timeout: Duration,
         deadlines: &Deadlines,
     ) -> Result<ResponseHead, Failure> {
@@ -159,7 +161,7 @@ impl UpstreamConn {
             head_sent: false,
             response_started: false,
         };
-        let framing = if http_body::Body::is_end_stream(body) {
+        let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
             RequestFraming::Length
@@ -185,10 +187,9 @@ impl UpstreamConn {
         f.head_sent = true;
         if framing != RequestFraming::Empty {
             f.body_touched = true;
-            if let Err(e) = self
-                .send_body(body, framing == RequestFraming::Chunked)
-                .await
-            {
+            let prefix = body.prefix.clone();
+            let chunked = framing == RequestFraming::Chunked;
+            if let Err(e) = self.send_body(prefix, &mut body.rest, chunked).await {
                 f.error = e;
                 f.response_started = !self.buf.is_empty();
                 return Err(f);
@@ -223,9 +224,18 @@ impl UpstreamConn {
     /// Streams the request body. If the backend starts answering before the body is complete
     /// (an early 413, say), the upload stops and the response is read; the connection is then
     /// not reused, since the request was cut short.
-    async fn send_body(&mut self, body: &mut Incoming, chunked: bool) -> Result<(), UpstreamError> {
+    async fn send_body(
+        &mut self,
+        mut prefix: Option<bytes::Bytes>,
+        body: &mut Incoming,
+        chunked: bool,
+    ) -> Result<(), UpstreamError> {
         let (read, mut write) = self.stream.split();
         loop {
+            if let Some(data) = prefix.take() {
+                write_data(&mut write, &data, chunked).await?;
+                continue;
+            }
             let frame = tokio::select! {
                 biased;
                 _ = read.readable() => {
@@ -244,22 +254,7 @@ impl UpstreamConn {
                     Err(_) => continue, // request trailers are not forwarded
                 },
             };
-            if data.is_empty() {
-                continue;
-            }
-            let size_line = format!("{:x}\r\n", data.len());
-            let mut slices: [IoSlice<'_>; 3] = if chunked {
-                [
-                    IoSlice::new(size_line.as_bytes()),
-                    IoSlice::new(&data),
-                    IoSlice::new(b"\r\n"),
-                ]
-            } else {
-                [IoSlice::new(&data), IoSlice::new(&[]), IoSlice::new(&[])]
-            };
-            write_all_vectored(&mut write, &mut slices)
-                .await
-                .map_err(UpstreamError::Io)?;
+            write_data(&mut write, &data, chunked).await?;
         }
         if chunked {
             write_all(&mut write, b"0\r\n\r\n")
@@ -306,6 +301,30 @@ impl UpstreamConn {
         }
         r
     }
+}
+
+/// Writes one piece of request body, as a chunk when `chunked`.
+async fn write_data<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    data: &[u8],
+    chunked: bool,
+) -> Result<(), UpstreamError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let size_line = format!("{:x}\r\n", data.len());
+    let mut slices: [IoSlice<'_>; 3] = if chunked {
+        [
+            IoSlice::new(size_line.as_bytes()),
+            IoSlice::new(data),
+            IoSlice::new(b"\r\n"),
+        ]
+    } else {
+        [IoSlice::new(data), IoSlice::new(&[]), IoSlice::new(&[])]
+    };
+    write_all_vectored(w, &mut slices)
+        .await
+        .map_err(UpstreamError::Io)
 }
 
 async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {

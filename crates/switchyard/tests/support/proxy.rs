@@ -49,7 +49,19 @@ impl Builder {
             address: addr.to_string().parse().unwrap(),
             weight,
             metrics: None,
+            models: Vec::new(),
         });
+        self
+    }
+
+    /// Sets `models` on the backend added last.
+    pub fn models(mut self, models: &[&str]) -> Self {
+        if let Some(b) = self.config.backends.last_mut() {
+            b.models = models
+                .iter()
+                .map(|m| m.parse().expect("valid model id"))
+                .collect();
+        }
         self
     }
 
