@@ -30,6 +30,8 @@ pub struct Group {
     pub hash_key: Option<HashKey>,
     /// Which members serve which model, when any member declares `models`.
     pub models: Option<crate::l7::models::ModelTable>,
+    /// Whether the balancer reads peak-EWMA latency (only then is it measured).
+    pub tracks_latency: bool,
 }
 
 /// What every thread of a running server shares: immutable configuration and routing, and the
@@ -236,6 +238,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
                 indices,
                 hash_key: (r.balancer == "consistent_hash").then(|| r.hash_key.clone()),
                 models,
+                tracks_latency: r.balancer == "response_time",
             }
         })
         .collect();

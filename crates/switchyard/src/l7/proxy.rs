@@ -313,7 +313,10 @@ impl Worker {
                     .headers
                     .insert(header::HOST, self.shared.host_headers[backend].clone());
             }
-            match self.forward(backend, &parts, &mut body, exchange).await {
+            let forwarded = self
+                .forward(backend, &parts, &mut body, exchange, group.tracks_latency)
+                .await;
+            match forwarded {
                 Ok(answer) => return Ok(Reply::Upstream(answer)),
                 Err(e) if e.is_retryable() && tried < excluded.len() => {
                     excluded[tried] = member;
@@ -335,6 +338,7 @@ impl Worker {
         parts: &Parts,
         body: &mut RequestBody,
         exchange: &mut Exchange,
+        tracks_latency: bool,
     ) -> Result<Answer, ProxyError> {
         let state = &self.shared.backends[backend];
         let bstats = &self.stats.backends[backend];
@@ -364,13 +368,15 @@ impl Worker {
                     let micros = exchange.start.elapsed().as_micros() as u64;
                     bstats.latency.record(micros);
                     state.observe_latency_us(micros);
-                    let now_ms = self.shared.clock.ms_at(coarse_now());
-                    state.observe_peak_latency_us(micros, now_ms);
                     state.record_success();
-                    if head.status == StatusCode::TOO_MANY_REQUESTS
-                        || head.status == StatusCode::SERVICE_UNAVAILABLE
-                    {
-                        state.penalize_until(now_ms + retry_after_ms(&head.headers));
+                    if tracks_latency {
+                        let now_ms = self.shared.clock.ms_at(coarse_now());
+                        state.observe_peak_latency_us(micros, now_ms);
+                        if head.status == StatusCode::TOO_MANY_REQUESTS
+                            || head.status == StatusCode::SERVICE_UNAVAILABLE
+                        {
+                            state.penalize_until(now_ms + retry_after_ms(&head.headers));
+                        }
                     }
                     return Ok(Answer {
                         backend,
