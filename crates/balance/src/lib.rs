@@ -16,6 +16,7 @@
 
 mod backend;
 pub mod consistent_hash;
+pub mod gpu;
 pub mod least_conn;
 pub mod least_queue;
 pub mod registry;

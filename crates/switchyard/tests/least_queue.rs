@@ -1,6 +1,7 @@
-//! `balancer = least_queue` with figures scraped from the engines' `/metrics`: traffic goes to
-//! the engine reporting the shorter queue, follows the figures when they change, and stale
-//! figures are not read as an idle engine.
+//! Balancers fed by figures scraped from the engines' `/metrics`: `least_queue` sends traffic
+//! to the engine reporting the shorter queue, follows the figures when they change, and does not
+//! read stale figures as an idle engine; `gpu` keeps traffic off an engine whose KV cache is
+//! saturated.
 
 mod support;
 
@@ -18,19 +19,28 @@ use support::{proxy, wait_for, DEADLINE};
 struct Engine {
     backend: Backend,
     waiting: Arc<AtomicU64>,
+    /// KV-cache usage in percent.
+    kv_percent: Arc<AtomicU64>,
     broken: Arc<AtomicBool>,
     served: Arc<AtomicUsize>,
 }
 
 async fn engine(waiting: u64) -> Engine {
     let w = Arc::new(AtomicU64::new(waiting));
+    let kv = Arc::new(AtomicU64::new(25));
     let broken = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
     let backend = {
-        let (w, broken, served) = (Arc::clone(&w), Arc::clone(&broken), Arc::clone(&served));
+        let (w, kv, broken, served) = (
+            Arc::clone(&w),
+            Arc::clone(&kv),
+            Arc::clone(&broken),
+            Arc::clone(&served),
+        );
         server::serve(move |req| {
             let metrics = req.uri().path() == "/metrics";
             let (w, broken, served) = (w.load(SeqCst), broken.load(SeqCst), Arc::clone(&served));
+            let kv = kv.load(SeqCst) as f64 / 100.0;
             async move {
                 if !metrics {
                     served.fetch_add(1, SeqCst);
@@ -45,7 +55,7 @@ async fn engine(waiting: u64) -> Engine {
                         "# TYPE vllm:num_requests_waiting gauge\n\
                          vllm:num_requests_waiting{{model_name=\"m\"}} {w}\n\
                          vllm:num_requests_running{{model_name=\"m\"}} 1\n\
-                         vllm:kv_cache_usage_perc{{model_name=\"m\"}} 0.25\n"
+                         vllm:kv_cache_usage_perc{{model_name=\"m\"}} {kv}\n"
                     ),
                 )
             }
@@ -55,6 +65,7 @@ async fn engine(waiting: u64) -> Engine {
     Engine {
         backend,
         waiting: w,
+        kv_percent: kv,
         broken,
         served,
     }
@@ -126,4 +137,33 @@ async fn follows_the_engines_queues_and_distrusts_stale_figures() {
     .await;
     let s = proxy.stats().await;
     assert_eq!(s["backends"][0]["engine"]["kv_cache_usage"], 0.25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_keeps_traffic_off_a_saturated_cache() {
+    let full = engine(0).await;
+    full.kv_percent.store(97, SeqCst);
+    let roomy = engine(5).await;
+    roomy.kv_percent.store(30, SeqCst);
+    let proxy = proxy::new()
+        .server(|s| s.metrics_interval = Duration::from_millis(50))
+        .backend("full", full.backend.addr())
+        .metrics("/metrics")
+        .backend("roomy", roomy.backend.addr())
+        .metrics("/metrics")
+        .route("g", "/", &["full", "roomy"], "gpu")
+        .start();
+    wait_for(DEADLINE, "first scrapes", || async {
+        let s = proxy.stats().await;
+        s["backends"][0]["engine"]["kv_cache_usage"] == 0.97
+            && s["backends"][1]["engine"]["fresh"] == true
+    })
+    .await;
+    let mut c = Client::connect(proxy.addr()).await;
+    send(&mut c, 20).await;
+    // The full engine's queue is empty and roomy's is not, yet everything goes to roomy.
+    assert_eq!(
+        (full.served.load(SeqCst), roomy.served.load(SeqCst)),
+        (0, 20)
+    );
 }

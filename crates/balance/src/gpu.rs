@@ -1,0 +1,122 @@
+//! GPU-aware balancing: weights scaled by the headroom an engine reports.
+//!
+//! From the scraped figures (see [`BackendState::figures`]) an engine's headroom is
+//! `1 - max(KV-cache usage, GPU utilisation)`. Its cost is `(queue + 1) / (weight x headroom)`
+//! with the queue as `least_queue` estimates it, so a busy or nearly full engine looks as
+//! expensive as it is. Engines at or above [`KV_SATURATION`] KV-cache usage are avoided while
+//! any other is eligible: a full cache means preemption and recomputation. An engine without
+//! fresh figures has full headroom but its queue is switchyard's own in-flight count: unknown
+//! is never read as idle. Ties go round the group in turn.
+
+use std::sync::Arc;
+
+use crate::{BackendState, Balancer, PickContext};
+
+/// KV-cache usage at which an engine counts as saturated.
+pub const KV_SATURATION: f64 = 0.95;
+/// The least headroom assumed (keeps the cost finite for a fully busy engine).
+pub const MIN_HEADROOM: f64 = 0.02;
+
+/// Registered as `gpu`.
+pub fn new(_seed: u64) -> Box<dyn Balancer> {
+    Box::new(Gpu::default())
+}
+
+/// GPU balancer state: where the tie-breaking scan starts.
+#[derive(Debug, Default, Clone)]
+pub struct Gpu {
+    next: usize,
+}
+
+/// The cost of one more request on `b` at `now_ms`, and whether its KV cache is saturated.
+pub fn cost(b: &BackendState, now_ms: u64) -> (f64, bool) {
+    let (kv, util) = match b.figures(now_ms) {
+        Some(f) => (f.kv_cache_usage.unwrap_or(0.0), f.gpu_util.unwrap_or(0.0)),
+        None => (0.0, 0.0),
+    };
+    let headroom = (1.0 - kv.max(util)).max(MIN_HEADROOM);
+    let queue = b.queue_estimate(now_ms) as f64;
+    let cost = (queue + 1.0) / (f64::from(b.weight()) * headroom);
+    (cost, kv >= KV_SATURATION)
+}
+
+impl Balancer for Gpu {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
+        let n = backends.len();
+        // (index, saturated, cost): unsaturated engines first, then the cheaper.
+        let mut best: Option<(usize, bool, f64)> = None;
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let b = &backends[i];
+            if !ctx.eligible(i, b) {
+                continue;
+            }
+            let (c, saturated) = cost(b, ctx.now_ms);
+            let better = match best {
+                None => true,
+                Some((_, bs, bc)) => (saturated, c) < (bs, bc),
+            };
+            if better {
+                best = Some((i, saturated, c));
+            }
+        }
+        let (chosen, _, _) = best?;
+        self.next = (chosen + 1) % n;
+        Some(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LoadFigures;
+
+    fn engine(name: &str, kv: f64, util: f64, running: u64) -> Arc<BackendState> {
+        let b = Arc::new(BackendState::new(name, 1));
+        b.record_figures(
+            LoadFigures {
+                waiting: Some(0),
+                running: Some(running),
+                kv_cache_usage: Some(kv),
+                gpu_util: Some(util),
+            },
+            0,
+            10_000,
+        );
+        b
+    }
+
+    #[test]
+    fn prefers_headroom() {
+        let g = vec![engine("busy", 0.8, 0.9, 4), engine("free", 0.2, 0.3, 4)];
+        assert_eq!(new(0).pick(&g, &PickContext::at(1)), Some(1));
+    }
+
+    #[test]
+    fn avoids_a_saturated_cache_even_if_its_queue_is_short() {
+        let g = vec![engine("full", 0.97, 0.1, 0), engine("ok", 0.5, 0.5, 10)];
+        assert_eq!(new(0).pick(&g, &PickContext::at(1)), Some(1));
+        // With nothing else eligible, the saturated engine still serves.
+        g[1].mark_down_until(u64::MAX);
+        assert_eq!(new(0).pick(&g, &PickContext::at(1)), Some(0));
+    }
+
+    #[test]
+    fn queue_still_counts() {
+        let g = vec![engine("a", 0.3, 0.3, 20), engine("b", 0.5, 0.5, 1)];
+        // a: 21 / 0.7 = 30; b: 2 / 0.5 = 4.
+        assert_eq!(new(0).pick(&g, &PickContext::at(1)), Some(1));
+    }
+
+    #[test]
+    fn stale_figures_are_not_idle() {
+        let g = vec![engine("stale", 0.0, 0.0, 0), engine("fresh", 0.6, 0.6, 1)];
+        let _held: Vec<_> = (0..10).map(|_| g[0].start_request()).collect();
+        // Once stale, "stale" has full headroom but its 10 in flight: 11 > 2 / 0.4 = 5.
+        assert_eq!(new(0).pick(&g, &PickContext::at(20_000)), Some(1));
+    }
+}
