@@ -157,6 +157,7 @@ mod tests {
             now_ms: 0,
             exclude: &[],
             key: Some(key),
+            prefix: &[],
         }
     }
 
@@ -240,6 +241,7 @@ mod tests {
             now_ms: 0,
             exclude: &[next],
             key: Some(7),
+            prefix: &[],
         };
         let third = ch.pick(&g, &ctx).unwrap();
         assert!(third != home && third != next);

@@ -19,6 +19,7 @@ pub mod consistent_hash;
 pub mod gpu;
 pub mod least_conn;
 pub mod least_queue;
+pub mod prefix_cache;
 pub mod registry;
 pub mod response_time;
 mod rng;
@@ -44,6 +45,9 @@ pub struct PickContext<'a> {
     /// The request's affinity key (see [`hash_bytes`]) for balancers that use one
     /// (`consistent_hash`); `None` when the request carries none.
     pub key: Option<u64>,
+    /// The request's prompt as a chain of block hashes (see [`prefix_cache::block_chain`]),
+    /// for `prefix_cache`; empty when unknown.
+    pub prefix: &'a [u64],
 }
 
 impl<'a> PickContext<'a> {
@@ -53,6 +57,7 @@ impl<'a> PickContext<'a> {
             now_ms,
             exclude: &[],
             key: None,
+            prefix: &[],
         }
     }
 
@@ -74,4 +79,9 @@ pub trait Balancer: Send + fmt::Debug {
     /// eligible (all down or excluded). The slice is the route's backend group; it is the same
     /// slice, in the same order, on every call for a given instance.
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize>;
+
+    /// Entries in the balancer's own index, for algorithms that keep one (`prefix_cache`).
+    fn index_len(&self) -> Option<usize> {
+        None
+    }
 }

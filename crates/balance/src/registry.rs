@@ -2,7 +2,10 @@
 //!
 //! Adding an algorithm is a new file with a constructor plus one line in [`REGISTRY`].
 
-use crate::{consistent_hash, gpu, least_conn, least_queue, response_time, round_robin, Balancer};
+use crate::{
+    consistent_hash, gpu, least_conn, least_queue, prefix_cache, response_time, round_robin,
+    Balancer,
+};
 
 /// A constructor: `seed` feeds any randomness the algorithm uses, so that each reactor thread
 /// (which owns its own balancer instances) makes independent choices and tests can be
@@ -18,6 +21,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("response_time", response_time::new),
     ("least_queue", least_queue::new),
     ("gpu", gpu::new),
+    ("prefix_cache", prefix_cache::new),
 ];
 
 /// The names accepted by `balancer = NAME`, in registration order.

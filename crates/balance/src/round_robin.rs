@@ -80,6 +80,7 @@ mod tests {
             now_ms: 10,
             exclude: &[2],
             key: None,
+            prefix: &[],
         };
         for _ in 0..10 {
             assert_eq!(rr.pick(&g, &ctx), Some(0));

@@ -32,6 +32,8 @@ pub struct Group {
     pub models: Option<crate::l7::models::ModelTable>,
     /// Whether the balancer reads peak-EWMA latency (only then is it measured).
     pub tracks_latency: bool,
+    /// Whether the balancer needs the prompt's block hashes (`prefix_cache`).
+    pub wants_prompt: bool,
 }
 
 /// What every thread of a running server shares: immutable configuration and routing, and the
@@ -239,6 +241,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
                 hash_key: (r.balancer == "consistent_hash").then(|| r.hash_key.clone()),
                 models,
                 tracks_latency: r.balancer == "response_time",
+                wants_prompt: r.balancer == "prefix_cache",
             }
         })
         .collect();

@@ -278,6 +278,13 @@ impl Worker {
         }
         let mut combined: Vec<usize> = Vec::new();
 
+        // Phase: prompt, for prefix-cache affinity: the prompt's block hashes.
+        let chain = if group.wants_prompt {
+            prompt_chain(&mut body).await?
+        } else {
+            Vec::new()
+        };
+
         let key = group
             .hash_key
             .as_ref()
@@ -299,8 +306,16 @@ impl Worker {
                     now_ms: self.shared.clock.ms_at(coarse_now()),
                     exclude,
                     key,
+                    prefix: &chain,
                 };
-                self.balancers.borrow_mut()[route].pick(&group.states, &ctx)
+                let mut balancers = self.balancers.borrow_mut();
+                let pick = balancers[route].pick(&group.states, &ctx);
+                if let Some(n) = balancers[route].index_len() {
+                    self.stats.routes[route]
+                        .prefix_index_entries
+                        .store(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                pick
             };
             let Some(member) = pick else {
                 return Err(last_err.unwrap_or_else(|| ProxyError::NoHealthyBackend {
@@ -544,4 +559,77 @@ async fn request_model(
         body.prefix = Some(buf.freeze());
     }
     Ok(found)
+}
+
+/// How much of a request body is read, at most, to hash its prompt for `prefix_cache`.
+pub const PROMPT_LIMIT: usize = 1 << 20;
+
+/// The block-hash chain of the request's prompt: the chat messages rendered in order
+/// (`role: content` lines) or the completion prompt. The body is read ahead (at most
+/// [`PROMPT_LIMIT`] bytes, kept to be forwarded first); a body that is longer, or is not an
+/// OpenAI-style JSON request, gives an empty chain.
+async fn prompt_chain(body: &mut RequestBody) -> Result<Vec<u64>, ProxyError> {
+    let mut buf = bytes::BytesMut::new();
+    if let Some(p) = body.prefix.take() {
+        buf.extend_from_slice(&p);
+    }
+    let mut complete = http_body::Body::is_end_stream(&body.rest);
+    while !complete && buf.len() <= PROMPT_LIMIT {
+        match http_body_util::BodyExt::frame(&mut body.rest).await {
+            None => complete = true,
+            Some(Err(_)) => return Err(ProxyError::ClientAborted),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    let chain = if complete {
+        render_prompt(&buf)
+            .map(|p| switchyard_balance::prefix_cache::block_chain(p.as_bytes()))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if !buf.is_empty() {
+        body.prefix = Some(buf.freeze());
+    }
+    Ok(chain)
+}
+
+/// The prompt text of a chat or completion request body.
+fn render_prompt(json: &[u8]) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let mut out = String::new();
+    if let Some(messages) = doc.get("messages").and_then(|m| m.as_array()) {
+        for m in messages {
+            out.push_str(m.get("role").and_then(|r| r.as_str()).unwrap_or(""));
+            out.push_str(": ");
+            match m.get("content") {
+                Some(serde_json::Value::String(s)) => out.push_str(s),
+                Some(serde_json::Value::Array(parts)) => {
+                    for p in parts {
+                        if let Some(t) = p.get("text").and_then(|t| t.as_str()) {
+                            out.push_str(t);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            out.push('\n');
+        }
+        return Some(out);
+    }
+    match doc.get("prompt")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        _ => None,
+    }
 }

@@ -81,6 +81,7 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "errors": s.errors,
                 "responses": classes(&s.status),
                 "latency_us": latency(&s.latency),
+                "prefix_index_entries": (r.balancer == "prefix_cache").then_some(s.prefix_index_entries),
             })
         })
         .collect();

@@ -108,6 +108,8 @@ pub struct RouteStats {
     status: [AtomicU64; 6],
     /// Whole-request duration, accept of the head to the end of the response body.
     pub latency: Histogram,
+    /// Entries in this thread's prefix index for the route (`prefix_cache` only).
+    pub prefix_index_entries: AtomicU64,
 }
 
 /// Counters of one backend on one thread.
@@ -210,6 +212,8 @@ pub struct ItemTotals {
     pub conns_reused: u64,
     /// Merged latency histogram.
     pub latency: Snapshot,
+    /// Prefix-index entries over all threads (routes only).
+    pub prefix_index_entries: u64,
 }
 
 /// The per-thread counters of a running server.
@@ -263,6 +267,7 @@ impl Stats {
                 *a += b.load(Relaxed);
             }
             r.latency.merge_into(&mut t.latency);
+            t.prefix_index_entries += r.prefix_index_entries.load(Relaxed);
         }
         t
     }

@@ -1,0 +1,241 @@
+//! Prefix-cache affinity: send a prompt to the engine most likely to hold its prefix in its KV
+//! cache, so the engine skips recomputing it (the largest published gain for LLM serving:
+//! multi-turn chats and shared system prompts resend the same prefix every time).
+//!
+//! A prompt is cut into [`BLOCK_BYTES`]-byte blocks and hashed as a chain (each block's hash
+//! covers every block before it, as engines' prefix caches key their blocks), see
+//! [`block_chain`]. An index remembers which backend last served each chain hash. A request
+//! goes to the backend of its longest indexed prefix, unless that backend is down or its queue
+//! is well above the group's average ([`OVERLOAD_FACTOR`]); otherwise, or with no match, to the
+//! shortest queue (as `least_queue`). Either way the request's chain is then indexed under the
+//! chosen backend.
+//!
+//! The index is bounded: at most [`MAX_ENTRIES`] chain hashes, the least recently used evicted
+//! first. Each reactor thread keeps its own index (no lock); its size is reported in `/stats`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::least_queue::LeastQueue;
+use crate::{hash_bytes, BackendState, Balancer, PickContext};
+
+/// Bytes of prompt per block.
+pub const BLOCK_BYTES: usize = 256;
+/// Most blocks hashed per prompt (1 MiB of prompt).
+pub const MAX_BLOCKS: usize = 4096;
+/// Most chain hashes in one index (about 2.4 MiB with the eviction log).
+pub const MAX_ENTRIES: usize = 100_000;
+/// A matched backend is passed over when its queue exceeds this factor times the group's
+/// average queue (plus [`OVERLOAD_SLACK`]).
+pub const OVERLOAD_FACTOR: f64 = 1.5;
+/// Requests a matched backend may have beyond [`OVERLOAD_FACTOR`] x average.
+pub const OVERLOAD_SLACK: f64 = 2.0;
+
+/// The chain of block hashes of `prompt`: entry `i` covers blocks `0..=i`. A trailing partial
+/// block is included (the next turn of a conversation extends it, and its hash then differs,
+/// which only shortens the match by one block).
+pub fn block_chain(prompt: &[u8]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(prompt.len().div_ceil(BLOCK_BYTES).min(MAX_BLOCKS));
+    let mut h: u64 = 0;
+    for block in prompt.chunks(BLOCK_BYTES).take(MAX_BLOCKS) {
+        let mut buf = [0u8; 8 + BLOCK_BYTES];
+        buf[..8].copy_from_slice(&h.to_le_bytes());
+        buf[8..8 + block.len()].copy_from_slice(block);
+        h = hash_bytes(&buf[..8 + block.len()]);
+        out.push(h);
+    }
+    out
+}
+
+/// Registered as `prefix_cache`.
+pub fn new(_seed: u64) -> Box<dyn Balancer> {
+    Box::new(PrefixCache::default())
+}
+
+/// The bounded index of chain hash -> backend, with LRU eviction.
+#[derive(Debug, Default, Clone)]
+pub struct PrefixIndex {
+    map: HashMap<u64, (usize, u64)>,
+    /// (hash, stamp) in the order touched; stale pairs are skipped when evicting.
+    log: VecDeque<(u64, u64)>,
+    tick: u64,
+}
+
+impl PrefixIndex {
+    /// The backend that last served chain hash `h`.
+    pub fn get(&self, h: u64) -> Option<usize> {
+        self.map.get(&h).map(|(b, _)| *b)
+    }
+
+    /// Records that `backend` served chain hash `h` (now the most recently used).
+    pub fn insert(&mut self, h: u64, backend: usize) {
+        self.tick += 1;
+        self.map.insert(h, (backend, self.tick));
+        self.log.push_back((h, self.tick));
+        while self.map.len() > MAX_ENTRIES || self.log.len() > 2 * MAX_ENTRIES {
+            let Some((old, stamp)) = self.log.pop_front() else {
+                break;
+            };
+            if self.map.get(&old).is_some_and(|(_, s)| *s == stamp) && self.map.len() > MAX_ENTRIES
+            {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Prefix-cache state: the index and the fallback.
+#[derive(Debug, Default, Clone)]
+pub struct PrefixCache {
+    index: PrefixIndex,
+    fallback: LeastQueue,
+}
+
+impl PrefixCache {
+    fn overloaded(backends: &[Arc<BackendState>], b: usize, ctx: &PickContext<'_>) -> bool {
+        let mut total = 0u64;
+        let mut n = 0u64;
+        for (i, s) in backends.iter().enumerate() {
+            if ctx.eligible(i, s) {
+                total += s.queue_estimate(ctx.now_ms);
+                n += 1;
+            }
+        }
+        let average = total as f64 / n.max(1) as f64;
+        backends[b].queue_estimate(ctx.now_ms) as f64 > OVERLOAD_FACTOR * average + OVERLOAD_SLACK
+    }
+}
+
+impl Balancer for PrefixCache {
+    fn name(&self) -> &'static str {
+        "prefix_cache"
+    }
+
+    fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
+        let matched = ctx.prefix.iter().rev().find_map(|h| {
+            let b = self.index.get(*h)?;
+            (b < backends.len() && ctx.eligible(b, &backends[b])).then_some(b)
+        });
+        let chosen = match matched {
+            Some(b) if !Self::overloaded(backends, b, ctx) => b,
+            _ => self.fallback.pick(backends, ctx)?,
+        };
+        for h in ctx.prefix {
+            self.index.insert(*h, chosen);
+        }
+        Some(chosen)
+    }
+
+    fn index_len(&self) -> Option<usize> {
+        Some(self.index.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(n: usize) -> Vec<Arc<BackendState>> {
+        (0..n)
+            .map(|i| Arc::new(BackendState::new(format!("e{i}"), 1)))
+            .collect()
+    }
+
+    fn ctx(prefix: &[u64]) -> PickContext<'_> {
+        PickContext {
+            now_ms: 0,
+            exclude: &[],
+            key: None,
+            prefix,
+        }
+    }
+
+    #[test]
+    fn chains_share_prefixes() {
+        let a = block_chain(&[b'a'; 1000]);
+        let mut longer = vec![b'a'; 1000];
+        longer.extend_from_slice(&[b'b'; 300]);
+        let b = block_chain(&longer);
+        assert_eq!(a.len(), 4);
+        assert_eq!(b.len(), 6);
+        assert_eq!(a[..3], b[..3]); // whole blocks match; the partial fourth differs
+        assert_ne!(a[3], b[3]);
+        assert!(block_chain(b"").is_empty());
+        assert_eq!(block_chain(&vec![0u8; 10 << 20]).len(), MAX_BLOCKS);
+    }
+
+    #[test]
+    fn a_conversation_returns_to_its_engine() {
+        let g = group(4);
+        let mut pc = PrefixCache::default();
+        let mut homes = Vec::new();
+        for conv in 0..8u8 {
+            let mut prompt = vec![conv; 600];
+            let first = pc.pick(&g, &ctx(&block_chain(&prompt))).unwrap();
+            for turn in 0..4u8 {
+                prompt.extend_from_slice(&[turn + 100; 300]);
+                assert_eq!(pc.pick(&g, &ctx(&block_chain(&prompt))), Some(first));
+            }
+            homes.push(first);
+        }
+        homes.sort();
+        homes.dedup();
+        assert!(homes.len() >= 3, "conversations all on {homes:?}");
+    }
+
+    #[test]
+    fn overloaded_or_down_home_falls_back() {
+        let g = group(2);
+        let mut pc = PrefixCache::default();
+        let chain = block_chain(&[7u8; 2000]);
+        let home = pc.pick(&g, &ctx(&chain)).unwrap();
+        let _held: Vec<_> = (0..10).map(|_| g[home].start_request()).collect();
+        let other = 1 - home;
+        assert_eq!(pc.pick(&g, &ctx(&chain)), Some(other));
+        // The chain now points at the other engine.
+        drop(_held);
+        assert_eq!(pc.pick(&g, &ctx(&chain)), Some(other));
+        g[other].mark_down_until(u64::MAX);
+        assert_eq!(pc.pick(&g, &ctx(&chain)), Some(home));
+    }
+
+    #[test]
+    fn index_is_bounded_and_evicts_the_least_recent() {
+        let mut idx = PrefixIndex::default();
+        for h in 0..(MAX_ENTRIES as u64 + 500) {
+            idx.insert(h, 0);
+            if h == 10 {
+                idx.insert(0, 1); // touch 0 again early on
+            }
+        }
+        assert_eq!(idx.len(), MAX_ENTRIES);
+        assert!(idx.log.len() <= 2 * MAX_ENTRIES);
+        assert_eq!(idx.get(1), None); // evicted
+        assert_eq!(idx.get(MAX_ENTRIES as u64 + 499), Some(0));
+        // Repeated touches of few keys do not grow the log without bound.
+        for _ in 0..(3 * MAX_ENTRIES) {
+            idx.insert(5, 2);
+        }
+        assert!(idx.log.len() <= 2 * MAX_ENTRIES);
+        assert_eq!(idx.get(5), Some(2));
+    }
+
+    #[test]
+    fn no_prompt_is_least_queue() {
+        let g = group(3);
+        let _busy = g[0].start_request();
+        let mut pc = PrefixCache::default();
+        assert_ne!(pc.pick(&g, &ctx(&[])), Some(0));
+        assert_eq!(pc.index_len(), Some(0));
+    }
+}
