@@ -62,7 +62,7 @@ impl Drop for Exchange {
 /// The backend's side of a response body.
 pub struct Upstream {
     /// The connection, until the body ends (then pooled) or fails (then closed).
-    pub conn: Option<UpstreamConn>,
+    pub conn: Option<Box<UpstreamConn>>,
     /// Its backend's index.
     pub backend: usize,
     /// How the body is delimited, and how much is left.

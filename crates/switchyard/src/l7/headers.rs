@@ -15,7 +15,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// not the message (RFC 9110 section 7.6.1), and are never forwarded. `Transfer-Encoding` is
 /// re-derived from the body that is streamed. A match on the name's text (length first) costs
 /// a few instructions per header, with no hashing.
-fn hop_by_hop(name: &HeaderName) -> Option<&'static HeaderName> {
+pub(crate) fn hop_by_hop(name: &HeaderName) -> Option<&'static HeaderName> {
     Some(match name.as_str() {
         "connection" => &header::CONNECTION,
         "keep-alive" => &KEEP_ALIVE,
@@ -32,7 +32,7 @@ fn hop_by_hop(name: &HeaderName) -> Option<&'static HeaderName> {
 
 /// Headers named by `Connection` beyond its usual `keep-alive` / `close`, which are hop-by-hop
 /// too. `None` (no allocation) in the usual case.
-fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+pub(crate) fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut named: Option<Vec<HeaderName>> = None;
     for v in headers.get_all(header::CONNECTION) {
         let Ok(v) = v.to_str() else { continue };

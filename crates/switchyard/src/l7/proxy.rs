@@ -56,7 +56,7 @@ enum Reply {
 /// Which backend answered, on which connection, with which head.
 struct Answer {
     backend: usize,
-    conn: UpstreamConn,
+    conn: Box<UpstreamConn>,
     head: ResponseHead,
 }
 
@@ -424,7 +424,7 @@ impl Worker {
         }
     }
 
-    async fn connect(&self, backend: usize) -> Result<UpstreamConn, ProxyError> {
+    async fn connect(&self, backend: usize) -> Result<Box<UpstreamConn>, ProxyError> {
         let cfg = &self.shared.config.server;
         let name = || self.shared.config.backends[backend].name.clone();
         match UpstreamConn::connect(self.shared.addrs[backend], cfg.upstream_connect_timeout).await

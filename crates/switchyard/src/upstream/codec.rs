@@ -115,7 +115,8 @@ pub struct ResponseHead {
     pub status: StatusCode,
     /// HTTP version the backend answered with.
     pub version: Version,
-    /// Header fields as sent (hop-by-hop ones included; the caller strips them).
+    /// Header fields as sent, less the hop-by-hop ones (`Connection` and what it names,
+    /// `Keep-Alive`, `Transfer-Encoding`, ...), which describe the backend connection only.
     pub headers: HeaderMap,
     /// How the body is delimited.
     pub framing: BodyFraming,
@@ -187,6 +188,8 @@ pub fn parse_head(
         let mut chunked = false;
         let mut has_te = false;
         let mut close = version == Version::HTTP_10;
+        // Connection listing headers other than close / keep-alive (rare): removed at the end.
+        let mut connection_extra = false;
         for &mut (n0, n1, v0, v1) in ranges {
             let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
             let name = HeaderName::from_bytes(&head[n0..n1])
@@ -209,8 +212,32 @@ pub fn parse_head(
                 } else if version == Version::HTTP_10 && has_token(v, b"keep-alive") {
                     close = false;
                 }
+                connection_extra |= v.split(|b| *b == b',').any(|t| {
+                    let t = t.trim_ascii();
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case(b"close")
+                        && !t.eq_ignore_ascii_case(b"keep-alive")
+                });
+                // Kept only while the headers it names are looked up, below.
+                if connection_extra {
+                    headers.append(name, value);
+                }
+                continue;
+            }
+            // Hop-by-hop fields describe the backend connection: not kept for the client.
+            if crate::l7::headers::hop_by_hop(&name).is_some() {
+                continue;
             }
             headers.append(name, value);
+        }
+        if connection_extra {
+            for named in crate::l7::headers::connection_named(&headers)
+                .into_iter()
+                .flatten()
+            {
+                headers.remove(named);
+            }
+            headers.remove(header::CONNECTION);
         }
         if has_te {
             // Transfer-Encoding overrides Content-Length (RFC 9112 section 6.3); the length
@@ -525,6 +552,30 @@ mod tests {
             &get,
         );
         assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_dropped() {
+        let r = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\
+             Server: s\r\n\r\n",
+            &Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        let mut names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, vec!["server"]);
+        assert_eq!((r.framing, r.keep_alive), (BodyFraming::Chunked, true));
+        let r = head(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            &Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.headers.keys().collect::<Vec<_>>(), vec!["content-length"]);
+        assert!(!r.keep_alive);
     }
 
     #[test]

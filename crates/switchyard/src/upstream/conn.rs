@@ -106,20 +106,21 @@ pub struct UpstreamConn {
 
 impl UpstreamConn {
     /// Opens a connection to `addr` within `timeout`. `Ok(Err(..))` is a failed connect,
-    /// `Err(())` a timeout.
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<io::Result<Self>, ()> {
+    /// `Err(())` a timeout. Boxed: the connection moves between the pool, the request and
+    /// the response body many times per request, and a pointer is cheaper to move.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<io::Result<Box<Self>>, ()> {
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => Err(()),
             Ok(Err(e)) => Ok(Err(e)),
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                Ok(Ok(UpstreamConn {
+                Ok(Ok(Box::new(UpstreamConn {
                     stream,
                     buf: BytesMut::new(),
                     head: Vec::with_capacity(512),
                     next_read: MIN_READ,
                     intact: true,
-                }))
+                })))
             }
         }
     }

@@ -18,7 +18,7 @@ use super::conn::UpstreamConn;
 const SHED_AFTER: Duration = Duration::from_secs(1);
 
 struct Idle {
-    conn: UpstreamConn,
+    conn: Box<UpstreamConn>,
     since: Instant,
 }
 
@@ -40,7 +40,7 @@ impl Pool {
     }
 
     /// Takes the most recently used idle connection to `backend` that is still open.
-    pub fn take(&self, backend: usize) -> Option<UpstreamConn> {
+    pub fn take(&self, backend: usize) -> Option<Box<UpstreamConn>> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(backend)?;
         let now = coarse_now();
@@ -54,7 +54,7 @@ impl Pool {
     }
 
     /// Returns a connection whose last exchange completed cleanly.
-    pub fn put(&self, backend: usize, conn: UpstreamConn) {
+    pub fn put(&self, backend: usize, conn: Box<UpstreamConn>) {
         if self.max_idle == 0 {
             return;
         }
