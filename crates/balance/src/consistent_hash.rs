@@ -91,6 +91,23 @@ impl Balancer for ConsistentHash {
         "consistent_hash"
     }
 
+    fn explain(
+        &self,
+        backends: &[Arc<BackendState>],
+        chosen: usize,
+        ctx: &PickContext<'_>,
+    ) -> String {
+        let b = &backends[chosen];
+        match ctx.key {
+            Some(k) => format!(
+                "key={k:016x} in_flight={} weight={}",
+                b.in_flight(),
+                b.weight()
+            ),
+            None => format!("key=none least_loaded in_flight={}", b.in_flight()),
+        }
+    }
+
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         let Some(key) = ctx.key else {
             return Self::least_loaded(backends, ctx);

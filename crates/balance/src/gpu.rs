@@ -45,6 +45,24 @@ impl Balancer for Gpu {
         "gpu"
     }
 
+    fn explain(
+        &self,
+        backends: &[Arc<BackendState>],
+        chosen: usize,
+        ctx: &PickContext<'_>,
+    ) -> String {
+        let b = &backends[chosen];
+        let (c, saturated) = cost(b, ctx.now_ms);
+        let f = b.figures(ctx.now_ms).unwrap_or_default();
+        let ratio = |v: Option<f64>| v.map_or("unknown".to_string(), |v| format!("{v:.2}"));
+        format!(
+            "cost={c:.2} queue={} kv_cache={} gpu_util={} saturated={saturated}",
+            b.queue_estimate(ctx.now_ms),
+            ratio(f.kv_cache_usage),
+            ratio(f.gpu_util)
+        )
+    }
+
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         let n = backends.len();
         // (index, saturated, cost): unsaturated engines first, then the cheaper.

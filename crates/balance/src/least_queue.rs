@@ -26,6 +26,25 @@ impl Balancer for LeastQueue {
         "least_queue"
     }
 
+    fn explain(
+        &self,
+        backends: &[Arc<BackendState>],
+        chosen: usize,
+        ctx: &PickContext<'_>,
+    ) -> String {
+        let b = &backends[chosen];
+        let figures = if b.figures(ctx.now_ms).is_some() {
+            "fresh"
+        } else {
+            "none"
+        };
+        format!(
+            "queue={} weight={} figures={figures}",
+            b.queue_estimate(ctx.now_ms),
+            b.weight()
+        )
+    }
+
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         let n = backends.len();
         let mut best: Option<(usize, u128, u128)> = None; // (index, queue, weight)

@@ -84,4 +84,17 @@ pub trait Balancer: Send + fmt::Debug {
     fn index_len(&self) -> Option<usize> {
         None
     }
+
+    /// Why backend `chosen` was picked by the last call to [`Balancer::pick`], as
+    /// `name=value` terms (for the `x-switchyard-route` header of routes with `explain`).
+    fn explain(
+        &self,
+        backends: &[Arc<BackendState>],
+        chosen: usize,
+        ctx: &PickContext<'_>,
+    ) -> String {
+        let _ = ctx;
+        let b = &backends[chosen];
+        format!("in_flight={} weight={}", b.in_flight(), b.weight())
+    }
 }

@@ -99,6 +99,8 @@ impl PrefixIndex {
 pub struct PrefixCache {
     index: PrefixIndex,
     fallback: LeastQueue,
+    /// Blocks matched by the last pick (0: the fallback chose).
+    last_matched: usize,
 }
 
 impl PrefixCache {
@@ -122,13 +124,19 @@ impl Balancer for PrefixCache {
     }
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
-        let matched = ctx.prefix.iter().rev().find_map(|h| {
+        let matched = ctx.prefix.iter().enumerate().rev().find_map(|(i, h)| {
             let b = self.index.get(*h)?;
-            (b < backends.len() && ctx.eligible(b, &backends[b])).then_some(b)
+            (b < backends.len() && ctx.eligible(b, &backends[b])).then_some((b, i + 1))
         });
         let chosen = match matched {
-            Some(b) if !Self::overloaded(backends, b, ctx) => b,
-            _ => self.fallback.pick(backends, ctx)?,
+            Some((b, blocks)) if !Self::overloaded(backends, b, ctx) => {
+                self.last_matched = blocks;
+                b
+            }
+            _ => {
+                self.last_matched = 0;
+                self.fallback.pick(backends, ctx)?
+            }
         };
         for h in ctx.prefix {
             self.index.insert(*h, chosen);
@@ -138,6 +146,20 @@ impl Balancer for PrefixCache {
 
     fn index_len(&self) -> Option<usize> {
         Some(self.index.len())
+    }
+
+    fn explain(
+        &self,
+        backends: &[Arc<BackendState>],
+        chosen: usize,
+        ctx: &PickContext<'_>,
+    ) -> String {
+        format!(
+            "matched_blocks={} prompt_blocks={} queue={}",
+            self.last_matched,
+            ctx.prefix.len(),
+            backends[chosen].queue_estimate(ctx.now_ms)
+        )
     }
 }
 
@@ -228,6 +250,21 @@ mod tests {
         }
         assert!(idx.log.len() <= 2 * MAX_ENTRIES);
         assert_eq!(idx.get(5), Some(2));
+    }
+
+    #[test]
+    fn explains_the_match() {
+        let g = group(2);
+        let mut pc = PrefixCache::default();
+        let chain = block_chain(&[1u8; 1024]);
+        let first = pc.pick(&g, &ctx(&chain)).unwrap();
+        assert!(pc
+            .explain(&g, first, &ctx(&chain))
+            .starts_with("matched_blocks=0 prompt_blocks=4"));
+        let again = pc.pick(&g, &ctx(&chain)).unwrap();
+        assert!(pc
+            .explain(&g, again, &ctx(&chain))
+            .starts_with("matched_blocks=4 "));
     }
 
     #[test]

@@ -51,6 +51,23 @@ impl Balancer for ResponseTime {
         "response_time"
     }
 
+    fn explain(
+        &self,
+        backends: &[Arc<BackendState>],
+        chosen: usize,
+        ctx: &PickContext<'_>,
+    ) -> String {
+        let b = &backends[chosen];
+        format!(
+            "cost={:.0} peak_ewma_us={:.0} in_flight={} weight={} penalized={}",
+            cost(b, ctx.now_ms),
+            b.peak_latency_us(ctx.now_ms),
+            b.in_flight(),
+            b.weight(),
+            b.is_penalized(ctx.now_ms)
+        )
+    }
+
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         let candidates = |penalized_ok: bool, out: &mut Vec<usize>| {
             out.clear();

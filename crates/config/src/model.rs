@@ -230,6 +230,8 @@ pub struct RouteConfig {
     pub balancer: String,
     /// `hash_key`: what `balancer = consistent_hash` hashes to keep a client on one backend.
     pub hash_key: HashKey,
+    /// `explain`: add an `x-switchyard-route` response header saying why the backend was picked.
+    pub explain: bool,
 }
 
 /// The request property that `consistent_hash` keeps on one backend (`hash_key`).

@@ -93,6 +93,14 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
                 r.hash_key.to_string()
             },
         ),
+        (
+            "explain",
+            if r.explain {
+                "true".into()
+            } else {
+                String::new()
+            },
+        ),
     ]
 }
 

@@ -39,7 +39,14 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
 /// The keys of `[backend NAME]`, in the order they are rendered.
 pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics", "models"];
 /// The keys of `[route NAME]`, in the order they are rendered.
-pub(crate) const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "backends", "balancer", "hash_key"];
+pub(crate) const ROUTE_KEYS: &[&str] = &[
+    "host",
+    "path_prefix",
+    "backends",
+    "balancer",
+    "hash_key",
+    "explain",
+];
 
 /// The longest duration any key accepts.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -325,6 +332,11 @@ pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
         backends: r.required("backends", backend_list).unwrap_or_default(),
         balancer: balancer(r),
         hash_key: r.value("hash_key", HashKey::default(), |s| s.parse()),
+        explain: r.value("explain", false, |s| match s {
+            "true" | "on" | "yes" => Ok(true),
+            "false" | "off" | "no" => Ok(false),
+            _ => Err("expected true or false".to_string()),
+        }),
     };
     RouteRead {
         config,

@@ -75,6 +75,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str)
         backends: backends.iter().map(|b| b.to_string()).collect(),
         balancer: bal.into(),
         hash_key: HashKey::default(),
+        explain: false,
     }
 }
 

@@ -174,6 +174,7 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
                     path_prefix,
                     backends,
                     balancer: balancer.to_string(),
+                    explain: hash_key != HashKey::ClientIp,
                     hash_key,
                 });
             }

@@ -180,6 +180,7 @@ pub fn quick_config(
             backends: backends.iter().map(|b| b.name.clone()).collect(),
             balancer: balancer.into(),
             hash_key: Default::default(),
+            explain: false,
         }],
         backends,
     };

@@ -34,6 +34,8 @@ pub struct Group {
     pub tracks_latency: bool,
     /// Whether the balancer needs the prompt's block hashes (`prefix_cache`).
     pub wants_prompt: bool,
+    /// Whether responses say why their backend was picked (`explain`).
+    pub explain: bool,
 }
 
 /// What every thread of a running server shares: immutable configuration and routing, and the
@@ -242,6 +244,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
                 models,
                 tracks_latency: r.balancer == "response_time",
                 wants_prompt: r.balancer == "prefix_cache",
+                explain: r.explain,
             }
         })
         .collect();

@@ -58,6 +58,8 @@ struct Answer {
     backend: usize,
     conn: Box<UpstreamConn>,
     head: ResponseHead,
+    /// Why the backend was picked, on routes with `explain`.
+    explained: Option<Box<str>>,
 }
 
 impl Worker {
@@ -122,6 +124,7 @@ impl Worker {
                 backend,
                 conn,
                 head,
+                explained,
             })) => {
                 self.stats.response(exchange.route, head.status.as_u16());
                 let upstream = Upstream {
@@ -135,6 +138,9 @@ impl Worker {
                 *resp.status_mut() = head.status;
                 *resp.headers_mut() = head.headers;
                 headers::to_downstream(resp.headers_mut());
+                if let Some(v) = explained.and_then(|e| HeaderValue::from_str(&e).ok()) {
+                    resp.headers_mut().insert("x-switchyard-route", v);
+                }
                 resp
             }
             Err(e) => self.error_response(e, exchange),
@@ -277,6 +283,7 @@ impl Worker {
             }
         }
         let mut combined: Vec<usize> = Vec::new();
+        let mut explained: Option<Box<str>> = None;
 
         // Phase: prompt, for prefix-cache affinity: the prompt's block hashes.
         let chain = if group.wants_prompt {
@@ -315,6 +322,18 @@ impl Worker {
                         .prefix_index_entries
                         .store(n as u64, std::sync::atomic::Ordering::Relaxed);
                 }
+                if let (Some(m), true) = (pick, group.explain) {
+                    let b = &self.shared.config.backends[group.indices[m]];
+                    explained = Some(
+                        format!(
+                            "backend={}; balancer={}; {}",
+                            b.name,
+                            balancers[route].name(),
+                            balancers[route].explain(&group.states, m, &ctx)
+                        )
+                        .into_boxed_str(),
+                    );
+                }
                 pick
             };
             let Some(member) = pick else {
@@ -332,7 +351,10 @@ impl Worker {
                 .forward(backend, &parts, &mut body, exchange, group.tracks_latency)
                 .await;
             match forwarded {
-                Ok(answer) => return Ok(Reply::Upstream(answer)),
+                Ok(mut answer) => {
+                    answer.explained = explained;
+                    return Ok(Reply::Upstream(answer));
+                }
                 Err(e) if e.is_retryable() && tried < excluded.len() => {
                     excluded[tried] = member;
                     tried += 1;
@@ -397,6 +419,7 @@ impl Worker {
                         backend,
                         conn,
                         head,
+                        explained: None,
                     });
                 }
                 Err(f) => {

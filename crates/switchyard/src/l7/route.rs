@@ -120,6 +120,7 @@ mod tests {
             backends: vec!["b".into()],
             balancer: "round_robin".into(),
             hash_key: Default::default(),
+            explain: false,
         }
     }
 

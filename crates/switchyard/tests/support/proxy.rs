@@ -94,7 +94,16 @@ impl Builder {
             backends: backends.iter().map(|b| b.to_string()).collect(),
             balancer: balancer.into(),
             hash_key: Default::default(),
+            explain: false,
         });
+        self
+    }
+
+    /// Sets `explain = true` on the route added last.
+    pub fn explain(mut self) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            r.explain = true;
+        }
         self
     }
 
