@@ -131,7 +131,8 @@ impl BackendState {
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
         let until = now_ms.saturating_add(down_for_ms.max(1));
-        let previous = self.down_until_ms.swap(until, Ordering::Relaxed);
+        // fetch_max: never shortens a longer mark (an active health check's "until it passes").
+        let previous = self.down_until_ms.fetch_max(until, Ordering::Relaxed);
         previous == 0 || previous <= now_ms
     }
 

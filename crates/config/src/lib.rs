@@ -43,7 +43,8 @@ pub use address::Address;
 pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
-    BackendConfig, Config, HashKey, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
+    BackendConfig, Config, HashKey, HealthCheck, MetricsEndpoint, ModelId, RouteConfig,
+    ServerConfig,
 };
 pub use parse::parse;
 

@@ -80,6 +80,14 @@ pub struct ServerConfig {
     pub metrics_timeout: Duration,
     /// `metrics_max_age`: scraped figures older than this are not trusted.
     pub metrics_max_age: Duration,
+    /// `health_interval`: how often active health checks run.
+    pub health_interval: Duration,
+    /// `health_timeout`: how long one check may take.
+    pub health_timeout: Duration,
+    /// `health_rise`: consecutive passes that bring a backend marked down back up.
+    pub health_rise: u32,
+    /// `health_fall`: consecutive failures that mark a backend down.
+    pub health_fall: u32,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +110,10 @@ impl Default for ServerConfig {
             metrics_interval: Duration::from_secs(1),
             metrics_timeout: Duration::from_millis(500),
             metrics_max_age: Duration::from_secs(5),
+            health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
+            health_rise: 2,
+            health_fall: 3,
         }
     }
 }
@@ -119,6 +131,74 @@ pub struct BackendConfig {
     pub metrics: Option<MetricsEndpoint>,
     /// `models`: the models (and versions) this backend serves; empty = not declared.
     pub models: Vec<ModelId>,
+    /// `health`: the active health check, if any.
+    pub health: Option<HealthCheck>,
+}
+
+/// An active health check (`health = tcp` or `health = http [METHOD] PATH [STATUS]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// A TCP connect to the backend's address.
+    Tcp,
+    /// An HTTP request to the backend, passing when it answers `status`.
+    Http {
+        /// Request method (GET by default).
+        method: String,
+        /// Request path.
+        path: String,
+        /// Expected status (200 by default).
+        status: u16,
+    },
+}
+
+impl std::fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HealthCheck::Tcp => write!(f, "tcp"),
+            HealthCheck::Http {
+                method,
+                path,
+                status,
+            } => write!(f, "http {method} {path} {status}"),
+        }
+    }
+}
+
+impl std::str::FromStr for HealthCheck {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let words: Vec<&str> = s.split_ascii_whitespace().collect();
+        let usage = || {
+            "expected `tcp` or `http [METHOD] PATH [STATUS]`, e.g. `http GET /health 200`"
+                .to_string()
+        };
+        match words.as_slice() {
+            ["tcp"] => Ok(HealthCheck::Tcp),
+            ["http", rest @ ..] => {
+                let (method, rest) = match rest {
+                    [m, rest @ ..] if !m.starts_with('/') => (*m, rest),
+                    _ => ("GET", rest),
+                };
+                let (path, status) = match rest {
+                    [p] => (*p, 200),
+                    [p, st] => (*p, st.parse::<u16>().map_err(|_| usage())?),
+                    _ => return Err(usage()),
+                };
+                let method_ok =
+                    !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+                if !method_ok || !path.starts_with('/') || !(100..=599).contains(&status) {
+                    return Err(usage());
+                }
+                Ok(HealthCheck::Http {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    status,
+                })
+            }
+            _ => Err(usage()),
+        }
+    }
 }
 
 /// A model a backend serves: `name` or `name@version`.
@@ -281,6 +361,27 @@ impl std::str::FromStr for HashKey {
 #[cfg(test)]
 mod tests {
     use super::HashKey;
+
+    #[test]
+    fn health_checks_parse_and_print() {
+        use super::HealthCheck;
+        assert_eq!("tcp".parse::<HealthCheck>(), Ok(HealthCheck::Tcp));
+        let full: HealthCheck = "http HEAD /healthz 204".parse().unwrap();
+        assert_eq!(full.to_string(), "http HEAD /healthz 204");
+        let short: HealthCheck = "http /health".parse().unwrap();
+        assert_eq!(short.to_string(), "http GET /health 200");
+        for bad in [
+            "",
+            "udp",
+            "http",
+            "http get /x",
+            "http GET x",
+            "http GET /x 99",
+            "http GET /x 200 extra",
+        ] {
+            assert!(bad.parse::<HealthCheck>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn hash_keys_parse_and_print() {

@@ -50,6 +50,10 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("metrics_interval", format_duration(s.metrics_interval)),
         ("metrics_timeout", format_duration(s.metrics_timeout)),
         ("metrics_max_age", format_duration(s.metrics_max_age)),
+        ("health_interval", format_duration(s.health_interval)),
+        ("health_timeout", format_duration(s.health_timeout)),
+        ("health_rise", s.health_rise.to_string()),
+        ("health_fall", s.health_fall.to_string()),
     ]
 }
 
@@ -72,6 +76,13 @@ pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
+        ),
+        (
+            "health",
+            b.health
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         ),
     ]
 }

@@ -8,8 +8,8 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, HashKey, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER,
-    DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
+    BackendConfig, HashKey, HealthCheck, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
+    DEFAULT_BALANCER, DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
 use crate::suggest::suggest;
@@ -35,9 +35,13 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "metrics_interval",
     "metrics_timeout",
     "metrics_max_age",
+    "health_interval",
+    "health_timeout",
+    "health_rise",
+    "health_fall",
 ];
 /// The keys of `[backend NAME]`, in the order they are rendered.
-pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics", "models"];
+pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics", "models", "health"];
 /// The keys of `[route NAME]`, in the order they are rendered.
 pub(crate) const ROUTE_KEYS: &[&str] = &[
     "host",
@@ -195,6 +199,10 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         }),
         metrics_timeout: r.value("metrics_timeout", d.metrics_timeout, duration(false)),
         metrics_max_age: r.value("metrics_max_age", d.metrics_max_age, duration(false)),
+        health_interval: r.value("health_interval", d.health_interval, duration(false)),
+        health_timeout: r.value("health_timeout", d.health_timeout, duration(false)),
+        health_rise: r.value("health_rise", d.health_rise, number(1, 100)),
+        health_fall: r.value("health_fall", d.health_fall, number(1, 100)),
     };
     check_admin_listen(r, &server);
     server
@@ -231,12 +239,14 @@ pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<Back
     let weight = r.value("weight", DEFAULT_WEIGHT, number(1, MAX_WEIGHT));
     let metrics = r.value("metrics", None, |s| s.parse::<MetricsEndpoint>().map(Some));
     let models = r.value("models", Vec::new(), model_list);
+    let health = r.value("health", None, |s| s.parse::<HealthCheck>().map(Some));
     Some(BackendConfig {
         name: name.to_string(),
         address: address?,
         weight,
         metrics,
         models,
+        health,
     })
 }
 

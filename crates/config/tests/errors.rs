@@ -158,13 +158,14 @@ fn unknown_key_lists_valid_keys_and_suggests() {
                 "weight".into(),
                 "metrics".into(),
                 "models".into(),
+                "health".into(),
             ],
         }
     );
     assert_eq!(
         e.to_string(),
         "t.ini:3: [backend a] weigth: unknown key (did you mean `weight`?); \
-         valid keys here: address, weight, metrics, models"
+         valid keys here: address, weight, metrics, models, health"
     );
     // Keys are case-sensitive.
     let e = one(&format!("[server]\nThreads = 2\n{TAIL}"));

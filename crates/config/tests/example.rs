@@ -64,6 +64,7 @@ fn backend(name: &str, host: &str, port: u16, weight: u32) -> BackendConfig {
         weight,
         metrics: None,
         models: Vec::new(),
+        health: None,
     }
 }
 
@@ -102,6 +103,10 @@ fn expected() -> Config {
             metrics_interval: Duration::from_secs(1),
             metrics_timeout: Duration::from_millis(500),
             metrics_max_age: Duration::from_secs(5),
+            health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
+            health_rise: 2,
+            health_fall: 3,
         },
         backends: vec![
             backend("llama-a", "10.0.0.1", 8000, 2),

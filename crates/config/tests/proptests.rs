@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
-    parse, Address, BackendConfig, Config, HashKey, RouteConfig, ServerConfig,
+    parse, Address, BackendConfig, Config, HashKey, HealthCheck, RouteConfig, ServerConfig,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -79,6 +79,10 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             metrics_interval: e.0,
             metrics_timeout: e.1,
             metrics_max_age: e.2,
+            health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
+            health_rise: 2,
+            health_fall: 3,
         })
 }
 
@@ -135,6 +139,11 @@ fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
                     address,
                     weight,
                     metrics,
+                    health: match models.len() {
+                        0 => None,
+                        1 => Some(HealthCheck::Tcp),
+                        _ => Some("http HEAD /health 204".parse().unwrap()),
+                    },
                     models,
                 })
                 .collect()

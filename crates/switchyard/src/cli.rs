@@ -164,6 +164,7 @@ pub fn quick_config(
             weight: 1,
             metrics: None,
             models: Vec::new(),
+            health: None,
         });
     }
     let config = Config {

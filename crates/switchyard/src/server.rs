@@ -64,6 +64,8 @@ pub struct Shared {
     pub nofile_limit: u64,
     /// Per backend, how its metrics scrapes went.
     pub scrapes: Vec<crate::upstream::scrape::ScrapeStats>,
+    /// Per backend, how its active health checks went.
+    pub health: Vec<crate::upstream::health::HealthStats>,
 }
 
 /// Why a server could not start.
@@ -286,6 +288,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         threads,
         nofile_limit,
         scrapes: config.backends.iter().map(|_| Default::default()).collect(),
+        health: config.backends.iter().map(|_| Default::default()).collect(),
         host_headers: config
             .backends
             .iter()
@@ -318,11 +321,12 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }
-    if !scrape_targets.is_empty() {
+    let has_checks = shared.config.backends.iter().any(|b| b.health.is_some());
+    if !scrape_targets.is_empty() || has_checks {
         let shared = Arc::clone(&shared);
         let rx = rx.clone();
         let h = std::thread::Builder::new()
-            .name("switchyard-scraper".into())
+            .name("switchyard-monitor".into())
             .spawn(move || crate::upstream::scrape::run(shared, scrape_targets, rx))
             .map_err(StartError::Runtime)?;
         handles.push(h);

@@ -75,6 +75,7 @@ mod tests {
             weight: 1,
             metrics: None,
             models: models.iter().map(|m| m.parse().unwrap()).collect(),
+            health: None,
         }
     }
 

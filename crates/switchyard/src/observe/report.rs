@@ -106,6 +106,15 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "penalized": st.is_penalized(now),
                 "queue_estimate": st.queue_estimate(now),
                 "engine": engine_figures(shared, i, now),
+                "health": b.health.as_ref().map(|check| {
+                    let h = &shared.health[i];
+                    json!({
+                        "check": check.to_string(),
+                        "state": h.state_name(),
+                        "ok": h.ok.load(std::sync::atomic::Ordering::Relaxed),
+                        "failed": h.failed.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                }),
                 "requests": s.requests,
                 "errors": s.errors,
                 "connections_opened": s.conns_opened,

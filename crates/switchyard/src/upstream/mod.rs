@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod conn;
+pub mod health;
 pub mod metrics;
 pub mod pool;
 pub mod scrape;

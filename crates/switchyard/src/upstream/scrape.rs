@@ -77,7 +77,7 @@ pub fn targets(
     Ok(out)
 }
 
-/// Runs the scrapers until shutdown.
+/// Runs the scrapers and the active health checks until shutdown.
 pub fn run(shared: Arc<Shared>, targets: Vec<Target>, mut shutdown: watch::Receiver<bool>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,6 +92,15 @@ pub fn run(shared: Arc<Shared>, targets: Vec<Target>, mut shutdown: watch::Recei
     rt.block_on(async move {
         for t in targets {
             tokio::spawn(scrape_loop(Arc::clone(&shared), t));
+        }
+        for (i, b) in shared.config.backends.iter().enumerate() {
+            if let Some(check) = &b.health {
+                tokio::spawn(super::health::check_loop(
+                    Arc::clone(&shared),
+                    i,
+                    check.clone(),
+                ));
+            }
         }
         let _ = shutdown.wait_for(|v| *v).await;
     });

@@ -50,6 +50,7 @@ impl Builder {
             weight,
             metrics: None,
             models: Vec::new(),
+            health: None,
         });
         self
     }
@@ -61,6 +62,14 @@ impl Builder {
                 .iter()
                 .map(|m| m.parse().expect("valid model id"))
                 .collect();
+        }
+        self
+    }
+
+    /// Sets `health` on the backend added last.
+    pub fn health(mut self, check: &str) -> Self {
+        if let Some(b) = self.config.backends.last_mut() {
+            b.health = Some(check.parse().expect("valid health check"));
         }
         self
     }
