@@ -88,6 +88,10 @@ pub struct ServerConfig {
     pub health_rise: u32,
     /// `health_fall`: consecutive failures that mark a backend down.
     pub health_fall: u32,
+    /// `retries`: how many other backends a request may be tried on after the first (0..=5).
+    pub retries: u32,
+    /// `retry_budget`: retries allowed as a percentage of requests (0..=100).
+    pub retry_budget: u32,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +118,8 @@ impl Default for ServerConfig {
             health_timeout: Duration::from_secs(1),
             health_rise: 2,
             health_fall: 3,
+            retries: 1,
+            retry_budget: 20,
         }
     }
 }

@@ -54,6 +54,8 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("health_timeout", format_duration(s.health_timeout)),
         ("health_rise", s.health_rise.to_string()),
         ("health_fall", s.health_fall.to_string()),
+        ("retries", s.retries.to_string()),
+        ("retry_budget", format!("{}%", s.retry_budget)),
     ]
 }
 

@@ -39,6 +39,8 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "health_timeout",
     "health_rise",
     "health_fall",
+    "retries",
+    "retry_budget",
 ];
 /// The keys of `[backend NAME]`, in the order they are rendered.
 pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics", "models", "health"];
@@ -203,6 +205,10 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         health_timeout: r.value("health_timeout", d.health_timeout, duration(false)),
         health_rise: r.value("health_rise", d.health_rise, number(1, 100)),
         health_fall: r.value("health_fall", d.health_fall, number(1, 100)),
+        retries: r.value("retries", d.retries, number(0, 5)),
+        retry_budget: r.value("retry_budget", d.retry_budget, |s| {
+            number(0, 100)(s.strip_suffix('%').unwrap_or(s))
+        }),
     };
     check_admin_listen(r, &server);
     server

@@ -107,6 +107,8 @@ fn expected() -> Config {
             health_timeout: Duration::from_secs(1),
             health_rise: 2,
             health_fall: 3,
+            retries: 1,
+            retry_budget: 20,
         },
         backends: vec![
             backend("llama-a", "10.0.0.1", 8000, 2),

@@ -83,6 +83,8 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             health_timeout: Duration::from_secs(1),
             health_rise: 2,
             health_fall: 3,
+            retries: 1,
+            retry_budget: 20,
         })
 }
 

@@ -74,6 +74,8 @@ async fn retry_after_keeps_traffic_away() {
     };
     let other = delayed(Duration::from_millis(20)).await;
     let proxy = proxy::new()
+        // Without retries the 503 reaches the client, which shows when busy was chosen.
+        .server(|s| s.retries = 0)
         .backend("busy", busy.addr())
         .backend("other", other.addr())
         .route("rt", "/", &["busy", "other"], "response_time")

@@ -39,6 +39,8 @@ pub struct Worker {
     /// Response-header deadlines, expired by the reactor's ticker.
     pub(crate) deadlines: Deadlines,
     balancers: RefCell<Vec<Box<dyn Balancer>>>,
+    /// Retry budget: tokens earned per request, spent per retry (see [`Worker::may_retry`]).
+    retry_tokens: std::cell::Cell<f64>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
 }
 
@@ -90,6 +92,7 @@ impl Worker {
                 cfg.upstream_keepalive_timeout,
             ),
             balancers: RefCell::new(balancers),
+            retry_tokens: std::cell::Cell::new(RETRY_BURST),
             deadlines: Deadlines::default(),
             http1,
             shared,
@@ -258,8 +261,8 @@ impl Worker {
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
 
-        // Phases: select, acquire, forward. A failed connect (nothing sent) is retried once
-        // on another backend of the route.
+        // Phases: select, acquire, forward, and retry on another backend when that is safe
+        // (see below).
         let group = &self.shared.groups[route];
 
         // Phase: model. On a route whose backends declare models, the request's model picks
@@ -296,9 +299,18 @@ impl Worker {
             .hash_key
             .as_ref()
             .and_then(|k| affinity_key(k, &parts.headers, ctx));
-        let mut excluded = [usize::MAX; 1];
+        // A retry on another backend is safe when nothing was sent (a failed connect), or
+        // when the whole request can be sent again (no body, or all of it read ahead) and
+        // either the method is idempotent (the exchange failed) or the backend refused with
+        // 503/429 before any of its body reached the client. At most `retries` other backends,
+        // within the retry budget.
+        let resendable = http_body::Body::is_end_stream(&body.rest);
+        let max_tries = (self.shared.config.server.retries as usize).min(MAX_RETRIES);
+        self.earn_retry_token();
+        let mut excluded = [usize::MAX; MAX_RETRIES];
         let mut tried = 0;
         let mut last_err: Option<ProxyError> = None;
+        let mut held: Option<Answer> = None;
         loop {
             let pick = {
                 let exclude: &[usize] = if model_excluded.is_empty() {
@@ -337,6 +349,9 @@ impl Worker {
                 pick
             };
             let Some(member) = pick else {
+                if let Some(answer) = held {
+                    return Ok(Reply::Upstream(answer));
+                }
                 return Err(last_err.unwrap_or_else(|| ProxyError::NoHealthyBackend {
                     route: self.shared.config.routes[route].name.clone(),
                 }));
@@ -352,15 +367,33 @@ impl Worker {
                 .await;
             match forwarded {
                 Ok(mut answer) => {
-                    answer.explained = explained;
+                    answer.explained = explained.take();
+                    let refused = answer.head.status == StatusCode::SERVICE_UNAVAILABLE
+                        || answer.head.status == StatusCode::TOO_MANY_REQUESTS;
+                    if refused && resendable && tried < max_tries && self.may_retry() {
+                        excluded[tried] = member;
+                        tried += 1;
+                        held = Some(answer); // answered if no other backend can be tried
+                        continue;
+                    }
                     return Ok(Reply::Upstream(answer));
                 }
-                Err(e) if e.is_retryable() && tried < excluded.len() => {
-                    excluded[tried] = member;
-                    tried += 1;
-                    last_err = Some(e);
+                Err(e) => {
+                    let safe = e.is_retryable()
+                        || (resendable
+                            && parts.method.is_idempotent()
+                            && matches!(e, ProxyError::Upstream { .. }));
+                    if safe && tried < max_tries && self.may_retry() {
+                        excluded[tried] = member;
+                        tried += 1;
+                        last_err = Some(e);
+                        continue;
+                    }
+                    return match held {
+                        Some(answer) => Ok(Reply::Upstream(answer)),
+                        None => Err(e),
+                    };
                 }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -464,6 +497,26 @@ impl Worker {
                 self.stats.backends[backend].conns_opened.bump(1);
                 Ok(conn)
             }
+        }
+    }
+
+    /// Each request earns `retry_budget` percent of a retry token, up to [`RETRY_BURST`].
+    fn earn_retry_token(&self) {
+        let earned = f64::from(self.shared.config.server.retry_budget) / 100.0;
+        self.retry_tokens
+            .set((self.retry_tokens.get() + earned).min(RETRY_BURST));
+    }
+
+    /// Spends a retry token if there is one, so that retries stay within the budget even when
+    /// a whole fleet fails (a failing fleet is not hammered with retries).
+    fn may_retry(&self) -> bool {
+        let t = self.retry_tokens.get();
+        if t >= 1.0 {
+            self.retry_tokens.set(t - 1.0);
+            self.stats.retries.bump(1);
+            true
+        } else {
+            false
         }
     }
 
@@ -656,3 +709,8 @@ fn render_prompt(json: &[u8]) -> Option<String> {
         _ => None,
     }
 }
+
+/// Most other backends a request is ever tried on (the cap on `retries`).
+pub const MAX_RETRIES: usize = 5;
+/// Retry tokens a reactor thread can save up (allows a burst of retries after a quiet spell).
+pub const RETRY_BURST: f64 = 10.0;

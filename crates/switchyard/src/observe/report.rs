@@ -137,6 +137,7 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "active": t.conns_accepted.saturating_sub(t.conns_closed),
             },
             "requests": t.requests,
+            "retries": t.retries,
             "responses": classes(&t.status),
             "bytes": { "in": t.bytes_in, "out": t.bytes_out },
             "errors": errors,

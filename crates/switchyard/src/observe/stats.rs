@@ -140,6 +140,8 @@ pub struct ThreadStats {
     pub bytes_in: AtomicU64,
     /// Bytes written to clients (heads and bodies).
     pub bytes_out: AtomicU64,
+    /// Requests tried again on another backend.
+    pub retries: AtomicU64,
     status: [AtomicU64; 6],
     errors: [AtomicU64; ErrorKind::ALL.len()],
     /// Per route, in configuration order.
@@ -157,6 +159,7 @@ impl ThreadStats {
             requests: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             status: Default::default(),
             errors: Default::default(),
             routes: (0..routes).map(|_| RouteStats::default()).collect(),
@@ -191,6 +194,8 @@ pub struct Totals {
     pub bytes_in: u64,
     /// Bytes to clients.
     pub bytes_out: u64,
+    /// Retries on another backend.
+    pub retries: u64,
     /// Responses by class, index 1..=5 = 1xx..5xx.
     pub status: [u64; 6],
     /// Errors by [`ErrorKind`] order.
@@ -246,6 +251,7 @@ impl Stats {
             t.requests += s.requests.load(Relaxed);
             t.bytes_in += s.bytes_in.load(Relaxed);
             t.bytes_out += s.bytes_out.load(Relaxed);
+            t.retries += s.retries.load(Relaxed);
             for (a, b) in t.status.iter_mut().zip(s.status.iter()) {
                 *a += b.load(Relaxed);
             }

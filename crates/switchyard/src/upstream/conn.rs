@@ -191,6 +191,18 @@ impl UpstreamConn {
             let prefix = body.prefix.clone();
             let chunked = framing == RequestFraming::Chunked;
             if let Err(e) = self.send_body(prefix, &mut body.rest, chunked).await {
+                // A backend that answers early and closes makes the upload fail; its answer
+                // may already be here, and it is what the client should see.
+                if let UpstreamError::Io(_) = e {
+                    self.intact = false;
+                    let early = deadlines.run(
+                        coarse_now() + response_timeout,
+                        self.read_head(&parts.method),
+                    );
+                    if let Some(Ok(head)) = early.await {
+                        return Ok(head);
+                    }
+                }
                 f.error = e;
                 f.response_started = !self.buf.is_empty();
                 return Err(f);
