@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::{BackendState, Balancer, PickContext};
+use crate::{rotating_min, BackendState, Balancer, PickContext};
 
 /// KV-cache usage at which an engine counts as saturated.
 pub const KV_SATURATION: f64 = 0.95;
@@ -64,27 +64,11 @@ impl Balancer for Gpu {
     }
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
-        let n = backends.len();
-        // (index, saturated, cost): unsaturated engines first, then the cheaper.
-        let mut best: Option<(usize, bool, f64)> = None;
-        for k in 0..n {
-            let i = (self.next + k) % n;
-            let b = &backends[i];
-            if !ctx.eligible(i, b) {
-                continue;
-            }
+        // Unsaturated engines first (false < true), then the cheaper.
+        rotating_min(backends, ctx, &mut self.next, |b| {
             let (c, saturated) = cost(b, ctx.now_ms);
-            let better = match best {
-                None => true,
-                Some((_, bs, bc)) => (saturated, c) < (bs, bc),
-            };
-            if better {
-                best = Some((i, saturated, c));
-            }
-        }
-        let (chosen, _, _) = best?;
-        self.next = (chosen + 1) % n;
-        Some(chosen)
+            (saturated, c)
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::{BackendState, Balancer, PickContext};
+use crate::{rotating_min, BackendState, Balancer, PickContext};
 
 /// Registered as `least_queue`.
 pub fn new(_seed: u64) -> Box<dyn Balancer> {
@@ -46,23 +46,10 @@ impl Balancer for LeastQueue {
     }
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
-        let n = backends.len();
-        let mut best: Option<(usize, u128, u128)> = None; // (index, queue, weight)
-        for k in 0..n {
-            let i = (self.next + k) % n;
-            let b = &backends[i];
-            if !ctx.eligible(i, b) {
-                continue;
-            }
-            let q = u128::from(b.queue_estimate(ctx.now_ms));
-            let w = u128::from(b.weight());
-            if best.is_none_or(|(_, bq, bw)| q * bw < bq * w) {
-                best = Some((i, q, w));
-            }
-        }
-        let (chosen, _, _) = best?;
-        self.next = (chosen + 1) % n;
-        Some(chosen)
+        // Equal ratios give equal quotients: IEEE division rounds the same real the same way.
+        rotating_min(backends, ctx, &mut self.next, |b| {
+            b.queue_estimate(ctx.now_ms) as f64 / f64::from(b.weight())
+        })
     }
 }
 

@@ -67,6 +67,33 @@ impl<'a> PickContext<'a> {
     }
 }
 
+/// The eligible backend with the smallest `key`, scanning from `*next` round the group so that
+/// ties go to each backend in turn; `*next` moves past the one chosen. Shared by the balancers
+/// that rank every backend (`least_queue`, `gpu`).
+pub(crate) fn rotating_min<K: PartialOrd>(
+    backends: &[Arc<BackendState>],
+    ctx: &PickContext<'_>,
+    next: &mut usize,
+    mut key: impl FnMut(&BackendState) -> K,
+) -> Option<usize> {
+    let n = backends.len();
+    let mut best: Option<(usize, K)> = None;
+    for k in 0..n {
+        let i = (*next + k) % n;
+        let b = &backends[i];
+        if !ctx.eligible(i, b) {
+            continue;
+        }
+        let v = key(b);
+        if best.as_ref().is_none_or(|(_, bv)| v < *bv) {
+            best = Some((i, v));
+        }
+    }
+    let (chosen, _) = best?;
+    *next = (chosen + 1) % n;
+    Some(chosen)
+}
+
 /// A load-balancing algorithm over a group of backends.
 ///
 /// Instances are per thread (`&mut self`), so an implementation needs no interior mutability for
