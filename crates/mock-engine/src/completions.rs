@@ -47,6 +47,8 @@ struct Run {
     pacer: Pacer,
     prompt_tokens: u64,
     choices: u64,
+    /// Block chains of the prompts, cached once the prefill is done.
+    chains: Vec<Vec<u64>>,
 }
 
 impl Run {
@@ -54,6 +56,13 @@ impl Run {
         let prompt_tokens = job.prompt_tokens();
         slot.set_kv_tokens(prompt_tokens);
         Metrics::add(&engine.metrics.prompt_tokens, prompt_tokens);
+        let cache = &engine.prefix_cache;
+        let chains = cache.chains(&job.model, job.prompts.iter().map(|p| p.text.as_str()));
+        if cache.enabled() {
+            let cached = cache.lookup(&chains).min(prompt_tokens);
+            Metrics::add(&engine.metrics.prefix_cache_queries, prompt_tokens);
+            Metrics::add(&engine.metrics.prefix_cache_hits, cached);
+        }
         let pacer = Pacer::new(
             Instant::now(),
             engine.ttft,
@@ -66,6 +75,7 @@ impl Run {
             pacer,
             prompt_tokens,
             choices: job.prompts.len() as u64,
+            chains,
         }
     }
 
@@ -77,6 +87,12 @@ impl Run {
     /// Produces the tokens due now (per choice) and updates the accounting.
     fn advance(&mut self) -> u32 {
         let k = self.pacer.take_due(Instant::now());
+        if !self.chains.is_empty() {
+            // The first token ends the prefill: the prompt's blocks are now computed.
+            self.engine
+                .prefix_cache
+                .insert(&std::mem::take(&mut self.chains));
+        }
         Metrics::add(
             &self.engine.metrics.generation_tokens,
             u64::from(k) * self.choices,

@@ -59,6 +59,18 @@ pub struct MockEngineArgs {
     /// Maximum accepted request body size in bytes; larger bodies get a 413.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+
+    /// Tokens per block of the simulated prefix cache (at least 1). Prompts are cut into
+    /// blocks of this many tokens; only full blocks are cached.
+    #[arg(long, default_value_t = 16)]
+    pub prefix_block_tokens: usize,
+
+    /// Capacity of the simulated prefix cache, in blocks, the least recently used evicted
+    /// first; 0 disables it. A request's cached prefix is its leading blocks found in the
+    /// cache (counted in `vllm:prefix_cache_hits_total`); its blocks are cached once it is
+    /// prefilled.
+    #[arg(long, default_value_t = 2048)]
+    pub prefix_cache_blocks: usize,
 }
 
 impl Default for MockEngineArgs {
@@ -74,6 +86,8 @@ impl Default for MockEngineArgs {
             default_max_tokens: 16,
             name: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            prefix_block_tokens: 16,
+            prefix_cache_blocks: 2048,
         }
     }
 }
@@ -103,6 +117,8 @@ mod tests {
         assert_eq!(parsed.default_max_tokens, default.default_max_tokens);
         assert_eq!(parsed.name, default.name);
         assert_eq!(parsed.max_body_bytes, default.max_body_bytes);
+        assert_eq!(parsed.prefix_block_tokens, default.prefix_block_tokens);
+        assert_eq!(parsed.prefix_cache_blocks, default.prefix_cache_blocks);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use hyper::header::HeaderValue;
 
 use crate::config::{MockEngineArgs, DEFAULT_MODEL};
 use crate::metrics::Metrics;
+use crate::prefix_cache::PrefixCache;
 use crate::response::ApiError;
 use crate::scheduler::Scheduler;
 
@@ -29,6 +30,7 @@ pub(crate) struct Engine {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_waiting: usize,
     pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) prefix_cache: PrefixCache,
     pub(crate) metrics: Metrics,
 }
 
@@ -51,6 +53,7 @@ impl Engine {
             max_body_bytes: args.max_body_bytes,
             max_waiting: args.max_waiting,
             scheduler: Scheduler::new(args.max_concurrent, args.max_waiting, args.kv_cache_tokens),
+            prefix_cache: PrefixCache::new(args.prefix_block_tokens, args.prefix_cache_blocks),
             metrics: Metrics::default(),
         })
     }

@@ -28,6 +28,7 @@ mod config;
 mod engine;
 mod metrics;
 mod pacing;
+mod prefix_cache;
 mod request;
 mod response;
 mod routes;

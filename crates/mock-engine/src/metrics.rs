@@ -12,6 +12,8 @@ pub(crate) struct Metrics {
     pub(crate) requests_succeeded: AtomicU64,
     pub(crate) prompt_tokens: AtomicU64,
     pub(crate) generation_tokens: AtomicU64,
+    pub(crate) prefix_cache_queries: AtomicU64,
+    pub(crate) prefix_cache_hits: AtomicU64,
 }
 
 impl Metrics {
@@ -66,6 +68,18 @@ impl Metrics {
             &Self::get(&self.generation_tokens).to_string(),
         );
         metric(
+            "vllm:prefix_cache_queries_total",
+            "counter",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            &Self::get(&self.prefix_cache_queries).to_string(),
+        );
+        metric(
+            "vllm:prefix_cache_hits_total",
+            "counter",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            &Self::get(&self.prefix_cache_hits).to_string(),
+        );
+        metric(
             "vllm:request_success_total",
             "counter",
             "Count of successfully processed requests.",
@@ -111,6 +125,8 @@ mod tests {
         assert!(text.contains("vllm:prompt_tokens_total{model_name=\"m\\\"x\"} 7\n"));
         assert!(text.contains("# TYPE vllm:request_success_total counter\n"));
         assert!(text.contains("vllm:kv_cache_usage_perc{model_name=\"m\\\"x\"} 0\n"));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 6);
+        assert!(text.contains("# TYPE vllm:prefix_cache_queries_total counter\n"));
+        assert!(text.contains("# TYPE vllm:prefix_cache_hits_total counter\n"));
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 8);
     }
 }

@@ -64,6 +64,29 @@ impl MockEngineHandle {
         self.engine.scheduler.kv_usage()
     }
 
+    /// Prompt tokens looked up in the prefix cache so far
+    /// (`vllm:prefix_cache_queries_total`; 0 while the cache is disabled).
+    pub fn prefix_cache_queries(&self) -> u64 {
+        Metrics::get(&self.engine.metrics.prefix_cache_queries)
+    }
+
+    /// Prompt tokens found in the prefix cache so far (`vllm:prefix_cache_hits_total`):
+    /// whole blocks only.
+    pub fn prefix_cache_hits(&self) -> u64 {
+        Metrics::get(&self.engine.metrics.prefix_cache_hits)
+    }
+
+    /// Blocks currently held in the prefix cache.
+    pub fn prefix_cache_blocks(&self) -> usize {
+        self.engine.prefix_cache.blocks()
+    }
+
+    /// Tokens generated so far, counted as they are produced
+    /// (`vllm:generation_tokens_total`).
+    pub fn generation_tokens(&self) -> u64 {
+        Metrics::get(&self.engine.metrics.generation_tokens)
+    }
+
     /// Stops accepting, closes all connections (aborting in-flight requests)
     /// and waits for the server task to end.
     pub async fn shutdown(self) {

@@ -173,6 +173,8 @@ async fn models_and_health() {
         "vllm:kv_cache_usage_perc",
         "vllm:prompt_tokens_total",
         "vllm:generation_tokens_total",
+        "vllm:prefix_cache_queries_total",
+        "vllm:prefix_cache_hits_total",
         "vllm:request_success_total",
     ] {
         assert!(text.contains(&format!("# HELP {name} ")), "{text}");
