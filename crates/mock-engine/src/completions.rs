@@ -58,17 +58,14 @@ impl Run {
         Metrics::add(&engine.metrics.prompt_tokens, prompt_tokens);
         let cache = &engine.prefix_cache;
         let chains = cache.chains(&job.model, job.prompts.iter().map(|p| p.text.as_str()));
+        let mut cached = 0;
         if cache.enabled() {
-            let cached = cache.lookup(&chains).min(prompt_tokens);
+            cached = cache.lookup(&chains).min(prompt_tokens);
             Metrics::add(&engine.metrics.prefix_cache_queries, prompt_tokens);
             Metrics::add(&engine.metrics.prefix_cache_hits, cached);
         }
-        let pacer = Pacer::new(
-            Instant::now(),
-            engine.ttft,
-            engine.token_interval,
-            job.max_tokens,
-        );
+        let first = engine.first_token_delay(prompt_tokens - cached);
+        let pacer = Pacer::new(Instant::now(), first, job.max_tokens);
         Self {
             engine,
             slot,
@@ -86,7 +83,9 @@ impl Run {
 
     /// Produces the tokens due now (per choice) and updates the accounting.
     fn advance(&mut self) -> u32 {
-        let k = self.pacer.take_due(Instant::now());
+        let k = self
+            .pacer
+            .take_due(Instant::now(), self.engine.token_interval_now());
         if !self.chains.is_empty() {
             // The first token ends the prefill: the prompt's blocks are now computed.
             self.engine

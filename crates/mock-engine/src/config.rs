@@ -24,14 +24,31 @@ pub struct MockEngineArgs {
     #[arg(long = "model", default_value = DEFAULT_MODEL)]
     pub models: Vec<String>,
 
-    /// Simulated time to first token, in milliseconds (after a slot is obtained).
+    /// Simulated fixed time to first token, in milliseconds (after a slot is obtained);
+    /// the prefill time of `--prefill-tokens-per-sec` comes on top.
     #[arg(long, default_value_t = 50)]
     pub ttft_ms: u64,
 
-    /// Simulated decode speed of one request, in tokens per second.
-    /// Zero, negative or non-finite values mean "no decode delay".
+    /// Simulated decode speed of one request alone, in tokens per second (see
+    /// `--batch-slowdown` for a batch). Zero, negative or non-finite values mean "no
+    /// decode delay".
     #[arg(long, default_value_t = 200.0)]
     pub tokens_per_sec: f64,
+
+    /// Simulated prefill speed, in prompt tokens per second: the first token comes
+    /// `--ttft-ms` plus (prompt tokens not in the prefix cache / this speed) after the
+    /// request obtains a slot. 0 (the default), negative or non-finite values mean "no
+    /// prefill delay".
+    #[arg(long, default_value_t = 0.0)]
+    pub prefill_tokens_per_sec: f64,
+
+    /// How much decoding slows as the batch grows: each token of a request comes
+    /// `1 / --tokens-per-sec x (1 + SLOWDOWN x (running - 1) / --max-concurrent)` seconds
+    /// after the previous one, `running` counting the requests holding a slot when the token
+    /// is produced (a full batch decodes about 1 + SLOWDOWN times slower than one request
+    /// alone). 0 (the default) means no slowdown.
+    #[arg(long, default_value_t = 0.0)]
+    pub batch_slowdown: f64,
 
     /// Number of requests generating at the same time (running slots, at least 1);
     /// further requests wait in a FIFO queue.
@@ -80,6 +97,8 @@ impl Default for MockEngineArgs {
             models: vec![DEFAULT_MODEL.to_string()],
             ttft_ms: 50,
             tokens_per_sec: 200.0,
+            prefill_tokens_per_sec: 0.0,
+            batch_slowdown: 0.0,
             max_concurrent: 16,
             max_waiting: 256,
             kv_cache_tokens: 32768,
@@ -111,6 +130,11 @@ mod tests {
         assert_eq!(parsed.models, default.models);
         assert_eq!(parsed.ttft_ms, default.ttft_ms);
         assert_eq!(parsed.tokens_per_sec, default.tokens_per_sec);
+        assert_eq!(
+            parsed.prefill_tokens_per_sec,
+            default.prefill_tokens_per_sec
+        );
+        assert_eq!(parsed.batch_slowdown, default.batch_slowdown);
         assert_eq!(parsed.max_concurrent, default.max_concurrent);
         assert_eq!(parsed.max_waiting, default.max_waiting);
         assert_eq!(parsed.kv_cache_tokens, default.kv_cache_tokens);

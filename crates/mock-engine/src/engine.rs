@@ -8,12 +8,10 @@ use hyper::header::HeaderValue;
 
 use crate::config::{MockEngineArgs, DEFAULT_MODEL};
 use crate::metrics::Metrics;
+use crate::pacing::{batch_interval, prefill_time, token_interval};
 use crate::prefix_cache::PrefixCache;
 use crate::response::ApiError;
 use crate::scheduler::Scheduler;
-
-/// Longest simulated per-token interval (keeps time arithmetic far from overflow).
-const MAX_TOKEN_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Everything request handlers share.
 #[derive(Debug)]
@@ -25,7 +23,11 @@ pub(crate) struct Engine {
     /// Value of the `x-mock-engine` header.
     pub(crate) header_value: HeaderValue,
     pub(crate) ttft: Duration,
-    pub(crate) token_interval: Duration,
+    /// Per-token interval of a request decoding alone.
+    token_interval: Duration,
+    prefill_tokens_per_sec: f64,
+    batch_slowdown: f64,
+    max_concurrent: usize,
     pub(crate) default_max_tokens: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_waiting: usize,
@@ -49,6 +51,9 @@ impl Engine {
             label,
             ttft: Duration::from_millis(args.ttft_ms),
             token_interval: token_interval(args.tokens_per_sec),
+            prefill_tokens_per_sec: args.prefill_tokens_per_sec,
+            batch_slowdown: args.batch_slowdown,
+            max_concurrent: args.max_concurrent.max(1),
             default_max_tokens: args.default_max_tokens.max(1),
             max_body_bytes: args.max_body_bytes,
             max_waiting: args.max_waiting,
@@ -56,6 +61,23 @@ impl Engine {
             prefix_cache: PrefixCache::new(args.prefix_block_tokens, args.prefix_cache_blocks),
             metrics: Metrics::default(),
         })
+    }
+
+    /// Delay of the first token of a request holding a slot, whose prompt has `uncached`
+    /// tokens not in the prefix cache: the TTFT plus their prefill time.
+    pub(crate) fn first_token_delay(&self, uncached: u64) -> Duration {
+        self.ttft
+            .saturating_add(prefill_time(uncached, self.prefill_tokens_per_sec))
+    }
+
+    /// Interval to the next token of a running request, given the batch running now.
+    pub(crate) fn token_interval_now(&self) -> Duration {
+        batch_interval(
+            self.token_interval,
+            self.batch_slowdown,
+            self.scheduler.running(),
+            self.max_concurrent,
+        )
     }
 
     /// The model a request asked for, or the default one; 404 if not served.
@@ -66,16 +88,6 @@ impl Engine {
             Some(m) => Err(ApiError::model_not_found(m, &self.models)),
         }
     }
-}
-
-/// Time between two tokens of one request; zero for no delay.
-fn token_interval(tokens_per_sec: f64) -> Duration {
-    if !(tokens_per_sec.is_finite() && tokens_per_sec > 0.0) {
-        return Duration::ZERO;
-    }
-    Duration::try_from_secs_f64(1.0 / tokens_per_sec)
-        .unwrap_or(MAX_TOKEN_INTERVAL)
-        .min(MAX_TOKEN_INTERVAL)
 }
 
 /// A header value for `label`, dropping characters a header cannot carry.
@@ -95,13 +107,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn intervals() {
-        assert_eq!(token_interval(200.0), Duration::from_millis(5));
-        assert_eq!(token_interval(0.0), Duration::ZERO);
-        assert_eq!(token_interval(-1.0), Duration::ZERO);
-        assert_eq!(token_interval(f64::NAN), Duration::ZERO);
-        assert_eq!(token_interval(f64::INFINITY), Duration::ZERO);
-        assert_eq!(token_interval(1e-300), MAX_TOKEN_INTERVAL);
+    fn first_token_delay_adds_the_prefill() {
+        let args = MockEngineArgs {
+            ttft_ms: 10,
+            prefill_tokens_per_sec: 1000.0,
+            ..Default::default()
+        };
+        let e = Engine::new(&args, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(e.first_token_delay(0), Duration::from_millis(10));
+        assert_eq!(e.first_token_delay(500), Duration::from_millis(510));
+        let e = Engine::new(&MockEngineArgs::default(), "127.0.0.1:1".parse().unwrap());
+        assert_eq!(e.first_token_delay(10_000), Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn token_interval_follows_the_running_batch() {
+        let args = MockEngineArgs {
+            tokens_per_sec: 100.0,
+            batch_slowdown: 1.0,
+            max_concurrent: 4,
+            ..Default::default()
+        };
+        let e = Engine::new(&args, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(e.token_interval_now(), Duration::from_millis(10));
+        let _a = e.scheduler.acquire().await.unwrap();
+        assert_eq!(e.token_interval_now(), Duration::from_millis(10));
+        let _b = e.scheduler.acquire().await.unwrap();
+        let _c = e.scheduler.acquire().await.unwrap();
+        // 10 ms x (1 + 1.0 x 2 / 4)
+        assert_eq!(e.token_interval_now(), Duration::from_millis(15));
     }
 
     #[test]

@@ -5,10 +5,19 @@
 //! `GET /metrics` (Prometheus text with vLLM metric names) over HTTP/1.1 with
 //! keep-alive. Generation is simulated: a request waits for one of
 //! `max_concurrent` slots (in a FIFO queue of at most `max_waiting`, beyond
-//! which it gets a 503), then the first token comes after `ttft_ms` and the
-//! next ones at `tokens_per_sec`. The generated text is deterministic (see
-//! [`tokens`]), and so is the whole response body: `id` is derived from the
-//! request and `created` is fixed.
+//! which it gets a 503), then the first token comes after `ttft_ms` plus the
+//! prefill time of its prompt tokens not in the prefix cache (at
+//! `prefill_tokens_per_sec`), and the next ones at `tokens_per_sec`, slowed
+//! by `batch_slowdown` as more requests run. The generated text is
+//! deterministic (see [`tokens`]), and so is the whole response body: `id` is
+//! derived from the request and `created` is fixed.
+//!
+//! The prefix cache is a bounded LRU of prompt blocks of
+//! `prefix_block_tokens` tokens, each named by a hash chained with the
+//! previous block's; a request's cached prefix is its leading blocks found
+//! there (`vllm:prefix_cache_hits_total` over
+//! `vllm:prefix_cache_queries_total`), and its blocks are cached once it is
+//! prefilled.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -89,7 +98,10 @@ pub async fn run(args: MockEngineArgs) -> std::io::Result<()> {
         models = ?args.models,
         ttft_ms = args.ttft_ms,
         tokens_per_sec = args.tokens_per_sec,
+        prefill_tokens_per_sec = args.prefill_tokens_per_sec,
+        batch_slowdown = args.batch_slowdown,
         max_concurrent = args.max_concurrent,
+        prefix_cache_blocks = args.prefix_cache_blocks,
         "mock engine listening"
     );
     let signal = wait_for_signal().await;
