@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchyard_balance::BackendState;
 use switchyard_config::{Config, HashKey};
 use tokio::sync::watch;
 
@@ -17,19 +16,14 @@ use crate::l7::proxy::Worker;
 use crate::l7::route::Router;
 use crate::net::{conn, listener};
 use crate::observe::Stats;
+use crate::upstream::directory::Directory;
 
-/// A route's backend group: the shared states (what balancers look at) and their indices in
-/// the config's backend list.
+/// What a route's backend group does with its members (who the members are is in the
+/// [`Directory`], as they change with registrations).
 #[derive(Debug)]
 pub struct Group {
-    /// Backend states, in the route's `backends` order.
-    pub states: Vec<Arc<BackendState>>,
-    /// The same backends as indices into [`Shared::backends`].
-    pub indices: Vec<usize>,
     /// What to hash for the balancer's affinity key, when the balancer uses one.
     pub hash_key: Option<HashKey>,
-    /// Which members serve which model, when any member declares `models`.
-    pub models: Option<crate::l7::models::ModelTable>,
     /// Whether the balancer reads peak-EWMA latency (only then is it measured).
     pub tracks_latency: bool,
     /// Whether the balancer needs the prompt's block hashes (`prefix_cache`).
@@ -44,13 +38,13 @@ pub struct Group {
 pub struct Shared {
     /// The configuration in force.
     pub config: Config,
-    /// One state per `[backend]`, in config order.
-    pub backends: Vec<Arc<BackendState>>,
-    /// Each backend's resolved address.
+    /// Every backend, static and registered, and each route's members.
+    pub directory: Directory,
+    /// The static backends' states (the same as their directory slots'), in config order.
+    pub backends: Vec<Arc<switchyard_balance::BackendState>>,
+    /// The static backends' resolved addresses, in config order.
     pub addrs: Vec<SocketAddr>,
-    /// Each backend's address as a `Host` value, for requests that came without one.
-    pub host_headers: Vec<http::HeaderValue>,
-    /// Per route, its backend group.
+    /// Per route, its backend group's settings.
     pub groups: Vec<Group>,
     /// The routing table.
     pub router: Router,
@@ -62,9 +56,9 @@ pub struct Shared {
     pub threads: usize,
     /// The open-files limit in force.
     pub nofile_limit: u64,
-    /// Per backend, how its metrics scrapes went.
+    /// Per backend slot, how its metrics scrapes went.
     pub scrapes: Vec<crate::upstream::scrape::ScrapeStats>,
-    /// Per backend, how its active health checks went.
+    /// Per backend slot, how its active health checks went.
     pub health: Vec<crate::upstream::health::HealthStats>,
 }
 
@@ -193,6 +187,9 @@ fn resolve(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
         .collect()
 }
 
+/// Slots for backends registered through the admin API.
+pub const MAX_REGISTERED_BACKENDS: usize = 64;
+
 /// The number of reactor threads for `[server] threads` (0 = one per core).
 pub fn thread_count(configured: usize) -> usize {
     if configured > 0 {
@@ -223,31 +220,15 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let addrs = resolve(&config)?;
     let scrape_targets =
         crate::upstream::scrape::targets(&addrs, &config).map_err(StartError::Metrics)?;
-    let backends: Vec<Arc<BackendState>> = config
-        .backends
-        .iter()
-        .map(|b| Arc::new(BackendState::new(b.name.clone(), b.weight)))
-        .collect();
+    let directory = Directory::new(&config, &addrs, MAX_REGISTERED_BACKENDS);
     let groups = config
         .routes
         .iter()
-        .map(|r| {
-            let indices: Vec<usize> = r
-                .backends
-                .iter()
-                .filter_map(|name| config.backends.iter().position(|b| &b.name == name))
-                .collect();
-            let members: Vec<_> = indices.iter().map(|i| &config.backends[*i]).collect();
-            let models = crate::l7::models::ModelTable::new(&members);
-            Group {
-                states: indices.iter().map(|i| Arc::clone(&backends[*i])).collect(),
-                indices,
-                hash_key: (r.balancer == "consistent_hash").then(|| r.hash_key.clone()),
-                models,
-                tracks_latency: r.balancer == "response_time",
-                wants_prompt: r.balancer == "prefix_cache",
-                explain: r.explain,
-            }
+        .map(|r| Group {
+            hash_key: (r.balancer == "consistent_hash").then(|| r.hash_key.clone()),
+            tracks_latency: r.balancer == "response_time",
+            wants_prompt: r.balancer == "prefix_cache",
+            explain: r.explain,
         })
         .collect();
 
@@ -283,22 +264,23 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let shared = Arc::new(Shared {
         router: Router::new(&config.routes),
-        stats: Stats::new(threads, config.routes.len(), config.backends.len()),
+        stats: Stats::new(threads, config.routes.len(), directory.capacity()),
         clock: Clock::new(),
         threads,
         nofile_limit,
-        scrapes: config.backends.iter().map(|_| Default::default()).collect(),
-        health: config.backends.iter().map(|_| Default::default()).collect(),
-        host_headers: config
-            .backends
-            .iter()
-            .map(|b| {
-                http::HeaderValue::from_str(&b.address.to_string())
-                    .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
-            })
+        scrapes: (0..directory.capacity())
+            .map(|_| Default::default())
+            .collect(),
+        health: (0..directory.capacity())
+            .map(|_| Default::default())
+            .collect(),
+        backends: directory
+            .snapshot()
+            .backends()
+            .map(|b| Arc::clone(&b.state))
             .collect(),
         addrs,
-        backends,
+        directory,
         groups,
         config,
     });

@@ -1,4 +1,5 @@
-//! The admin listener: `GET /stats` (JSON) and `GET /healthz`, on its own thread and runtime so
+//! The admin listener: `GET /stats` (JSON), `GET /healthz` and the service-discovery API
+//! (`/admin/backends`, see [`backends`]), on its own thread and runtime so
 //! that reading statistics never competes with the data plane's event loops.
 
 use std::convert::Infallible;
@@ -6,12 +7,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::observe::report::stats_json;
+
+pub mod backends;
 use crate::server::Shared;
 
 fn respond(
@@ -33,27 +36,69 @@ fn respond(
 }
 
 /// Answers one admin request.
-pub fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if let Some(rest) = path.strip_prefix("/admin/backends") {
+        return discovery(shared, method, rest, req).await;
+    }
+    if method != Method::GET && method != Method::HEAD {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
         );
     }
-    match req.uri().path() {
-        "/stats" => {
-            let mut body = serde_json::to_vec_pretty(&stats_json(shared)).unwrap_or_default();
-            body.push(b'\n');
-            respond(StatusCode::OK, "application/json", body)
-        }
+    match path.as_str() {
+        "/stats" => json_reply(StatusCode::OK, &stats_json(shared)),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /stats or /healthz\n",
+            "not found; try /stats, /healthz or /admin/backends\n",
         ),
     }
+}
+
+fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    respond(status, "application/json", body)
+}
+
+/// `/admin/backends[/{id}[/heartbeat]]`; `rest` is the path after `/admin/backends`.
+async fn discovery(
+    shared: &Shared,
+    method: Method,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let (status, body) = match (&method, segments.as_slice()) {
+        (&Method::GET, []) => backends::list(shared),
+        (&Method::POST, []) => {
+            match Limited::new(req.into_body(), backends::MAX_BODY)
+                .collect()
+                .await
+            {
+                Ok(body) => backends::register(shared, &body.to_bytes()).await,
+                Err(_) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    serde_json::json!({"error": format!(
+                        "registration body larger than {} bytes, or unreadable",
+                        backends::MAX_BODY
+                    )}),
+                ),
+            }
+        }
+        (&Method::PUT, [id, "heartbeat"]) => backends::heartbeat(shared, id),
+        (&Method::DELETE, [id]) => backends::remove(shared, id),
+        _ => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "use GET or POST /admin/backends, PUT /admin/backends/{id}/heartbeat, DELETE /admin/backends/{id}"}),
+        ),
+    };
+    json_reply(status, &body)
 }
 
 /// Runs the admin listener until shutdown.
@@ -80,6 +125,11 @@ pub fn run(
                 return;
             }
         };
+        let expiry = {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move { backends::expiry_loop(&shared).await })
+        };
+        let _expiry = AbortOnDrop(expiry);
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|v| *v) => return,
@@ -88,8 +138,8 @@ pub fn run(
                     let shared = Arc::clone(&shared);
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
-                            let resp = handle(&shared, &req);
-                            async move { Ok::<_, Infallible>(resp) }
+                            let shared = Arc::clone(&shared);
+                            async move { Ok::<_, Infallible>(handle(&shared, req).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
@@ -99,4 +149,13 @@ pub fn run(
             }
         }
     });
+}
+
+/// Aborts a task when dropped (the admin runtime's background work ends with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

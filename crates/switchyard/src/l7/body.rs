@@ -63,8 +63,10 @@ impl Drop for Exchange {
 pub struct Upstream {
     /// The connection, until the body ends (then pooled) or fails (then closed).
     pub conn: Option<Box<UpstreamConn>>,
-    /// Its backend's index.
+    /// Its backend's slot.
     pub backend: usize,
+    /// Its backend's generation (whether the slot still holds the same backend).
+    pub generation: u64,
     /// How the body is delimited, and how much is left.
     pub decoder: BodyDecoder,
     /// Whether the backend allows another exchange on the connection.
@@ -109,7 +111,9 @@ impl ProxyBody {
             if up.decoder.is_done() {
                 if let Some(conn) = up.conn.take() {
                     if up.keep_alive && conn.intact && conn.buf.is_empty() {
-                        self.exchange.worker.pool.put(up.backend, conn);
+                        self.exchange
+                            .worker
+                            .pool_put(up.backend, up.generation, conn);
                     }
                 }
             }

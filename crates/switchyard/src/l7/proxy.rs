@@ -29,6 +29,7 @@ use crate::observe::ThreadStats;
 use crate::server::Shared;
 use crate::upstream::codec::{BodyDecoder, ResponseHead};
 use crate::upstream::conn::{UpstreamConn, UpstreamError};
+use crate::upstream::directory::{Backend, Members, Membership};
 use crate::upstream::pool::Pool;
 
 /// One reactor thread's state.
@@ -39,6 +40,14 @@ pub struct Worker {
     /// Response-header deadlines, expired by the reactor's ticker.
     pub(crate) deadlines: Deadlines,
     balancers: RefCell<Vec<Box<dyn Balancer>>>,
+    /// Seeds the balancers (rebuilt when their group's members change).
+    seed: u64,
+    /// The backend directory's snapshot this thread works with, replaced when the directory
+    /// publishes a new one (see [`Worker::membership`]). An `Rc` around the shared `Arc` so
+    /// that each request's clone is a plain increment, not an atomic one on a count every
+    /// reactor thread writes.
+    #[allow(clippy::redundant_allocation)]
+    membership: RefCell<Rc<Arc<Membership>>>,
     /// Retry budget: tokens earned per request, spent per retry (see [`Worker::may_retry`]).
     retry_tokens: std::cell::Cell<f64>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
@@ -58,6 +67,7 @@ enum Reply {
 /// Which backend answered, on which connection, with which head.
 struct Answer {
     backend: usize,
+    generation: u64,
     conn: Box<UpstreamConn>,
     head: ResponseHead,
     /// Why the backend was picked, on routes with `explain`.
@@ -87,11 +97,13 @@ impl Worker {
         Worker {
             stats: shared.stats.thread(index),
             pool: Pool::new(
-                shared.backends.len(),
+                shared.directory.capacity(),
                 cfg.upstream_keepalive,
                 cfg.upstream_keepalive_timeout,
             ),
             balancers: RefCell::new(balancers),
+            seed,
+            membership: RefCell::new(Rc::new(shared.directory.snapshot())),
             retry_tokens: std::cell::Cell::new(RETRY_BURST),
             deadlines: Deadlines::default(),
             http1,
@@ -125,6 +137,7 @@ impl Worker {
             }
             Ok(Reply::Upstream(Answer {
                 backend,
+                generation,
                 conn,
                 head,
                 explained,
@@ -133,6 +146,7 @@ impl Worker {
                 let upstream = Upstream {
                     conn: Some(conn),
                     backend,
+                    generation,
                     decoder: BodyDecoder::new(head.framing),
                     keep_alive: head.keep_alive,
                     failed: None,
@@ -264,15 +278,17 @@ impl Worker {
         // Phases: select, acquire, forward, and retry on another backend when that is safe
         // (see below).
         let group = &self.shared.groups[route];
+        let membership = self.membership();
+        let members = &membership.groups[route];
 
         // Phase: model. On a route whose backends declare models, the request's model picks
         // the backends that may serve it.
         let mut model_excluded: &[usize] = &[];
-        if let Some(table) = &group.models {
+        if let Some(table) = &members.models {
             if parts.method == http::Method::GET && parts.uri.path() == "/v1/models" {
                 return Ok(Reply::Local {
                     content_type: "application/json",
-                    body: self.model_list(route),
+                    body: self.model_list(members),
                 });
             }
             if let Some(model) = request_model(&parts.headers, &mut body).await? {
@@ -280,7 +296,7 @@ impl Worker {
                     table
                         .excluded(&model)
                         .ok_or_else(|| ProxyError::UnknownModel {
-                            served: self.served_models(route),
+                            served: self.served_models(members),
                             model,
                         })?;
             }
@@ -328,20 +344,19 @@ impl Worker {
                     prefix: &chain,
                 };
                 let mut balancers = self.balancers.borrow_mut();
-                let pick = balancers[route].pick(&group.states, &ctx);
+                let pick = balancers[route].pick(&members.states, &ctx);
                 if let Some(n) = balancers[route].index_len() {
                     self.stats.routes[route]
                         .prefix_index_entries
                         .store(n as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let (Some(m), true) = (pick, group.explain) {
-                    let b = &self.shared.config.backends[group.indices[m]];
                     explained = Some(
                         format!(
                             "backend={}; balancer={}; {}",
-                            b.name,
+                            members.backends[m].name(),
                             balancers[route].name(),
-                            balancers[route].explain(&group.states, m, &ctx)
+                            balancers[route].explain(&members.states, m, &ctx)
                         )
                         .into_boxed_str(),
                     );
@@ -356,11 +371,9 @@ impl Worker {
                     route: self.shared.config.routes[route].name.clone(),
                 }));
             };
-            let backend = group.indices[member];
+            let backend = &members.backends[member];
             if missing_host {
-                parts
-                    .headers
-                    .insert(header::HOST, self.shared.host_headers[backend].clone());
+                parts.headers.insert(header::HOST, backend.host.clone());
             }
             let forwarded = self
                 .forward(backend, &parts, &mut body, exchange, group.tracks_latency)
@@ -404,15 +417,15 @@ impl Worker {
     /// safely be sent again (see [`crate::upstream::conn::Failure::may_resend`]).
     async fn forward(
         &self,
-        backend: usize,
+        backend: &Backend,
         parts: &Parts,
         body: &mut RequestBody,
         exchange: &mut Exchange,
         tracks_latency: bool,
     ) -> Result<Answer, ProxyError> {
-        let state = &self.shared.backends[backend];
-        let bstats = &self.stats.backends[backend];
-        let mut pooled = self.pool.take(backend);
+        let state = &backend.state;
+        let bstats = &self.stats.backends[backend.slot];
+        let mut pooled = self.pool.take(backend.slot);
         loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
@@ -431,7 +444,7 @@ impl Worker {
             }
             exchange.in_flight = Some(state.start_request());
             let timeout = self.shared.config.server.upstream_response_timeout;
-            let name = || self.shared.config.backends[backend].name.clone();
+            let name = || backend.name().to_string();
             let result = conn.exchange(parts, body, timeout, &self.deadlines).await;
             match result {
                 Ok(head) => {
@@ -449,7 +462,8 @@ impl Worker {
                         }
                     }
                     return Ok(Answer {
-                        backend,
+                        backend: backend.slot,
+                        generation: backend.generation,
                         conn,
                         head,
                         explained: None,
@@ -480,11 +494,10 @@ impl Worker {
         }
     }
 
-    async fn connect(&self, backend: usize) -> Result<Box<UpstreamConn>, ProxyError> {
+    async fn connect(&self, backend: &Backend) -> Result<Box<UpstreamConn>, ProxyError> {
         let cfg = &self.shared.config.server;
-        let name = || self.shared.config.backends[backend].name.clone();
-        match UpstreamConn::connect(self.shared.addrs[backend], cfg.upstream_connect_timeout).await
-        {
+        let name = || backend.name().to_string();
+        match UpstreamConn::connect(backend.addr, cfg.upstream_connect_timeout).await {
             Err(()) => Err(ProxyError::ConnectTimeout {
                 backend: name(),
                 after: cfg.upstream_connect_timeout,
@@ -494,9 +507,67 @@ impl Worker {
                 source,
             }),
             Ok(Ok(conn)) => {
-                self.stats.backends[backend].conns_opened.bump(1);
+                self.stats.backends[backend.slot].conns_opened.bump(1);
                 Ok(conn)
             }
+        }
+    }
+
+    /// The directory snapshot to use for a request: the thread's own, replaced first when the
+    /// directory has published a newer one (one atomic load per request otherwise).
+    #[allow(clippy::redundant_allocation)] // see the field
+    fn membership(&self) -> Rc<Arc<Membership>> {
+        if self.shared.directory.version() != self.membership.borrow().version {
+            self.refresh_membership();
+        }
+        Rc::clone(&self.membership.borrow())
+    }
+
+    /// Takes the directory's current snapshot. A slot with a new occupant loses this thread's
+    /// pooled connections and counters of the old one; a route whose members changed gets a
+    /// fresh balancer (its per-member state, such as a hash ring or prefix index, refers to
+    /// member positions).
+    fn refresh_membership(&self) {
+        let next = self.shared.directory.snapshot();
+        let old = Rc::clone(&self.membership.borrow());
+        for (slot, (a, b)) in old.slots.iter().zip(&next.slots).enumerate() {
+            let same = match (a, b) {
+                (Some(a), Some(b)) => a.generation == b.generation,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                self.pool.clear_backend(slot);
+                if let Some(s) = self.stats.backends.get(slot) {
+                    s.reset();
+                }
+            }
+        }
+        let mut balancers = self.balancers.borrow_mut();
+        for (route, (a, b)) in old.groups.iter().zip(&next.groups).enumerate() {
+            if !a.same_members(b) {
+                if let Some(fresh) = switchyard_balance::build(
+                    &self.shared.config.routes[route].balancer,
+                    self.seed.wrapping_add(route as u64),
+                ) {
+                    balancers[route] = fresh;
+                }
+            }
+        }
+        *self.membership.borrow_mut() = Rc::new(next);
+    }
+
+    /// Returns a connection to the pool, unless its backend's slot has since changed hands.
+    pub(crate) fn pool_put(&self, slot: usize, generation: u64, conn: Box<UpstreamConn>) {
+        let current = self.membership.borrow();
+        if current
+            .slots
+            .get(slot)
+            .and_then(|b| b.as_ref())
+            .map(|b| b.generation)
+            == Some(generation)
+        {
+            self.pool.put(slot, conn);
         }
     }
 
@@ -520,39 +591,38 @@ impl Worker {
         }
     }
 
-    /// The models the route's healthy backends serve.
-    fn served_models(&self, route: usize) -> Vec<String> {
-        let group = &self.shared.groups[route];
+    /// The models the group's healthy backends serve.
+    fn served_models(&self, members: &Members) -> Vec<String> {
         let now = self.shared.clock.ms_at(coarse_now());
-        group
+        members
             .models
             .as_ref()
-            .map(|t| t.served(|m| group.states[m].is_available(now)))
+            .map(|t| t.served(|m| members.states[m].is_available(now)))
             .unwrap_or_default()
     }
 
     /// `GET /v1/models` answered by the proxy: the union of the healthy backends' models, in
     /// OpenAI's list format.
-    fn model_list(&self, route: usize) -> Bytes {
+    fn model_list(&self, members: &Members) -> Bytes {
         let data: Vec<serde_json::Value> = self
-            .served_models(route)
+            .served_models(members)
             .into_iter()
             .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "switchyard"}))
             .collect();
         Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
     }
 
-    fn connect_failed(&self, backend: usize, e: &ProxyError) {
+    fn connect_failed(&self, backend: &Backend, e: &ProxyError) {
         let cfg = &self.shared.config.server;
-        self.stats.backends[backend].errors.bump(1);
-        let marked_down = self.shared.backends[backend].record_connect_failure(
+        self.stats.backends[backend.slot].errors.bump(1);
+        let marked_down = backend.state.record_connect_failure(
             self.shared.clock.now_ms(),
             cfg.fail_threshold,
             cfg.fail_timeout.as_millis() as u64,
         );
         if marked_down {
             tracing::warn!(
-                backend = %self.shared.config.backends[backend].name,
+                backend = %backend.name(),
                 error = %e,
                 down_for = ?cfg.fail_timeout,
                 "backend marked down after {} consecutive connect failures",

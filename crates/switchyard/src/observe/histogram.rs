@@ -60,6 +60,14 @@ impl Histogram {
         self.counts[index(micros)].bump(1);
     }
 
+    /// Sets every count to zero (by the only writer thread, when its slot gets a new
+    /// occupant).
+    pub fn reset(&self) {
+        for c in self.counts.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Adds this histogram's counts into `into` (merging per-thread histograms on read).
     pub fn merge_into(&self, into: &mut Snapshot) {
         for (acc, c) in into.counts.iter_mut().zip(self.counts.iter()) {

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 use super::histogram::Snapshot;
 use super::stats::{ErrorKind, ItemTotals};
 use crate::server::Shared;
+use crate::upstream::directory::{Backend, Source};
 
 fn classes(status: &[u64; 6]) -> Value {
     json!({
@@ -37,13 +38,13 @@ pub fn resident_memory_bytes() -> u64 {
 }
 
 /// A backend's scraped figures: `null` when it has no `metrics` endpoint.
-fn engine_figures(shared: &Shared, i: usize, now: u64) -> Value {
-    if shared.config.backends[i].metrics.is_none() {
+fn engine_figures(shared: &Shared, b: &Backend, now: u64) -> Value {
+    if b.config.metrics.is_none() {
         return Value::Null;
     }
-    let st = &shared.backends[i];
+    let st = &b.state;
     let fresh = st.figures(now);
-    let s = &shared.scrapes[i];
+    let s = &shared.scrapes[b.slot];
     json!({
         "fresh": fresh.is_some(),
         "age_ms": st.figures_scraped_at().map(|at| now.saturating_sub(at)),
@@ -64,6 +65,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         errors.insert(k.name().into(), json!(t.errors[k as usize]));
     }
     let now = shared.clock.now_ms();
+    let membership = shared.directory.snapshot();
     let routes: Vec<Value> = shared
         .config
         .routes
@@ -76,7 +78,7 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "hosts": r.hosts,
                 "path_prefix": r.path_prefix,
                 "balancer": r.balancer,
-                "backends": r.backends,
+                "backends": membership.groups[i].backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
                 "requests": s.requests,
                 "errors": s.errors,
                 "responses": classes(&s.status),
@@ -85,43 +87,9 @@ pub fn stats_json(shared: &Shared) -> Value {
             })
         })
         .collect();
-    let backends: Vec<Value> = shared
-        .config
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let s = shared.stats.backend(i);
-            let st = &shared.backends[i];
-            json!({
-                "name": b.name,
-                "address": b.address.to_string(),
-                "resolved": shared.addrs[i].to_string(),
-                "weight": b.weight,
-                "up": st.is_available(now),
-                "in_flight": st.in_flight(),
-                "consecutive_failures": st.consecutive_failures(),
-                "ewma_latency_us": st.ewma_latency_us().round(),
-                "peak_ewma_latency_us": st.peak_latency_us(now).round(),
-                "penalized": st.is_penalized(now),
-                "queue_estimate": st.queue_estimate(now),
-                "engine": engine_figures(shared, i, now),
-                "health": b.health.as_ref().map(|check| {
-                    let h = &shared.health[i];
-                    json!({
-                        "check": check.to_string(),
-                        "state": h.state_name(),
-                        "ok": h.ok.load(std::sync::atomic::Ordering::Relaxed),
-                        "failed": h.failed.load(std::sync::atomic::Ordering::Relaxed),
-                    })
-                }),
-                "requests": s.requests,
-                "errors": s.errors,
-                "connections_opened": s.conns_opened,
-                "connections_reused": s.conns_reused,
-                "latency_us": latency(&s.latency),
-            })
-        })
+    let backends: Vec<Value> = membership
+        .backends()
+        .map(|b| backend_json(shared, b, now))
         .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -144,5 +112,55 @@ pub fn stats_json(shared: &Shared) -> Value {
         },
         "routes": routes,
         "backends": backends,
+    })
+}
+
+/// One backend's entry in `/stats` and `GET /admin/backends`.
+pub fn backend_json(shared: &Shared, b: &Backend, now: u64) -> Value {
+    let s = shared.stats.backend(b.slot);
+    let st = &b.state;
+    let source = match b.source {
+        Source::Static => json!("static"),
+        Source::Registered { .. } => json!("registered"),
+    };
+    let expires_in_ms = match b.source {
+        Source::Static => None,
+        Source::Registered { .. } => Some(
+            b.expires_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(now),
+        ),
+    };
+    json!({
+        "name": b.name(),
+        "source": source,
+        "expires_in_ms": expires_in_ms,
+        "address": b.config.address.to_string(),
+        "resolved": b.addr.to_string(),
+        "weight": b.config.weight,
+        "models": b.config.models.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "routes": b.routes.iter().filter_map(|r| shared.config.routes.get(*r)).map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        "up": st.is_available(now),
+        "in_flight": st.in_flight(),
+        "consecutive_failures": st.consecutive_failures(),
+        "ewma_latency_us": st.ewma_latency_us().round(),
+        "peak_ewma_latency_us": st.peak_latency_us(now).round(),
+        "penalized": st.is_penalized(now),
+        "queue_estimate": st.queue_estimate(now),
+        "engine": engine_figures(shared, b, now),
+        "health": b.config.health.as_ref().map(|check| {
+            let h = &shared.health[b.slot];
+            json!({
+                "check": check.to_string(),
+                "state": h.state_name(),
+                "ok": h.ok.load(std::sync::atomic::Ordering::Relaxed),
+                "failed": h.failed.load(std::sync::atomic::Ordering::Relaxed),
+            })
+        }),
+        "requests": s.requests,
+        "errors": s.errors,
+        "connections_opened": s.conns_opened,
+        "connections_reused": s.conns_reused,
+        "latency_us": latency(&s.latency),
     })
 }

@@ -127,6 +127,22 @@ pub struct BackendStats {
     pub latency: Histogram,
 }
 
+impl BackendStats {
+    /// Sets every counter to zero: its slot has a new backend. Only the thread owning these
+    /// counters calls it (see [`Bump`]).
+    pub fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.errors,
+            &self.conns_opened,
+            &self.conns_reused,
+        ] {
+            c.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.latency.reset();
+    }
+}
+
 /// Everything one reactor thread counts.
 #[derive(Debug)]
 pub struct ThreadStats {

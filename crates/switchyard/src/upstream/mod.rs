@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod conn;
+pub mod directory;
 pub mod health;
 pub mod metrics;
 pub mod pool;

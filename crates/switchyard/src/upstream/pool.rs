@@ -86,6 +86,13 @@ impl Pool {
         }
     }
 
+    /// Closes the idle connections to `backend` (its slot has a new occupant).
+    pub fn clear_backend(&self, backend: usize) {
+        if let Some(list) = self.idle.borrow_mut().get_mut(backend) {
+            list.clear();
+        }
+    }
+
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
         for list in self.idle.borrow_mut().iter_mut() {
