@@ -88,6 +88,13 @@ pub struct MockEngineArgs {
     /// prefilled.
     #[arg(long, default_value_t = 2048)]
     pub prefix_cache_blocks: usize,
+
+    /// Framebuffer of the simulated GPU, in MiB, reported as `DCGM_FI_DEV_FB_USED` and
+    /// `DCGM_FI_DEV_FB_FREE`: the model weights always use 40 % of it and the KV cache up
+    /// to 50 % more in proportion to its usage. `DCGM_FI_DEV_GPU_UTIL` is
+    /// running requests / `--max-concurrent` in percent.
+    #[arg(long, default_value_t = 81920)]
+    pub gpu_memory_mib: u64,
 }
 
 impl Default for MockEngineArgs {
@@ -107,6 +114,7 @@ impl Default for MockEngineArgs {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             prefix_block_tokens: 16,
             prefix_cache_blocks: 2048,
+            gpu_memory_mib: 81920,
         }
     }
 }
@@ -143,6 +151,7 @@ mod tests {
         assert_eq!(parsed.max_body_bytes, default.max_body_bytes);
         assert_eq!(parsed.prefix_block_tokens, default.prefix_block_tokens);
         assert_eq!(parsed.prefix_cache_blocks, default.prefix_cache_blocks);
+        assert_eq!(parsed.gpu_memory_mib, default.gpu_memory_mib);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hyper::header::HeaderValue;
 
 use crate::config::{MockEngineArgs, DEFAULT_MODEL};
+use crate::gpu::GpuFigures;
 use crate::metrics::Metrics;
 use crate::pacing::{batch_interval, prefill_time, token_interval};
 use crate::prefix_cache::PrefixCache;
@@ -28,6 +29,7 @@ pub(crate) struct Engine {
     prefill_tokens_per_sec: f64,
     batch_slowdown: f64,
     max_concurrent: usize,
+    gpu_memory_mib: u64,
     pub(crate) default_max_tokens: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_waiting: usize,
@@ -54,6 +56,7 @@ impl Engine {
             prefill_tokens_per_sec: args.prefill_tokens_per_sec,
             batch_slowdown: args.batch_slowdown,
             max_concurrent: args.max_concurrent.max(1),
+            gpu_memory_mib: args.gpu_memory_mib,
             default_max_tokens: args.default_max_tokens.max(1),
             max_body_bytes: args.max_body_bytes,
             max_waiting: args.max_waiting,
@@ -77,6 +80,16 @@ impl Engine {
             self.batch_slowdown,
             self.scheduler.running(),
             self.max_concurrent,
+        )
+    }
+
+    /// The simulated GPU's figures now.
+    pub(crate) fn gpu(&self) -> GpuFigures {
+        GpuFigures::new(
+            self.scheduler.running(),
+            self.max_concurrent,
+            self.scheduler.kv_usage(),
+            self.gpu_memory_mib,
         )
     }
 

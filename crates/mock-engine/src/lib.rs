@@ -2,8 +2,9 @@
 //!
 //! It serves `POST /v1/chat/completions` and `POST /v1/completions` (streamed
 //! as server-sent events or not), `GET /v1/models`, `GET /health` and
-//! `GET /metrics` (Prometheus text with vLLM metric names) over HTTP/1.1 with
-//! keep-alive. Generation is simulated: a request waits for one of
+//! `GET /metrics` (Prometheus text with vLLM metric names, plus a simulated
+//! GPU under NVIDIA DCGM exporter names, see `--gpu-memory-mib`) over
+//! HTTP/1.1 with keep-alive. Generation is simulated: a request waits for one of
 //! `max_concurrent` slots (in a FIFO queue of at most `max_waiting`, beyond
 //! which it gets a 503), then the first token comes after `ttft_ms` plus the
 //! prefill time of its prompt tokens not in the prefix cache (at
@@ -35,6 +36,7 @@ mod body;
 mod completions;
 mod config;
 mod engine;
+mod gpu;
 mod metrics;
 mod pacing;
 mod prefix_cache;

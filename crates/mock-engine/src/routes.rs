@@ -36,7 +36,9 @@ pub(crate) async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Respon
         "/metrics" if is_get => bytes_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            engine.metrics.render(&engine.models[0], &engine.scheduler),
+            engine
+                .metrics
+                .render(&engine.models[0], &engine.scheduler, &engine.gpu()),
         ),
         "/v1/models" | "/health" | "/metrics" => not_allowed(GET),
         _ => ApiError::not_found(&path).into_response(),
