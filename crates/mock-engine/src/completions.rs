@@ -81,8 +81,21 @@ impl Run {
         self.pacer.next_due()
     }
 
-    /// Produces the tokens due now (per choice) and updates the accounting.
-    fn advance(&mut self) -> u32 {
+    /// Produces the tokens due now (per choice) and updates the accounting; `None`,
+    /// producing nothing, while the engine is hung (then see [`Run::stall`]).
+    fn advance(&mut self) -> Option<u32> {
+        let engine = Arc::clone(&self.engine);
+        engine.hang.unless_hung(|| self.produce())
+    }
+
+    /// Waits until the engine is unhung; generation then resumes from now, without a
+    /// burst of the tokens that would have come meanwhile.
+    async fn stall(&mut self) {
+        self.engine.hang.wait_unhung().await;
+        self.pacer.resume(Instant::now());
+    }
+
+    fn produce(&mut self) -> u32 {
         let k = self
             .pacer
             .take_due(Instant::now(), self.engine.token_interval_now());
@@ -134,7 +147,10 @@ async fn complete(mut run: Run, job: Job) -> Response<RespBody> {
     let mut texts = vec![String::new(); gens.len()];
     while let Some(due) = run.next_due() {
         sleep_until(due).await;
-        let k = run.advance();
+        let Some(k) = run.advance() else {
+            run.stall().await;
+            continue;
+        };
         for (gen, text) in gens.iter_mut().zip(&mut texts) {
             for _ in 0..k {
                 text.push_str(gen.next_token());
@@ -267,7 +283,13 @@ async fn generate_stream(mut run: Run, job: Job, tx: mpsc::Sender<Bytes>) {
             _ = sleep_until(due) => {}
             _ = tx.closed() => return,
         }
-        let k = run.advance();
+        let Some(k) = run.advance() else {
+            tokio::select! {
+                _ = run.stall() => {}
+                _ = tx.closed() => return,
+            }
+            continue;
+        };
         let mut out = String::new();
         if first && job.kind == Kind::Chat {
             for index in 0..choices {

@@ -8,6 +8,7 @@ use hyper::header::HeaderValue;
 
 use crate::config::{MockEngineArgs, DEFAULT_MODEL};
 use crate::gpu::GpuFigures;
+use crate::hang::HangSwitch;
 use crate::metrics::Metrics;
 use crate::pacing::{batch_interval, prefill_time, token_interval};
 use crate::prefix_cache::PrefixCache;
@@ -35,6 +36,7 @@ pub(crate) struct Engine {
     pub(crate) max_waiting: usize,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) prefix_cache: PrefixCache,
+    pub(crate) hang: HangSwitch,
     pub(crate) metrics: Metrics,
 }
 
@@ -62,6 +64,7 @@ impl Engine {
             max_waiting: args.max_waiting,
             scheduler: Scheduler::new(args.max_concurrent, args.max_waiting, args.kv_cache_tokens),
             prefix_cache: PrefixCache::new(args.prefix_block_tokens, args.prefix_cache_blocks),
+            hang: HangSwitch::new(),
             metrics: Metrics::default(),
         })
     }

@@ -20,6 +20,12 @@
 //! `vllm:prefix_cache_queries_total`), and its blocks are cached once it is
 //! prefilled.
 //!
+//! `POST /mock/hang` and `POST /mock/unhang` (both 204), or
+//! [`MockEngineHandle::set_hung`], simulate an engine stuck mid-generation:
+//! no token is produced, running requests stall without failing and new ones
+//! take a slot or queue, while `/health`, `/v1/models` and `/metrics` answer
+//! as usual (requests running, `vllm:generation_tokens_total` frozen).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use switchyard_mock_engine::{spawn_on, MockEngineArgs};
@@ -37,6 +43,7 @@ mod completions;
 mod config;
 mod engine;
 mod gpu;
+mod hang;
 mod metrics;
 mod pacing;
 mod prefix_cache;

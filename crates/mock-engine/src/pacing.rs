@@ -106,6 +106,12 @@ impl Pacer {
         k
     }
 
+    /// Moves the next due time to `now` if it has passed (generation resumes after a
+    /// stall without a burst of the tokens missed meanwhile).
+    pub(crate) fn resume(&mut self, now: Instant) {
+        self.next = self.next.max(now);
+    }
+
     /// Tokens produced so far.
     pub(crate) fn produced(&self) -> u32 {
         self.produced
@@ -186,6 +192,17 @@ mod tests {
         assert_eq!(p.next_due(), Some(t0 + MS(10)));
         assert_eq!(p.take_due(t0 + MS(10), MS(30)), 1);
         assert_eq!(p.next_due(), Some(t0 + MS(40)));
+    }
+
+    #[test]
+    fn resume_skips_the_stall() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, MS(10), 3);
+        p.resume(t0 + MS(5));
+        assert_eq!(p.next_due(), Some(t0 + MS(10)), "not yet due: unchanged");
+        p.resume(t0 + MS(1000));
+        assert_eq!(p.next_due(), Some(t0 + MS(1000)));
+        assert_eq!(p.take_due(t0 + MS(1000), MS(10)), 1);
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub(crate) fn bytes_response(
     resp
 }
 
+/// A 204 response, without a body.
+pub(crate) fn no_content() -> Response<RespBody> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
 /// A JSON response serializing `value`.
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<RespBody> {
     match serde_json::to_vec(value) {

@@ -1,4 +1,5 @@
-//! Request routing and the small endpoints (`/v1/models`, `/health`, `/metrics`).
+//! Request routing and the small endpoints (`/v1/models`, `/health`, `/metrics`, and the
+//! `/mock/hang` and `/mock/unhang` controls).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use crate::body::{read_capped, ReadError};
 use crate::completions::execute;
 use crate::engine::Engine;
 use crate::request::{parse_chat, parse_completion, Kind};
-use crate::response::{bytes_response, json_response, ApiError, RespBody};
+use crate::response::{bytes_response, json_response, no_content, ApiError, RespBody};
 use crate::schema::{ModelCard, ModelList};
 
 /// Name of the header identifying the engine on every response.
@@ -41,6 +42,15 @@ pub(crate) async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Respon
                 .render(&engine.models[0], &engine.scheduler, &engine.gpu()),
         ),
         "/v1/models" | "/health" | "/metrics" => not_allowed(GET),
+        "/mock/hang" if is_post => {
+            engine.hang.set(true);
+            no_content()
+        }
+        "/mock/unhang" if is_post => {
+            engine.hang.set(false);
+            no_content()
+        }
+        "/mock/hang" | "/mock/unhang" => not_allowed(POST),
         _ => ApiError::not_found(&path).into_response(),
     };
     resp.headers_mut().insert(ENGINE_HEADER, header);

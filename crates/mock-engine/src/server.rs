@@ -87,6 +87,21 @@ impl MockEngineHandle {
         Metrics::get(&self.engine.metrics.generation_tokens)
     }
 
+    /// Hangs (`true`) or unhangs (`false`) the engine, as `POST /mock/hang` and
+    /// `POST /mock/unhang` do. While hung no token is produced: running requests stall
+    /// without failing, new ones take a slot (or queue) and produce nothing, and `/health`,
+    /// `/v1/models` and `/metrics` answer as usual (`vllm:num_requests_running` above zero,
+    /// `vllm:generation_tokens_total` frozen). Once `set_hung(true)` returns, no further
+    /// token is counted until unhung; unhanging resumes generation.
+    pub fn set_hung(&self, hung: bool) {
+        self.engine.hang.set(hung);
+    }
+
+    /// Whether the engine is hung (see [`MockEngineHandle::set_hung`]).
+    pub fn is_hung(&self) -> bool {
+        self.engine.hang.is_hung()
+    }
+
     /// Stops accepting, closes all connections (aborting in-flight requests)
     /// and waits for the server task to end.
     pub async fn shutdown(self) {
