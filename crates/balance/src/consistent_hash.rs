@@ -10,10 +10,18 @@
 //! `ceil(c x (in-flight total + 1) x weight / total weight)` with `c = LOAD_FACTOR` (the
 //! "consistent hashing with bounded loads" scheme), so one hot key cannot melt one engine.
 //! A request without a key goes to the least-loaded backend.
+//!
+//! In groups larger than [`FULL_SCAN_MAX`] the in-flight total behind the bound is summed
+//! every [`TOTALS_EVERY`] picks rather than on each (a pick stays O(log n)), and a keyless
+//! request takes the less loaded of two random backends.
 
 use std::sync::Arc;
 
-use crate::{BackendState, Balancer, PickContext};
+use crate::sample::{two_choices, Choices, FULL_SCAN_MAX};
+use crate::{BackendState, Balancer, PickContext, SplitMix64};
+
+/// In large groups, picks between two sums of the in-flight total.
+pub const TOTALS_EVERY: u32 = 32;
 
 /// Ring points per unit of weight.
 pub const VNODES: u32 = 100;
@@ -23,8 +31,11 @@ pub const MAX_POINTS: usize = 100_000;
 pub const LOAD_FACTOR: f64 = 1.25;
 
 /// Registered as `consistent_hash`.
-pub fn new(_seed: u64) -> Box<dyn Balancer> {
-    Box::new(ConsistentHash::default())
+pub fn new(seed: u64) -> Box<dyn Balancer> {
+    Box::new(ConsistentHash {
+        rng: SplitMix64::new(seed),
+        ..ConsistentHash::default()
+    })
 }
 
 /// A stable 64-bit hash of `bytes` (FNV-1a, then a SplitMix64 finaliser to spread the bits).
@@ -51,8 +62,14 @@ pub struct ConsistentHash {
     ring: Vec<(u64, usize)>,
     /// How many backends the ring was built for.
     built_for: usize,
-    /// Scratch: which backends the current walk has already looked at.
-    seen: Vec<bool>,
+    /// Per backend, the walk that last looked at it (`stamp`): nothing to clear per pick.
+    seen: Vec<u32>,
+    stamp: u32,
+    /// The in-flight total and total weight of the eligible backends, and picks since summed.
+    totals: (u64, u64),
+    since_totals: u32,
+    rng: SplitMix64,
+    scratch: Vec<usize>,
 }
 
 impl ConsistentHash {
@@ -70,20 +87,58 @@ impl ConsistentHash {
         }
         self.ring.sort_unstable();
         self.built_for = backends.len();
-        self.seen = vec![false; backends.len()];
+        self.seen = vec![0; backends.len()];
+        self.stamp = 0;
+        self.since_totals = TOTALS_EVERY;
     }
 
-    fn least_loaded(backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
+    fn least_loaded(
+        &mut self,
+        backends: &[Arc<BackendState>],
+        ctx: &PickContext<'_>,
+    ) -> Option<usize> {
+        if backends.len() > FULL_SCAN_MAX {
+            return match two_choices(backends, ctx, &mut self.rng, &mut self.scratch, |_| true) {
+                Choices::None => None,
+                Choices::One(i) => Some(i),
+                Choices::Two(a, b) => Some(if load_cmp(&backends[b], &backends[a]).is_lt() {
+                    b
+                } else {
+                    a
+                }),
+            };
+        }
         backends
             .iter()
             .enumerate()
             .filter(|(i, b)| ctx.eligible(*i, b))
-            .min_by(|(_, a), (_, b)| {
-                (u128::from(a.in_flight()) * u128::from(b.weight()))
-                    .cmp(&(u128::from(b.in_flight()) * u128::from(a.weight())))
-            })
+            .min_by(|(_, a), (_, b)| load_cmp(a, b))
             .map(|(i, _)| i)
     }
+
+    /// The eligible backends' in-flight total and weight: summed on every pick in small
+    /// groups, every [`TOTALS_EVERY`] picks in large ones.
+    fn totals(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> (u64, u64) {
+        if backends.len() <= FULL_SCAN_MAX || self.since_totals >= TOTALS_EVERY {
+            let (mut in_flight, mut weight) = (0u64, 0u64);
+            for (i, b) in backends.iter().enumerate() {
+                if ctx.eligible(i, b) {
+                    in_flight += b.in_flight();
+                    weight += u64::from(b.weight());
+                }
+            }
+            self.totals = (in_flight, weight);
+            self.since_totals = 0;
+        }
+        self.since_totals += 1;
+        self.totals
+    }
+}
+
+/// Orders two backends by `in_flight / weight`.
+fn load_cmp(a: &BackendState, b: &BackendState) -> std::cmp::Ordering {
+    (u128::from(a.in_flight()) * u128::from(b.weight()))
+        .cmp(&(u128::from(b.in_flight()) * u128::from(a.weight())))
 }
 
 impl Balancer for ConsistentHash {
@@ -110,7 +165,7 @@ impl Balancer for ConsistentHash {
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         let Some(key) = ctx.key else {
-            return Self::least_loaded(backends, ctx);
+            return self.least_loaded(backends, ctx);
         };
         if self.built_for != backends.len() || self.ring.is_empty() {
             self.build(backends);
@@ -118,28 +173,22 @@ impl Balancer for ConsistentHash {
         if self.ring.is_empty() {
             return None;
         }
-        let mut total_in_flight: u64 = 0;
-        let mut total_weight: u64 = 0;
-        for (i, b) in backends.iter().enumerate() {
-            if ctx.eligible(i, b) {
-                total_in_flight += b.in_flight();
-                total_weight += u64::from(b.weight());
-            }
+        let (total_in_flight, total_weight) = self.totals(backends, ctx);
+        let fair = (total_in_flight + 1) as f64 / total_weight.max(1) as f64;
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.iter_mut().for_each(|s| *s = 0);
+            self.stamp = 1;
         }
-        if total_weight == 0 {
-            return None;
-        }
-        let fair = (total_in_flight + 1) as f64 / total_weight as f64;
-        self.seen.iter_mut().for_each(|s| *s = false);
         let start = self.ring.partition_point(|(p, _)| *p < key);
         let mut first_eligible = None;
         let mut distinct = 0;
         for k in 0..self.ring.len() {
             let (_, i) = self.ring[(start + k) % self.ring.len()];
-            if self.seen[i] {
+            if self.seen[i] == self.stamp {
                 continue;
             }
-            self.seen[i] = true;
+            self.seen[i] = self.stamp;
             distinct += 1;
             let b = &backends[i];
             if ctx.eligible(i, b) {

@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use crate::{rotating_min, BackendState, Balancer, PickContext};
+use crate::sample::min_by_key;
+use crate::{BackendState, Balancer, PickContext, SplitMix64};
 
 /// KV-cache usage at which an engine counts as saturated.
 pub const KV_SATURATION: f64 = 0.95;
@@ -18,14 +19,20 @@ pub const KV_SATURATION: f64 = 0.95;
 pub const MIN_HEADROOM: f64 = 0.02;
 
 /// Registered as `gpu`.
-pub fn new(_seed: u64) -> Box<dyn Balancer> {
-    Box::new(Gpu::default())
+pub fn new(seed: u64) -> Box<dyn Balancer> {
+    Box::new(Gpu {
+        rng: SplitMix64::new(seed),
+        ..Gpu::default()
+    })
 }
 
-/// GPU balancer state: where the tie-breaking scan starts.
+/// GPU balancer state: where the tie-breaking scan starts, and the sampling of large groups
+/// (see [`crate::sample`]).
 #[derive(Debug, Default, Clone)]
 pub struct Gpu {
     next: usize,
+    rng: SplitMix64,
+    scratch: Vec<usize>,
 }
 
 /// The cost of one more request on `b` at `now_ms`, and whether its KV cache is saturated.
@@ -65,10 +72,17 @@ impl Balancer for Gpu {
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         // Unsaturated engines first (false < true), then the cheaper.
-        rotating_min(backends, ctx, &mut self.next, |b| {
-            let (c, saturated) = cost(b, ctx.now_ms);
-            (saturated, c)
-        })
+        min_by_key(
+            backends,
+            ctx,
+            &mut self.next,
+            &mut self.rng,
+            &mut self.scratch,
+            |b| {
+                let (c, saturated) = cost(b, ctx.now_ms);
+                (saturated, c)
+            },
+        )
     }
 }
 
@@ -85,6 +99,7 @@ mod tests {
                 running: Some(running),
                 kv_cache_usage: Some(kv),
                 gpu_util: Some(util),
+                generation_tokens: None,
             },
             0,
             10_000,

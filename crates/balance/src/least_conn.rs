@@ -13,6 +13,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use crate::sample::{two_choices, Choices};
 use crate::{BackendState, Balancer, PickContext, SplitMix64};
 
 /// Registered as `least_conn`.
@@ -76,29 +77,13 @@ impl LeastConn {
     }
 
     fn pick_p2c(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
-        self.scratch.clear();
-        self.scratch.extend(
-            backends
-                .iter()
-                .enumerate()
-                .filter(|(i, b)| ctx.eligible(*i, b))
-                .map(|(i, _)| i),
-        );
-        match self.scratch.len() {
-            0 => None,
-            1 => Some(self.scratch[0]),
-            n => {
-                let x = self.rng.below(n);
-                let mut y = self.rng.below(n - 1);
-                if y >= x {
-                    y += 1;
-                }
-                let (a, b) = (self.scratch[x], self.scratch[y]);
-                Some(match load_cmp(&backends[a], &backends[b]) {
-                    Ordering::Greater => b,
-                    _ => a,
-                })
-            }
+        match two_choices(backends, ctx, &mut self.rng, &mut self.scratch, |_| true) {
+            Choices::None => None,
+            Choices::One(i) => Some(i),
+            Choices::Two(a, b) => Some(match load_cmp(&backends[a], &backends[b]) {
+                Ordering::Greater => b,
+                _ => a,
+            }),
         }
     }
 }

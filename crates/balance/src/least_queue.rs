@@ -8,17 +8,24 @@
 
 use std::sync::Arc;
 
-use crate::{rotating_min, BackendState, Balancer, PickContext};
+use crate::sample::min_by_key;
+use crate::{BackendState, Balancer, PickContext, SplitMix64};
 
 /// Registered as `least_queue`.
-pub fn new(_seed: u64) -> Box<dyn Balancer> {
-    Box::new(LeastQueue::default())
+pub fn new(seed: u64) -> Box<dyn Balancer> {
+    Box::new(LeastQueue {
+        rng: SplitMix64::new(seed),
+        ..LeastQueue::default()
+    })
 }
 
-/// Least-queue state: where the tie-breaking scan starts.
+/// Least-queue state: where the tie-breaking scan starts, and the sampling of large groups
+/// (see [`crate::sample`]).
 #[derive(Debug, Default, Clone)]
 pub struct LeastQueue {
     next: usize,
+    rng: SplitMix64,
+    scratch: Vec<usize>,
 }
 
 impl Balancer for LeastQueue {
@@ -47,9 +54,14 @@ impl Balancer for LeastQueue {
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         // Equal ratios give equal quotients: IEEE division rounds the same real the same way.
-        rotating_min(backends, ctx, &mut self.next, |b| {
-            b.queue_estimate(ctx.now_ms) as f64 / f64::from(b.weight())
-        })
+        min_by_key(
+            backends,
+            ctx,
+            &mut self.next,
+            &mut self.rng,
+            &mut self.scratch,
+            |b| b.queue_estimate(ctx.now_ms) as f64 / f64::from(b.weight()),
+        )
     }
 }
 

@@ -24,6 +24,7 @@ pub mod registry;
 pub mod response_time;
 mod rng;
 pub mod round_robin;
+pub mod sample;
 
 pub use backend::{BackendState, InFlight, LoadFigures, PEAK_EWMA_DECAY_MS};
 pub use consistent_hash::hash_bytes;

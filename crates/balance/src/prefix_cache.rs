@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::least_queue::LeastQueue;
+use crate::sample::FULL_SCAN_MAX;
 use crate::{hash_bytes, BackendState, Balancer, PickContext};
 
 /// Bytes of prompt per block.
@@ -30,6 +31,9 @@ pub const MAX_ENTRIES: usize = 100_000;
 pub const OVERLOAD_FACTOR: f64 = 1.5;
 /// Requests a matched backend may have beyond [`OVERLOAD_FACTOR`] x average.
 pub const OVERLOAD_SLACK: f64 = 2.0;
+/// In groups larger than [`FULL_SCAN_MAX`], picks between two computations of the average
+/// queue (a pick stays independent of the group's size).
+pub const AVERAGE_EVERY: u32 = 32;
 
 /// The chain of block hashes of `prompt`: entry `i` covers blocks `0..=i`. A trailing partial
 /// block is included (the next turn of a conversation extends it, and its hash then differs,
@@ -101,20 +105,58 @@ pub struct PrefixCache {
     fallback: LeastQueue,
     /// Blocks matched by the last pick (0: the fallback chose).
     last_matched: usize,
+    /// The eligible backends' average queue, and picks since it was computed (large groups
+    /// recompute it every [`AVERAGE_EVERY`] picks).
+    average: f64,
+    since_average: u32,
 }
 
 impl PrefixCache {
-    fn overloaded(backends: &[Arc<BackendState>], b: usize, ctx: &PickContext<'_>) -> bool {
-        let mut total = 0u64;
-        let mut n = 0u64;
-        for (i, s) in backends.iter().enumerate() {
-            if ctx.eligible(i, s) {
-                total += s.queue_estimate(ctx.now_ms);
-                n += 1;
+    fn overloaded(
+        &mut self,
+        backends: &[Arc<BackendState>],
+        b: usize,
+        ctx: &PickContext<'_>,
+    ) -> bool {
+        if backends.len() <= FULL_SCAN_MAX || self.since_average >= AVERAGE_EVERY {
+            let mut total = 0u64;
+            let mut n = 0u64;
+            for (i, s) in backends.iter().enumerate() {
+                if ctx.eligible(i, s) {
+                    total += s.queue_estimate(ctx.now_ms);
+                    n += 1;
+                }
+            }
+            self.average = total as f64 / n.max(1) as f64;
+            self.since_average = 0;
+        }
+        self.since_average += 1;
+        backends[b].queue_estimate(ctx.now_ms) as f64
+            > OVERLOAD_FACTOR * self.average + OVERLOAD_SLACK
+    }
+
+    /// The longest prefix of `chain` in the index whose backend may be chosen: a binary search
+    /// (a chain's blocks are indexed together, so if block `i` is indexed so are the blocks
+    /// before it, but for eviction), then a walk back if that backend is not eligible.
+    fn longest_match(
+        &self,
+        backends: &[Arc<BackendState>],
+        ctx: &PickContext<'_>,
+    ) -> Option<(usize, usize)> {
+        let chain = ctx.prefix;
+        let (mut lo, mut hi) = (0, chain.len()); // blocks chain[..lo] matched; chain[hi..] not
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if self.index.get(chain[mid - 1]).is_some() {
+                lo = mid;
+            } else {
+                hi = mid - 1;
             }
         }
-        let average = total as f64 / n.max(1) as f64;
-        backends[b].queue_estimate(ctx.now_ms) as f64 > OVERLOAD_FACTOR * average + OVERLOAD_SLACK
+        chain[..lo].iter().enumerate().rev().find_map(|(i, h)| {
+            let b = self.index.get(*h)?;
+            (b < backends.len() && ctx.eligible(b, &backends[b])).then_some((b, i + 1))
+        })
     }
 }
 
@@ -124,12 +166,9 @@ impl Balancer for PrefixCache {
     }
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
-        let matched = ctx.prefix.iter().enumerate().rev().find_map(|(i, h)| {
-            let b = self.index.get(*h)?;
-            (b < backends.len() && ctx.eligible(b, &backends[b])).then_some((b, i + 1))
-        });
+        let matched = self.longest_match(backends, ctx);
         let chosen = match matched {
-            Some((b, blocks)) if !Self::overloaded(backends, b, ctx) => {
+            Some((b, blocks)) if !self.overloaded(backends, b, ctx) => {
                 self.last_matched = blocks;
                 b
             }

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::sample::{two_choices, Choices};
 use crate::{BackendState, Balancer, PickContext, SplitMix64};
 
 /// Cost assumed for a backend with no latency sample yet, in microseconds.
@@ -69,36 +70,19 @@ impl Balancer for ResponseTime {
     }
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
-        let candidates = |penalized_ok: bool, out: &mut Vec<usize>| {
-            out.clear();
-            out.extend(
-                backends
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, b)| {
-                        ctx.eligible(*i, b) && (penalized_ok || !b.is_penalized(ctx.now_ms))
-                    })
-                    .map(|(i, _)| i),
-            );
-        };
-        candidates(false, &mut self.scratch);
-        if self.scratch.is_empty() {
-            candidates(true, &mut self.scratch);
+        let now = ctx.now_ms;
+        let mut choices = two_choices(backends, ctx, &mut self.rng, &mut self.scratch, |b| {
+            !b.is_penalized(now)
+        });
+        if choices == Choices::None {
+            // Every backend asked to be left alone: the least costly of them all the same.
+            choices = two_choices(backends, ctx, &mut self.rng, &mut self.scratch, |_| true);
         }
-        match self.scratch.len() {
-            0 => None,
-            1 => Some(self.scratch[0]),
-            n => {
-                let x = self.rng.below(n);
-                let mut y = self.rng.below(n - 1);
-                if y >= x {
-                    y += 1;
-                }
-                let (a, b) = (self.scratch[x], self.scratch[y]);
-                let (ca, cb) = (
-                    cost(&backends[a], ctx.now_ms),
-                    cost(&backends[b], ctx.now_ms),
-                );
+        match choices {
+            Choices::None => None,
+            Choices::One(i) => Some(i),
+            Choices::Two(a, b) => {
+                let (ca, cb) = (cost(&backends[a], now), cost(&backends[b], now));
                 Some(if cb < ca { b } else { a })
             }
         }

@@ -9,6 +9,13 @@ pub struct SplitMix64 {
     state: u64,
 }
 
+impl Default for SplitMix64 {
+    /// A generator with a fixed seed.
+    fn default() -> Self {
+        SplitMix64::new(0x5EED_5EED)
+    }
+}
+
 impl SplitMix64 {
     /// A generator starting from `seed`.
     pub fn new(seed: u64) -> Self {

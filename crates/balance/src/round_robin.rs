@@ -4,20 +4,74 @@
 //! score, and takes the total weight off the winner. Over any window of `sum(weights)` picks
 //! with a fixed eligible set, each backend is chosen exactly `weight` times, and the choices are
 //! interleaved (weights 5,1,1 give `a a b a c a a`) rather than bunched.
+//!
+//! That is a scan of the whole group per pick. Groups larger than
+//! [`crate::sample::FULL_SCAN_MAX`] use earliest-deadline-first scheduling instead (as Envoy's
+//! weighted round robin does): each backend's next turn is due `1 / weight` after its last, a
+//! heap yields the earliest, and a pick costs O(log n). The shares are the same (`weight` picks
+//! per `sum(weights)`), the exact interleaving differs.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+use crate::sample::FULL_SCAN_MAX;
 use crate::{BackendState, Balancer, PickContext};
+
+/// One turn on the EDF clock: the largest weight (10,000) still advances by 429,496 ticks.
+const TURN: u64 = 1 << 32;
 
 /// Registered as `round_robin`.
 pub fn new(_seed: u64) -> Box<dyn Balancer> {
     Box::new(RoundRobin::default())
 }
 
-/// Smooth weighted round robin state: one running score per backend.
+/// Smooth weighted round robin state: one running score per backend; for large groups, the
+/// EDF heap of `(due, index)`.
 #[derive(Debug, Default, Clone)]
 pub struct RoundRobin {
     current: Vec<i64>,
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Heap entries passed over by the current pick (ineligible), put back after it.
+    skipped: Vec<Reverse<(u64, usize)>>,
+}
+
+impl RoundRobin {
+    fn pick_edf(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
+        if self.heap.len() != backends.len() {
+            self.heap = backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Reverse((TURN / u64::from(b.weight().max(1)), i)))
+                .collect();
+        }
+        let mut chosen = None;
+        while let Some(Reverse((due, i))) = self.heap.pop() {
+            if ctx.eligible(i, &backends[i]) {
+                chosen = Some((due, i));
+                break;
+            }
+            self.skipped.push(Reverse((due, i)));
+        }
+        // A passed-over backend keeps its place: it is due first once it is eligible again.
+        self.heap.extend(self.skipped.drain(..));
+        let (due, i) = chosen?;
+        let step = TURN / u64::from(backends[i].weight().max(1));
+        let next = due.saturating_add(step);
+        if next > u64::MAX / 2 {
+            // Rebase every deadline long before the clock could overflow (after ~2^31 turns).
+            let base = due;
+            self.heap = self
+                .heap
+                .drain()
+                .map(|Reverse((d, j))| Reverse((d.saturating_sub(base), j)))
+                .collect();
+            self.heap.push(Reverse((step, i)));
+        } else {
+            self.heap.push(Reverse((next, i)));
+        }
+        Some(i)
+    }
 }
 
 impl Balancer for RoundRobin {
@@ -26,6 +80,9 @@ impl Balancer for RoundRobin {
     }
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
+        if backends.len() > FULL_SCAN_MAX {
+            return self.pick_edf(backends, ctx);
+        }
         if self.current.len() != backends.len() {
             self.current = vec![0; backends.len()];
         }
@@ -59,6 +116,40 @@ mod tests {
             .enumerate()
             .map(|(i, w)| Arc::new(BackendState::new(format!("b{i}"), *w)))
             .collect()
+    }
+
+    #[test]
+    fn large_groups_get_their_weighted_shares() {
+        let weights: Vec<u32> = (0..200).map(|i| 1 + (i % 4)).collect();
+        let g = group(&weights);
+        let total: u32 = weights.iter().sum();
+        let mut rr = RoundRobin::default();
+        let mut counts = vec![0u32; g.len()];
+        for _ in 0..total * 3 {
+            counts[rr.pick(&g, &PickContext::at(0)).unwrap()] += 1;
+        }
+        for (i, w) in weights.iter().enumerate() {
+            assert!(
+                counts[i].abs_diff(w * 3) <= 1,
+                "backend {i}: {} picks, weight {w}",
+                counts[i]
+            );
+        }
+        // An excluded backend is passed over, and keeps its turn for later.
+        let ctx = PickContext {
+            exclude: &[0, 1, 2],
+            ..PickContext::at(0)
+        };
+        for _ in 0..500 {
+            assert!(rr.pick(&g, &ctx).unwrap() > 2);
+        }
+        let all: Vec<usize> = (0..200).collect();
+        let none = PickContext {
+            exclude: &all,
+            ..PickContext::at(0)
+        };
+        assert_eq!(rr.pick(&g, &none), None);
+        assert_eq!(rr.heap.len(), 200);
     }
 
     #[test]
