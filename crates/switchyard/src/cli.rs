@@ -1,4 +1,4 @@
-//! The command line: `run`, `proxy`, `check`, `demo`, `mock-engine`.
+//! The command line: `run`, `proxy`, `check`, `demo`, `mock-engine`, `loadgen`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use switchyard_config::{Address, BackendConfig, Config, RouteConfig, ServerConfig};
 use switchyard_mock_engine::MockEngineArgs;
 
+use crate::loadgen::LoadgenArgs;
 use crate::logging::{self, LogFormat};
 use crate::server::{self, ServerHandle};
 
@@ -69,6 +70,9 @@ pub enum Command {
     },
     /// Run an OpenAI-compatible mock inference engine (for tests and benchmarks).
     MockEngine(MockEngineArgs),
+    /// Send an open-loop load of streamed chat completions and report TTFT, latency,
+    /// throughput and the engines' prefix-cache hit rate (the scheduling benchmark's client).
+    Loadgen(LoadgenArgs),
 }
 
 /// Runs the parsed command line; the process exit code is returned.
@@ -119,6 +123,37 @@ pub fn run(cli: Cli) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Loadgen(args) => loadgen(args),
+    }
+}
+
+/// `switchyard loadgen`: runs the load on a multi-thread runtime and prints the report
+/// (request failures are in the report; only bad arguments exit non-zero, with 2).
+fn loadgen(args: LoadgenArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = args.json;
+    match rt.block_on(crate::loadgen::run(args)) {
+        Ok(report) if json => {
+            println!("{}", report.to_json());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.to_text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchyard loadgen: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`upstream`]: the per-thread pool of keep-alive connections to backends.
 //! - [`observe`]: counters, latency histograms and the `/stats` document.
 //! - [`admin`]: the admin listener (`/stats`, `/healthz`).
+//! - [`loadgen`]: `switchyard loadgen`, an open-loop generator of streamed chat completions.
 //! - [`cli`], [`demo`]: the command line and the built-in demo.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod demo;
 pub mod l7;
+pub mod loadgen;
 pub mod logging;
 pub mod net;
 pub mod observe;
