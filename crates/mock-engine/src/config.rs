@@ -155,6 +155,30 @@ mod tests {
     }
 
     #[test]
+    fn cache_and_timing_flags() {
+        let parsed = Cli::try_parse_from([
+            "x",
+            "--prefix-block-tokens",
+            "32",
+            "--prefix-cache-blocks",
+            "0",
+            "--prefill-tokens-per-sec",
+            "5000",
+            "--batch-slowdown",
+            "0.5",
+            "--gpu-memory-mib",
+            "40960",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(parsed.prefix_block_tokens, 32);
+        assert_eq!(parsed.prefix_cache_blocks, 0);
+        assert_eq!(parsed.prefill_tokens_per_sec, 5000.0);
+        assert_eq!(parsed.batch_slowdown, 0.5);
+        assert_eq!(parsed.gpu_memory_mib, 40960);
+    }
+
+    #[test]
     fn model_is_repeatable() {
         let parsed = Cli::try_parse_from(["x", "--model", "a", "--model", "b", "--name", "e1"])
             .unwrap()
