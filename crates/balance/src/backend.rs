@@ -64,6 +64,10 @@ pub struct LoadFigures {
     pub kv_cache_usage: Option<f64>,
     /// GPU utilisation, 0..1.
     pub gpu_util: Option<f64>,
+    /// Tokens the engine has generated since it started (a counter). Read by the progress
+    /// check from each scrape; not kept in [`BackendState`], so
+    /// [`figures`](BackendState::figures) reports it as `None`.
+    pub generation_tokens: Option<u64>,
 }
 
 impl BackendState {
@@ -240,6 +244,7 @@ impl BackendState {
             running: count(&fig.running),
             kv_cache_usage: ratio(&fig.kv_cache),
             gpu_util: ratio(&fig.gpu_util),
+            generation_tokens: None,
         })
     }
 
@@ -396,6 +401,7 @@ mod tests {
             running: Some(3),
             kv_cache_usage: Some(0.5),
             gpu_util: None,
+            generation_tokens: None,
         };
         b.record_figures(f, 1_000, 5_000);
         assert_eq!(b.figures(1_001), Some(f));
