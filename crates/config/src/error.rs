@@ -69,6 +69,14 @@ pub enum ErrorKind {
         /// The key that is missing.
         key: String,
     },
+    /// A key that works only together with another key of the same section, which is absent
+    /// (reported on the first key's line).
+    NeedsKey {
+        /// The key the section also needs.
+        needed: String,
+        /// Why it is needed.
+        reason: String,
+    },
     /// A value that does not parse or is out of range.
     InvalidValue {
         /// The value as written.
@@ -151,6 +159,9 @@ impl fmt::Display for ErrorKind {
                 write!(f, "; valid keys here: {}", valid.join(", "))
             }
             ErrorKind::MissingKey { key } => write!(f, "missing required key `{key}`"),
+            ErrorKind::NeedsKey { needed, reason } => {
+                write!(f, "needs `{needed}` in the same section: {reason}")
+            }
             ErrorKind::InvalidValue { value, reason } => {
                 write!(f, "invalid value `{value}`: {reason}")
             }

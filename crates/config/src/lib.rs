@@ -29,6 +29,7 @@
 mod address;
 mod diff;
 mod error;
+mod health;
 mod ini;
 mod model;
 mod parse;
@@ -42,6 +43,7 @@ pub mod value;
 pub use address::Address;
 pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
+pub use health::MAX_BODY_SUBSTRING;
 pub use model::{
     BackendConfig, Config, HashKey, HealthCheck, MetricsEndpoint, ModelId, RouteConfig,
     ServerConfig,

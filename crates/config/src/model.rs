@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub use crate::health::HealthCheck;
 use crate::Address;
 
 /// The default `listen` address.
@@ -88,6 +89,9 @@ pub struct ServerConfig {
     pub health_rise: u32,
     /// `health_fall`: consecutive failures that mark a backend down.
     pub health_fall: u32,
+    /// `health_jitter`: each wait between two checks of a backend is `health_interval` plus
+    /// or minus up to this percentage of it (0..=50), so backends are not probed in lockstep.
+    pub health_jitter: u32,
     /// `retries`: how many other backends a request may be tried on after the first (0..=5).
     pub retries: u32,
     /// `retry_budget`: retries allowed as a percentage of requests (0..=100).
@@ -118,6 +122,7 @@ impl Default for ServerConfig {
             health_timeout: Duration::from_secs(1),
             health_rise: 2,
             health_fall: 3,
+            health_jitter: 10,
             retries: 1,
             retry_budget: 20,
         }
@@ -139,72 +144,6 @@ pub struct BackendConfig {
     pub models: Vec<ModelId>,
     /// `health`: the active health check, if any.
     pub health: Option<HealthCheck>,
-}
-
-/// An active health check (`health = tcp` or `health = http [METHOD] PATH [STATUS]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HealthCheck {
-    /// A TCP connect to the backend's address.
-    Tcp,
-    /// An HTTP request to the backend, passing when it answers `status`.
-    Http {
-        /// Request method (GET by default).
-        method: String,
-        /// Request path.
-        path: String,
-        /// Expected status (200 by default).
-        status: u16,
-    },
-}
-
-impl std::fmt::Display for HealthCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HealthCheck::Tcp => write!(f, "tcp"),
-            HealthCheck::Http {
-                method,
-                path,
-                status,
-            } => write!(f, "http {method} {path} {status}"),
-        }
-    }
-}
-
-impl std::str::FromStr for HealthCheck {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let words: Vec<&str> = s.split_ascii_whitespace().collect();
-        let usage = || {
-            "expected `tcp` or `http [METHOD] PATH [STATUS]`, e.g. `http GET /health 200`"
-                .to_string()
-        };
-        match words.as_slice() {
-            ["tcp"] => Ok(HealthCheck::Tcp),
-            ["http", rest @ ..] => {
-                let (method, rest) = match rest {
-                    [m, rest @ ..] if !m.starts_with('/') => (*m, rest),
-                    _ => ("GET", rest),
-                };
-                let (path, status) = match rest {
-                    [p] => (*p, 200),
-                    [p, st] => (*p, st.parse::<u16>().map_err(|_| usage())?),
-                    _ => return Err(usage()),
-                };
-                let method_ok =
-                    !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
-                if !method_ok || !path.starts_with('/') || !(100..=599).contains(&status) {
-                    return Err(usage());
-                }
-                Ok(HealthCheck::Http {
-                    method: method.to_string(),
-                    path: path.to_string(),
-                    status,
-                })
-            }
-            _ => Err(usage()),
-        }
-    }
 }
 
 /// A model a backend serves: `name` or `name@version`.
@@ -252,13 +191,21 @@ impl std::str::FromStr for ModelId {
 }
 
 /// A backend's `metrics` endpoint: a path on the backend's own address (`/metrics`), or a full
-/// `http://host:port/path` URL (an exporter elsewhere, e.g. NVIDIA's DCGM exporter).
+/// `http://host:port/path` URL (an exporter elsewhere, e.g. NVIDIA's DCGM exporter); and the
+/// progress check its figures feed, which exists only where `metrics` does.
+///
+/// Its `Display` and `FromStr` are the `metrics` value alone; `progress_timeout` is the
+/// backend's `progress_timeout` key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsEndpoint {
     /// Where to connect; `None` means the backend's `address`.
     pub address: Option<Address>,
     /// The request path, starting with `/`.
     pub path: String,
+    /// `progress_timeout`: with requests running, the engine's generated-token counter must
+    /// advance within this, or the backend is taken out of rotation. `None`: no progress
+    /// check.
+    pub progress_timeout: Option<Duration>,
 }
 
 impl std::fmt::Display for MetricsEndpoint {
@@ -279,6 +226,7 @@ impl std::str::FromStr for MetricsEndpoint {
             return Ok(MetricsEndpoint {
                 address: None,
                 path: s.to_string(),
+                progress_timeout: None,
             });
         }
         let rest = s.strip_prefix("http://").ok_or_else(|| {
@@ -296,6 +244,7 @@ impl std::str::FromStr for MetricsEndpoint {
         Ok(MetricsEndpoint {
             address: Some(authority.parse()?),
             path: path.to_string(),
+            progress_timeout: None,
         })
     }
 }
@@ -367,27 +316,6 @@ impl std::str::FromStr for HashKey {
 #[cfg(test)]
 mod tests {
     use super::HashKey;
-
-    #[test]
-    fn health_checks_parse_and_print() {
-        use super::HealthCheck;
-        assert_eq!("tcp".parse::<HealthCheck>(), Ok(HealthCheck::Tcp));
-        let full: HealthCheck = "http HEAD /healthz 204".parse().unwrap();
-        assert_eq!(full.to_string(), "http HEAD /healthz 204");
-        let short: HealthCheck = "http /health".parse().unwrap();
-        assert_eq!(short.to_string(), "http GET /health 200");
-        for bad in [
-            "",
-            "udp",
-            "http",
-            "http get /x",
-            "http GET x",
-            "http GET /x 99",
-            "http GET /x 200 extra",
-        ] {
-            assert!(bad.parse::<HealthCheck>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn hash_keys_parse_and_print() {

@@ -54,6 +54,7 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("health_timeout", format_duration(s.health_timeout)),
         ("health_rise", s.health_rise.to_string()),
         ("health_fall", s.health_fall.to_string()),
+        ("health_jitter", format!("{}%", s.health_jitter)),
         ("retries", s.retries.to_string()),
         ("retry_budget", format!("{}%", s.retry_budget)),
     ]
@@ -84,6 +85,14 @@ pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
             b.health
                 .as_ref()
                 .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
+        (
+            "progress_timeout",
+            b.metrics
+                .as_ref()
+                .and_then(|m| m.progress_timeout)
+                .map(format_duration)
                 .unwrap_or_default(),
         ),
     ]
@@ -123,7 +132,7 @@ fn section(out: &mut String, header: &str, values: Vec<(&'static str, String)>) 
     }
     let _ = writeln!(out, "[{header}]");
     for (key, value) in values {
-        // An empty value means "not set" (only `host` can be empty).
+        // An empty value means "not set" (an unset optional key, or an empty `host`).
         if !value.is_empty() {
             let _ = writeln!(out, "{key} = {value}");
         }

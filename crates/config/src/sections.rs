@@ -39,11 +39,19 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "health_timeout",
     "health_rise",
     "health_fall",
+    "health_jitter",
     "retries",
     "retry_budget",
 ];
 /// The keys of `[backend NAME]`, in the order they are rendered.
-pub(crate) const BACKEND_KEYS: &[&str] = &["address", "weight", "metrics", "models", "health"];
+pub(crate) const BACKEND_KEYS: &[&str] = &[
+    "address",
+    "weight",
+    "metrics",
+    "models",
+    "health",
+    "progress_timeout",
+];
 /// The keys of `[route NAME]`, in the order they are rendered.
 pub(crate) const ROUTE_KEYS: &[&str] = &[
     "host",
@@ -64,6 +72,8 @@ pub(crate) const HEADER_BYTES_RANGE: (usize, usize) = (8 * 1024, 1024 * 1024);
 pub(crate) const MAX_HEADERS: u64 = 1000;
 /// The most `upstream_keepalive` accepts.
 pub(crate) const MAX_UPSTREAM_KEEPALIVE: u64 = 65_536;
+/// The most `health_jitter` accepts, in percent.
+pub(crate) const MAX_HEALTH_JITTER: u64 = 50;
 /// The most `weight` accepts.
 pub(crate) const MAX_WEIGHT: u64 = 10_000;
 
@@ -205,6 +215,9 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         health_timeout: r.value("health_timeout", d.health_timeout, duration(false)),
         health_rise: r.value("health_rise", d.health_rise, number(1, 100)),
         health_fall: r.value("health_fall", d.health_fall, number(1, 100)),
+        health_jitter: r.value("health_jitter", d.health_jitter, |s| {
+            number(0, MAX_HEALTH_JITTER)(s.strip_suffix('%').unwrap_or(s))
+        }),
         retries: r.value("retries", d.retries, number(0, 5)),
         retry_budget: r.value("retry_budget", d.retry_budget, |s| {
             number(0, 100)(s.strip_suffix('%').unwrap_or(s))
@@ -243,9 +256,25 @@ fn check_admin_listen(r: &mut SectionReader<'_>, server: &ServerConfig) {
 pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<BackendConfig> {
     let address = r.required("address", |s| s.parse::<Address>());
     let weight = r.value("weight", DEFAULT_WEIGHT, number(1, MAX_WEIGHT));
-    let metrics = r.value("metrics", None, |s| s.parse::<MetricsEndpoint>().map(Some));
+    let mut metrics = r.value("metrics", None, |s| s.parse::<MetricsEndpoint>().map(Some));
     let models = r.value("models", Vec::new(), model_list);
     let health = r.value("health", None, |s| s.parse::<HealthCheck>().map(Some));
+    let progress_timeout = r.value("progress_timeout", None, |s| duration(false)(s).map(Some));
+    if let Some(m) = &mut metrics {
+        m.progress_timeout = progress_timeout;
+    } else if progress_timeout.is_some() && r.get("metrics").is_none() {
+        let kind = ErrorKind::NeedsKey {
+            needed: "metrics".to_string(),
+            reason: "the progress check reads the engine's generated-token counter from its \
+                     metrics endpoint"
+                .to_string(),
+        };
+        r.error(
+            r.line_of("progress_timeout"),
+            Some("progress_timeout"),
+            kind,
+        );
+    }
     Some(BackendConfig {
         name: name.to_string(),
         address: address?,

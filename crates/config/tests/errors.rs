@@ -159,13 +159,14 @@ fn unknown_key_lists_valid_keys_and_suggests() {
                 "metrics".into(),
                 "models".into(),
                 "health".into(),
+                "progress_timeout".into(),
             ],
         }
     );
     assert_eq!(
         e.to_string(),
         "t.ini:3: [backend a] weigth: unknown key (did you mean `weight`?); \
-         valid keys here: address, weight, metrics, models, health"
+         valid keys here: address, weight, metrics, models, health, progress_timeout"
     );
     // Keys are case-sensitive.
     let e = one(&format!("[server]\nThreads = 2\n{TAIL}"));
@@ -220,6 +221,14 @@ fn invalid_server_values() {
         ("upstream_keepalive", "65537", "between 0 and 65536"),
         ("fail_threshold", "4294967296", "between 0 and 4294967295"),
         ("fail_timeout", "0ms", "greater than 0"),
+        ("health_interval", "0", "greater than 0"),
+        ("health_timeout", "25h", "at most 24h"),
+        ("health_rise", "0", "between 1 and 100"),
+        ("health_fall", "101", "between 1 and 100"),
+        ("health_jitter", "51%", "between 0 and 50"),
+        ("health_jitter", "-5%", "non-negative"),
+        ("health_jitter", "10 %", "non-negative"),
+        ("health_jitter", "1.5%", "non-negative"),
     ];
     for (key, value, needle) in cases {
         let (got, reason) = invalid(
@@ -258,6 +267,67 @@ fn invalid_backend_values() {
         let (_, reason) = invalid(&text, 3, "backend a", "weight");
         assert!(reason.contains(needle), "{value}: {reason}");
     }
+}
+
+#[test]
+fn invalid_health_checks() {
+    for (value, needle) in [
+        ("udp", "expected `tcp`"),
+        ("tcp 80", "expected `tcp`"),
+        ("http GET health", "PATH"),
+        ("http /health ok", "PATH"),
+        ("http /health 200 \"\"", "empty"),
+        ("http /health 200 \"unterminated", "unterminated"),
+        ("http /health 200 \"a\\nb\"", "escape"),
+        ("ai models", "`ai completion`"),
+        ("script", "script COMMAND"),
+        ("script ''", "script COMMAND"),
+        ("script /bin/check 'a'b", "closing quote"),
+    ] {
+        let text =
+            format!("[backend a]\naddress = h:1\nhealth = {value}\n[route r]\nbackends = a\n");
+        let (got, reason) = invalid(&text, 3, "backend a", "health");
+        assert_eq!(got, value);
+        assert!(reason.contains(needle), "{value}: {reason}");
+    }
+    // An inline comment inside quotes cuts the value short: the quote is left open.
+    let text =
+        "[backend a]\naddress = h:1\nhealth = http /h 200 \"a ; b\"\n[route r]\nbackends = a\n";
+    let (got, reason) = invalid(text, 3, "backend a", "health");
+    assert_eq!(got, "http /h 200 \"a");
+    assert!(reason.contains("inline comment"), "{reason}");
+}
+
+#[test]
+fn progress_timeout_values_and_its_need_for_metrics() {
+    for (value, needle) in [
+        ("0", "greater than 0"),
+        ("25h", "at most 24h"),
+        ("soon", "whole number"),
+    ] {
+        let text = format!(
+            "[backend a]\naddress = h:1\nmetrics = /metrics\nprogress_timeout = {value}\n\
+             [route r]\nbackends = a\n"
+        );
+        let (got, reason) = invalid(&text, 4, "backend a", "progress_timeout");
+        assert_eq!(got, value);
+        assert!(reason.contains(needle), "{value}: {reason}");
+    }
+    let e = one("[backend a]\naddress = h:1\nprogress_timeout = 30s\n[route r]\nbackends = a\n");
+    at(&e, 3, Some("backend a"), Some("progress_timeout"));
+    assert!(matches!(&e.kind, ErrorKind::NeedsKey { needed, .. } if needed == "metrics"));
+    assert!(
+        e.to_string().starts_with(
+            "t.ini:3: [backend a] progress_timeout: needs `metrics` in the same section"
+        ),
+        "{e}"
+    );
+    // An invalid `metrics` is reported once, not also as missing.
+    let e = one(
+        "[backend a]\naddress = h:1\nmetrics = nope\nprogress_timeout = 30s\n\
+         [route r]\nbackends = a\n",
+    );
+    at(&e, 3, Some("backend a"), Some("metrics"));
 }
 
 #[test]

@@ -107,6 +107,7 @@ fn expected() -> Config {
             health_timeout: Duration::from_secs(1),
             health_rise: 2,
             health_fall: 3,
+            health_jitter: 10,
             retries: 1,
             retry_budget: 20,
         },
@@ -188,6 +189,9 @@ fn defaults() {
     assert_eq!(d.metrics_interval, Duration::from_secs(1));
     assert_eq!(d.metrics_timeout, Duration::from_millis(500));
     assert_eq!(d.metrics_max_age, Duration::from_secs(5));
+    assert_eq!(d.health_interval, Duration::from_secs(2));
+    assert_eq!(d.health_timeout, Duration::from_secs(1));
+    assert_eq!((d.health_rise, d.health_fall, d.health_jitter), (2, 3, 10));
 
     let minimal = "[backend a]\naddress = h:1\n[route r]\nbackends = a\n";
     let config = parse(minimal, "m.ini").unwrap();
@@ -304,6 +308,11 @@ fn every_key_example_in_the_docs_is_valid() {
                 "## `[backend NAME]`" if key == "address" => {
                     format!("[backend b]\n{line}\n[route r]\nbackends = b\n")
                 }
+                // The progress check reads the engine's metrics, so it needs `metrics`.
+                "## `[backend NAME]`" if key == "progress_timeout" => format!(
+                    "[backend b]\naddress = h:1\nmetrics = /metrics\n{line}\n\
+                     [route r]\nbackends = b\n"
+                ),
                 "## `[backend NAME]`" => {
                     format!("[backend b]\naddress = h:1\n{line}\n[route r]\nbackends = b\n")
                 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
-    parse, Address, BackendConfig, Config, HashKey, HealthCheck, RouteConfig, ServerConfig,
+    parse, Address, BackendConfig, Config, HashKey, HealthCheck, MetricsEndpoint, RouteConfig,
+    ServerConfig,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -60,8 +61,9 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             duration(),
             duration(),
         ),
+        (duration(), duration(), 1..=100u32, 1..=100u32, 0..=50u32),
     )
-        .prop_map(|(a, b, c, d, e)| ServerConfig {
+        .prop_map(|(a, b, c, d, e, h)| ServerConfig {
             listen: a.0,
             threads: a.1,
             admin_listen: a.2,
@@ -79,10 +81,11 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             metrics_interval: e.0,
             metrics_timeout: e.1,
             metrics_max_age: e.2,
-            health_interval: Duration::from_secs(2),
-            health_timeout: Duration::from_secs(1),
-            health_rise: 2,
-            health_fall: 3,
+            health_interval: h.0,
+            health_timeout: h.1,
+            health_rise: h.2,
+            health_fall: h.3,
+            health_jitter: h.4,
             retries: 1,
             retry_budget: 20,
         })
@@ -113,6 +116,52 @@ fn name() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_.-]{1,12}"
 }
 
+/// Text that an INI value can hold inside quotes: no control characters, and no `;` or `#`
+/// after whitespace (an inline comment).
+fn quotable(min: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            8 => "[ -~]",
+            1 => Just("\u{e9}".to_string()),
+            1 => Just("\u{a0}".to_string()),
+            1 => Just("\\".to_string()),
+            1 => Just("\"".to_string()),
+            1 => Just("'".to_string()),
+        ],
+        min..=12,
+    )
+    .prop_map(|parts| parts.concat())
+    .prop_filter("inline comment", |s| {
+        let mut prev_ws = false;
+        s.chars().all(|c| {
+            let ok = !(prev_ws && (c == ';' || c == '#'));
+            prev_ws = c.is_whitespace();
+            ok
+        })
+    })
+}
+
+fn health_check() -> impl Strategy<Value = HealthCheck> {
+    prop_oneof![
+        Just(HealthCheck::Tcp),
+        (
+            select(vec!["GET", "HEAD", "POST"]),
+            "/[!-~]{0,12}",
+            100..=599u16,
+            prop::option::of(quotable(1)),
+        )
+            .prop_map(|(method, path, status, body)| HealthCheck::Http {
+                method: method.to_string(),
+                path,
+                status,
+                body,
+            }),
+        any::<bool>().prop_map(|completion| HealthCheck::Ai { completion }),
+        (quotable(1), prop::collection::vec(quotable(0), 0..4))
+            .prop_map(|(command, args)| HealthCheck::Script { command, args }),
+    ]
+}
+
 fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
     let metrics = prop_oneof![
         Just(None),
@@ -133,24 +182,32 @@ fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
             .map(|m| m.parse().unwrap())
             .collect::<Vec<_>>()
     });
-    prop::collection::btree_map(name(), (address(), 1..=10_000u32, metrics, models), 1..5).prop_map(
-        |m| {
-            m.into_iter()
-                .map(|(name, (address, weight, metrics, models))| BackendConfig {
+    let health = (
+        prop::option::of(health_check()),
+        prop::option::of(duration()),
+    );
+    prop::collection::btree_map(
+        name(),
+        (address(), 1..=10_000u32, metrics, models, health),
+        1..5,
+    )
+    .prop_map(|m| {
+        m.into_iter()
+            .map(
+                |(name, (address, weight, metrics, models, (health, progress)))| BackendConfig {
                     name,
                     address,
                     weight,
-                    metrics,
-                    health: match models.len() {
-                        0 => None,
-                        1 => Some(HealthCheck::Tcp),
-                        _ => Some("http HEAD /health 204".parse().unwrap()),
-                    },
+                    metrics: metrics.map(|m: MetricsEndpoint| MetricsEndpoint {
+                        progress_timeout: progress,
+                        ..m
+                    }),
+                    health,
                     models,
-                })
-                .collect()
-        },
-    )
+                },
+            )
+            .collect()
+    })
 }
 
 fn host_pattern() -> impl Strategy<Value = String> {
@@ -221,6 +278,10 @@ fn ini_line() -> impl Strategy<Value = String> {
         "path_prefix",
         "backends",
         "balancer",
+        "metrics",
+        "health",
+        "health_jitter",
+        "progress_timeout",
         "bogus",
         "",
     ]);
@@ -233,6 +294,12 @@ fn ini_line() -> impl Strategy<Value = String> {
         Just("off".to_string()),
         Just("*.example.com".to_string()),
         Just("least_conn".to_string()),
+        Just("/metrics".to_string()),
+        Just("ai completion".to_string()),
+        Just("http /h 200 \"ok\"".to_string()),
+        Just("script /bin/sh -c 'exit 0'".to_string()),
+        Just("25%".to_string()),
+        "(tcp|ai|http|script) [ -~]{0,20}",
         "[0-9]{1,25}[a-z]{0,3}",
     ];
     prop_oneof![
@@ -262,6 +329,29 @@ proptest! {
     fn valid_configs_round_trip(config in config()) {
         let text = config.to_ini();
         prop_assert_eq!(parse(&text, "rt.ini"), Ok(config), "{}", text);
+    }
+
+    #[test]
+    fn health_checks_round_trip(check in health_check()) {
+        let text = check.to_string();
+        prop_assert_eq!(text.parse::<HealthCheck>(), Ok(check.clone()), "{}", text);
+        // And through a config file, inline-comment rules and all.
+        let ini = format!("[backend a]\naddress = h:1\nhealth = {text}\n[route r]\nbackends = a\n");
+        let parsed = parse(&ini, "h.ini").map(|c| c.backends[0].health.clone());
+        prop_assert_eq!(parsed, Ok(Some(check)), "{}", ini);
+    }
+
+    #[test]
+    fn parsed_health_checks_render_back_to_themselves(text in "[ -~\u{a0}\u{e9}]{0,40}") {
+        if let Ok(check) = text.parse::<HealthCheck>() {
+            prop_assert_eq!(check.to_string().parse::<HealthCheck>(), Ok(check));
+        }
+        for kind in ["http /x 200 ", "script ", "ai "] {
+            let text = format!("{kind}{text}");
+            if let Ok(check) = text.parse::<HealthCheck>() {
+                prop_assert_eq!(check.to_string().parse::<HealthCheck>(), Ok(check));
+            }
+        }
     }
 
     #[test]

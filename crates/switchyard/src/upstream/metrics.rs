@@ -1,10 +1,10 @@
 //! Reading an engine's load from its Prometheus text metrics (sans-io).
 //!
-//! Engines name the same figure differently; an alias table maps them onto switchyard's four:
-//! requests waiting, requests running, KV-cache usage and GPU utilisation. Counts are summed
-//! over label sets (an engine serving two models reports a queue per model); ratios take the
-//! highest (the fullest cache, the busiest GPU). A figure an engine does not report stays
-//! unknown, never zero.
+//! Engines name the same figure differently; an alias table maps them onto switchyard's five:
+//! requests waiting, requests running, KV-cache usage, GPU utilisation and the generated-token
+//! counter. Counts are summed over label sets (an engine serving two models reports a queue
+//! per model); ratios take the highest (the fullest cache, the busiest GPU). A figure an
+//! engine does not report stays unknown, never zero.
 
 use switchyard_balance::LoadFigures;
 
@@ -29,6 +29,13 @@ pub const KV_CACHE: &[&str] = &[
 ];
 /// Metric names giving GPU utilisation in percent (NVIDIA's DCGM exporter).
 pub const GPU_UTIL_PERCENT: &[&str] = &["DCGM_FI_DEV_GPU_UTIL"];
+/// Counters of tokens generated, advancing with every decoded token (the progress check).
+/// TGI has none: its `tgi_request_generated_tokens` histogram grows only when a request
+/// finishes, so a long generation would read as a stall.
+pub const GENERATION_TOKENS: &[&str] = &[
+    "vllm:generation_tokens_total",
+    "sglang:generation_tokens_total",
+];
 
 /// The figures in a Prometheus text exposition. Malformed lines are skipped.
 pub fn parse(text: &str) -> LoadFigures {
@@ -53,6 +60,9 @@ pub fn parse(text: &str) -> LoadFigures {
         } else if GPU_UTIL_PERCENT.contains(&name) {
             let v = (value / 100.0).min(1.0);
             f.gpu_util = Some(f.gpu_util.unwrap_or(0.0).max(v));
+        } else if GENERATION_TOKENS.contains(&name) {
+            let n = value.round() as u64;
+            f.generation_tokens = Some(f.generation_tokens.unwrap_or(0).saturating_add(n));
         }
     }
     f
@@ -108,6 +118,23 @@ vllm:prompt_tokens_total{model_name="llama"} 1234
         assert_eq!(f.waiting, Some(7));
         assert_eq!(f.kv_cache_usage, Some(0.42));
         assert_eq!(f.gpu_util, None);
+        assert_eq!(f.generation_tokens, None);
+    }
+
+    #[test]
+    fn generated_token_counters() {
+        let vllm = "# TYPE vllm:generation_tokens_total counter\n\
+                    vllm:generation_tokens_total{model_name=\"a\"} 1200.0\n\
+                    vllm:generation_tokens_total{model_name=\"b\"} 34\n\
+                    vllm:generation_tokens_created{model_name=\"a\"} 1.7e9\n";
+        assert_eq!(parse(vllm).generation_tokens, Some(1234));
+        let sglang = "sglang:generation_tokens_total{model_name=\"m\"} 7.557572e+06\n";
+        assert_eq!(parse(sglang).generation_tokens, Some(7_557_572));
+        // Counters too large for u64 saturate rather than wrap.
+        let huge = "vllm:generation_tokens_total 1e30\nvllm:generation_tokens_total 5\n";
+        assert_eq!(parse(huge).generation_tokens, Some(u64::MAX));
+        let tgi = "tgi_request_generated_tokens_sum 99\n";
+        assert_eq!(parse(tgi).generation_tokens, None);
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub fn targets(
     Ok(out)
 }
 
-/// Runs the scrapers and the active health checks until shutdown.
+/// Runs the scrapers (which feed the progress checks) and the active health checks until
+/// shutdown.
 pub fn run(shared: Arc<Shared>, targets: Vec<Target>, mut shutdown: watch::Receiver<bool>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -111,6 +112,7 @@ async fn scrape_loop(shared: Arc<Shared>, t: Target) {
     let mut tick = tokio::time::interval(cfg.metrics_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stats = &shared.scrapes[t.backend];
+    let mut progress = super::health::ProgressWatch::new(&shared, t.backend);
     loop {
         tick.tick().await;
         match tokio::time::timeout(cfg.metrics_timeout, fetch(&t)).await {
@@ -122,6 +124,9 @@ async fn scrape_loop(shared: Arc<Shared>, t: Target) {
                     now,
                     cfg.metrics_max_age.as_millis() as u64,
                 );
+                if let Some(p) = &mut progress {
+                    p.observe(&shared, now, &figures);
+                }
                 stats.ok.fetch_add(1, Relaxed);
             }
             Ok(Err(e)) => {

@@ -74,6 +74,18 @@ impl Builder {
         self
     }
 
+    /// Sets `progress_timeout` on the backend added last, after its `metrics`.
+    pub fn progress_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(b) = self.config.backends.last_mut() {
+            let m = b
+                .metrics
+                .as_mut()
+                .expect("progress_timeout needs metrics first");
+            m.progress_timeout = Some(timeout);
+        }
+        self
+    }
+
     /// Sets `metrics` on the backend added last.
     pub fn metrics(mut self, endpoint: &str) -> Self {
         if let Some(b) = self.config.backends.last_mut() {
