@@ -20,6 +20,8 @@ use std::sync::Arc;
 use crate::sample::{two_choices, Choices, FULL_SCAN_MAX};
 use crate::{BackendState, Balancer, PickContext, SplitMix64};
 
+/// The most top bits of a key the jump table indexes (a table of 2^16 + 1 entries at most).
+pub const JUMP_BITS_MAX: u32 = 16;
 /// In large groups, picks between two sums of the in-flight total.
 pub const TOTALS_EVERY: u32 = 32;
 
@@ -62,6 +64,9 @@ pub struct ConsistentHash {
     ring: Vec<(u64, usize)>,
     /// How many backends the ring was built for.
     built_for: usize,
+    /// `jump[j]`: the first ring point whose top bits are at least `j` (see `build`).
+    jump: Vec<u32>,
+    jump_shift: u32,
     /// Per backend, the walk that last looked at it (`stamp`): nothing to clear per pick.
     seen: Vec<u32>,
     stamp: u32,
@@ -86,6 +91,17 @@ impl ConsistentHash {
             }
         }
         self.ring.sort_unstable();
+        // The jump table: for each value of a key's top bits, the first ring point at or
+        // after it, so a lookup searches only the few points sharing those bits.
+        let bits = (usize::BITS - self.ring.len().leading_zeros()).clamp(1, JUMP_BITS_MAX);
+        self.jump_shift = 64 - bits;
+        self.jump.clear();
+        for j in 0..(1u64 << bits) {
+            let lower = j << self.jump_shift;
+            self.jump
+                .push(self.ring.partition_point(|(p, _)| *p < lower) as u32);
+        }
+        self.jump.push(self.ring.len() as u32);
         self.built_for = backends.len();
         self.seen = vec![0; backends.len()];
         self.stamp = 0;
@@ -180,7 +196,9 @@ impl Balancer for ConsistentHash {
             self.seen.iter_mut().for_each(|s| *s = 0);
             self.stamp = 1;
         }
-        let start = self.ring.partition_point(|(p, _)| *p < key);
+        let j = (key >> self.jump_shift) as usize;
+        let (lo, hi) = (self.jump[j] as usize, self.jump[j + 1] as usize);
+        let start = lo + self.ring[lo..hi].partition_point(|(p, _)| *p < key);
         let mut first_eligible = None;
         let mut distinct = 0;
         for k in 0..self.ring.len() {

@@ -19,6 +19,7 @@ pub mod consistent_hash;
 pub mod gpu;
 pub mod least_conn;
 pub mod least_queue;
+pub mod outlier;
 pub mod prefix_cache;
 pub mod registry;
 pub mod response_time;
