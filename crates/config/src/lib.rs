@@ -39,6 +39,7 @@ mod sections;
 mod suggest;
 mod summary;
 pub mod value;
+pub mod versions;
 
 pub use address::Address;
 pub use diff::{diff, Change};

@@ -73,8 +73,15 @@ pub struct ServerConfig {
     pub upstream_keepalive: usize,
     /// `fail_threshold`: consecutive connect failures that mark a backend down; 0 = never.
     pub fail_threshold: u32,
-    /// `fail_timeout`: how long a backend marked down stays down.
+    /// `fail_timeout`: how long a backend ejected for the first time stays out; the `n`-th
+    /// ejection in a row lasts `n` times as long.
     pub fail_timeout: Duration,
+    /// `fail_timeout_max`: the longest ejection.
+    pub fail_timeout_max: Duration,
+    /// `max_ejected_percent`: the largest share of a route's group ejected at once (0..=100).
+    pub max_ejected_percent: u32,
+    /// `max_registered_backends`: how many backends the admin API may register (0..=4096).
+    pub max_registered_backends: usize,
     /// `metrics_interval`: how often each backend's `metrics` endpoint is scraped (50ms..).
     pub metrics_interval: Duration,
     /// `metrics_timeout`: how long one scrape may take.
@@ -115,6 +122,9 @@ impl Default for ServerConfig {
             upstream_keepalive: 1024,
             fail_threshold: 3,
             fail_timeout: Duration::from_secs(10),
+            fail_timeout_max: Duration::from_secs(300),
+            max_ejected_percent: 50,
+            max_registered_backends: 64,
             metrics_interval: Duration::from_secs(1),
             metrics_timeout: Duration::from_millis(500),
             metrics_max_age: Duration::from_secs(5),
@@ -259,8 +269,13 @@ pub struct RouteConfig {
     pub hosts: Vec<String>,
     /// `path_prefix`: request paths starting with this match; starts with `/`.
     pub path_prefix: String,
-    /// `backends`: names of the backends to balance over; non-empty, no duplicates.
+    /// `backends`: names of the backends to balance over; no duplicates; non-empty unless
+    /// `discovery` is on.
     pub backends: Vec<String>,
+    /// `discovery`: whether backends registered through the admin API may join this route.
+    pub discovery: bool,
+    /// `versions`: per model, which version serves requests that name none.
+    pub versions: Vec<crate::versions::ModelVersions>,
     /// `balancer`: the balancing algorithm's registered name.
     pub balancer: String,
     /// `hash_key`: what `balancer = consistent_hash` hashes to keep a client on one backend.
@@ -279,6 +294,9 @@ pub enum HashKey {
     Header(String),
     /// `cookie:NAME`: a cookie's value.
     Cookie(String),
+    /// `json:FIELD`: a field of the JSON request body (`user`, or a dotted path such as
+    /// `metadata.session_id`); strings and numbers are hashed as written.
+    Json(String),
 }
 
 impl std::fmt::Display for HashKey {
@@ -287,8 +305,20 @@ impl std::fmt::Display for HashKey {
             HashKey::ClientIp => write!(f, "client_ip"),
             HashKey::Header(n) => write!(f, "header:{n}"),
             HashKey::Cookie(n) => write!(f, "cookie:{n}"),
+            HashKey::Json(n) => write!(f, "json:{n}"),
         }
     }
+}
+
+/// A dotted path of JSON field names: `user`, `metadata.session_id`.
+fn json_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 256
+        && p.split('.').all(|f| {
+            !f.is_empty()
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
 }
 
 impl std::str::FromStr for HashKey {
@@ -304,9 +334,11 @@ impl std::str::FromStr for HashKey {
             None if s == "client_ip" => Ok(HashKey::ClientIp),
             Some(("header", n)) if token(n) => Ok(HashKey::Header(n.to_ascii_lowercase())),
             Some(("cookie", n)) if token(n) => Ok(HashKey::Cookie(n.to_string())),
+            Some(("json", n)) if json_path(n) => Ok(HashKey::Json(n.to_string())),
             _ => Err(
-                "expected `client_ip`, `header:NAME` or `cookie:NAME` (NAME an HTTP token, \
-                 e.g. header:x-session-id)"
+                "expected `client_ip`, `header:NAME`, `cookie:NAME` (NAME an HTTP token, \
+                 e.g. header:x-session-id) or `json:FIELD` (e.g. json:user or \
+                 json:metadata.session_id)"
                     .to_string(),
             ),
         }
@@ -334,7 +366,20 @@ mod tests {
             "header:X-User".parse::<HashKey>(),
             Ok(HashKey::Header("x-user".into()))
         );
-        for bad in ["", "ip", "header:", "header:a b", "cookie:a;b", "json:user"] {
+        assert_eq!(
+            "json:metadata.session_id".parse::<HashKey>(),
+            Ok(HashKey::Json("metadata.session_id".into()))
+        );
+        for bad in [
+            "",
+            "ip",
+            "header:",
+            "header:a b",
+            "cookie:a;b",
+            "json:",
+            "json:a..b",
+            "json:.a",
+        ] {
             assert!(bad.parse::<HashKey>().is_err(), "{bad}");
         }
     }

@@ -47,6 +47,12 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("upstream_keepalive", s.upstream_keepalive.to_string()),
         ("fail_threshold", s.fail_threshold.to_string()),
         ("fail_timeout", format_duration(s.fail_timeout)),
+        ("fail_timeout_max", format_duration(s.fail_timeout_max)),
+        ("max_ejected_percent", format!("{}%", s.max_ejected_percent)),
+        (
+            "max_registered_backends",
+            s.max_registered_backends.to_string(),
+        ),
         ("metrics_interval", format_duration(s.metrics_interval)),
         ("metrics_timeout", format_duration(s.metrics_timeout)),
         ("metrics_max_age", format_duration(s.metrics_max_age)),
@@ -105,6 +111,14 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
         ("host", format_list(&r.hosts)),
         ("path_prefix", r.path_prefix.clone()),
         ("backends", format_list(&r.backends)),
+        (
+            "discovery",
+            if r.discovery {
+                "true".into()
+            } else {
+                String::new()
+            },
+        ),
         ("balancer", r.balancer.clone()),
         // The default is left out, like an empty `host`.
         (
@@ -114,6 +128,14 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
             } else {
                 r.hash_key.to_string()
             },
+        ),
+        (
+            "versions",
+            r.versions
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
         (
             "explain",

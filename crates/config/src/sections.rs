@@ -32,6 +32,9 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "upstream_keepalive",
     "fail_threshold",
     "fail_timeout",
+    "fail_timeout_max",
+    "max_ejected_percent",
+    "max_registered_backends",
     "metrics_interval",
     "metrics_timeout",
     "metrics_max_age",
@@ -57,8 +60,10 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "host",
     "path_prefix",
     "backends",
+    "discovery",
     "balancer",
     "hash_key",
+    "versions",
     "explain",
 ];
 
@@ -74,6 +79,8 @@ pub(crate) const MAX_HEADERS: u64 = 1000;
 pub(crate) const MAX_UPSTREAM_KEEPALIVE: u64 = 65_536;
 /// The most `health_jitter` accepts, in percent.
 pub(crate) const MAX_HEALTH_JITTER: u64 = 50;
+/// The most `max_registered_backends` accepts.
+pub(crate) const MAX_REGISTERED_BACKENDS: u64 = 4096;
 /// The most `weight` accepts.
 pub(crate) const MAX_WEIGHT: u64 = 10_000;
 
@@ -202,6 +209,15 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
             number(0, u64::from(u32::MAX)),
         ),
         fail_timeout: r.value("fail_timeout", d.fail_timeout, duration(false)),
+        fail_timeout_max: r.value("fail_timeout_max", d.fail_timeout_max, duration(false)),
+        max_ejected_percent: r.value("max_ejected_percent", d.max_ejected_percent, |s| {
+            number(0, 100)(s.strip_suffix('%').unwrap_or(s))
+        }),
+        max_registered_backends: r.value(
+            "max_registered_backends",
+            d.max_registered_backends,
+            number(0, MAX_REGISTERED_BACKENDS),
+        ),
         metrics_interval: r.value("metrics_interval", d.metrics_interval, |s| {
             let v = duration(false)(s)?;
             if v < Duration::from_millis(50) {
@@ -368,20 +384,33 @@ fn balancer(r: &mut SectionReader<'_>) -> String {
     DEFAULT_BALANCER.to_string()
 }
 
+fn boolean(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "on" | "yes" => Ok(true),
+        "false" | "off" | "no" => Ok(false),
+        _ => Err("expected true or false".to_string()),
+    }
+}
+
 /// Reads `[route NAME]` (the backends' existence is checked later, against the whole file).
 pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
     let config = RouteConfig {
         name: name.to_string(),
         hosts: r.value("host", Vec::new(), host_list),
         path_prefix: r.value("path_prefix", DEFAULT_PATH_PREFIX.to_string(), path_prefix),
-        backends: r.required("backends", backend_list).unwrap_or_default(),
+        discovery: r.value("discovery", false, boolean),
+        backends: Vec::new(),
         balancer: balancer(r),
         hash_key: r.value("hash_key", HashKey::default(), |s| s.parse()),
-        explain: r.value("explain", false, |s| match s {
-            "true" | "on" | "yes" => Ok(true),
-            "false" | "off" | "no" => Ok(false),
-            _ => Err("expected true or false".to_string()),
-        }),
+        versions: r.value("versions", Vec::new(), crate::versions::parse_versions),
+        explain: r.value("explain", false, boolean),
+    };
+    // A route open to registered backends may start with none of its own.
+    let mut config = config;
+    config.backends = if config.discovery {
+        r.value("backends", Vec::new(), backend_list)
+    } else {
+        r.required("backends", backend_list).unwrap_or_default()
     };
     RouteRead {
         config,

@@ -23,6 +23,9 @@ upstream_keepalive_timeout = 90
 upstream_keepalive = 64
 fail_threshold = 5
 fail_timeout = 30s
+fail_timeout_max = 2m
+max_ejected_percent = 30%
+max_registered_backends = 16
 
 # GPU servers
 [backend llama-a]
@@ -43,6 +46,8 @@ host = API.example.com, *.example.com
 path_prefix = /v1/chat/
 backends = llama-a, llama-b
 balancer = least_conn
+discovery = on
+versions = llama@v1 90, llama@v2 10
 
 [route embeddings]
 host = api.example.com
@@ -77,6 +82,8 @@ fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str)
         balancer: bal.into(),
         hash_key: HashKey::default(),
         explain: false,
+        discovery: false,
+        versions: Vec::new(),
     }
 }
 
@@ -100,6 +107,9 @@ fn expected() -> Config {
             upstream_keepalive: 64,
             fail_threshold: 5,
             fail_timeout: Duration::from_secs(30),
+            fail_timeout_max: Duration::from_secs(120),
+            max_ejected_percent: 30,
+            max_registered_backends: 16,
             metrics_interval: Duration::from_secs(1),
             metrics_timeout: Duration::from_millis(500),
             metrics_max_age: Duration::from_secs(5),
@@ -118,13 +128,18 @@ fn expected() -> Config {
             backend("vllm", "vllm.internal", 8000, 1),
         ],
         routes: vec![
-            route(
-                "chat",
-                &["api.example.com", "*.example.com"],
-                "/v1/chat/",
-                &["llama-a", "llama-b"],
-                "least_conn",
-            ),
+            RouteConfig {
+                discovery: true,
+                versions: switchyard_config::versions::parse_versions("llama@v1 90, llama@v2 10")
+                    .unwrap(),
+                ..route(
+                    "chat",
+                    &["api.example.com", "*.example.com"],
+                    "/v1/chat/",
+                    &["llama-a", "llama-b"],
+                    "least_conn",
+                )
+            },
             route(
                 "embeddings",
                 &["api.example.com"],

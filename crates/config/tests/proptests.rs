@@ -55,7 +55,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
         ),
         (duration(), duration(), 8192..=(1usize << 20), 1..=1000usize),
         (duration(), duration(), duration(), 0..=65_536usize),
-        (any::<u32>(), duration()),
+        (any::<u32>(), duration(), 0..=100u32, 0..=4096usize),
         (
             duration().prop_map(|d| d.max(Duration::from_millis(50))),
             duration(),
@@ -78,6 +78,9 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             upstream_keepalive: c.3,
             fail_threshold: d.0,
             fail_timeout: d.1,
+            fail_timeout_max: d.1,
+            max_ejected_percent: d.2,
+            max_registered_backends: d.3,
             metrics_interval: e.0,
             metrics_timeout: e.1,
             metrics_max_age: e.2,
@@ -226,12 +229,20 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
             HashKey::ClientIp,
             HashKey::Header("x-session-id".into()),
             HashKey::Cookie("SID".into()),
+            HashKey::Json("metadata.session_id".into()),
         ]),
+        select(vec![
+            "",
+            "llama@v1 90, llama@v2 10",
+            "qwen@newest",
+            "m@7b 1",
+        ]),
+        any::<bool>(),
     );
     prop::collection::btree_map(name(), route, 1..5).prop_map(|m| {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        for (name, (hosts, path_prefix, backends, balancer, hash_key)) in m {
+        for (name, (hosts, path_prefix, backends, balancer, hash_key, versions, discovery)) in m {
             let hosts: Vec<String> = hosts.into_iter().rev().collect();
             let mut sorted = hosts.clone();
             sorted.sort();
@@ -244,6 +255,12 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
                     balancer: balancer.to_string(),
                     explain: hash_key != HashKey::ClientIp,
                     hash_key,
+                    discovery,
+                    versions: if versions.is_empty() {
+                        Vec::new()
+                    } else {
+                        switchyard_config::versions::parse_versions(versions).unwrap()
+                    },
                 });
             }
         }

@@ -217,6 +217,8 @@ pub fn quick_config(
             balancer: balancer.into(),
             hash_key: Default::default(),
             explain: false,
+            discovery: false,
+            versions: Vec::new(),
         }],
         backends,
     };

@@ -187,9 +187,6 @@ fn resolve(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
         .collect()
 }
 
-/// Slots for backends registered through the admin API.
-pub const MAX_REGISTERED_BACKENDS: usize = 64;
-
 /// The number of reactor threads for `[server] threads` (0 = one per core).
 pub fn thread_count(configured: usize) -> usize {
     if configured > 0 {
@@ -220,7 +217,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let addrs = resolve(&config)?;
     let scrape_targets =
         crate::upstream::scrape::targets(&addrs, &config).map_err(StartError::Metrics)?;
-    let directory = Directory::new(&config, &addrs, MAX_REGISTERED_BACKENDS);
+    let directory = Directory::new(&config, &addrs, config.server.max_registered_backends);
     let groups = config
         .routes
         .iter()

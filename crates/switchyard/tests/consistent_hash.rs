@@ -100,3 +100,32 @@ async fn client_ip_is_the_default_key() {
     let served: Vec<usize> = counts(&backends).into_iter().filter(|n| *n > 0).collect();
     assert_eq!(served, vec![20]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_field_key() {
+    let backends = three_backends().await;
+    let proxy = proxy_for(&backends, "json:metadata.session_id");
+    let mut c = Client::connect(proxy.addr()).await;
+    let mut homes = std::collections::BTreeSet::new();
+    for session in 0..20 {
+        let before = counts(&backends);
+        for turn in 0..4 {
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"turn {turn}"}}],
+                    "metadata":{{"tenant":"t","session_id":"s-{session}"}}}}"#
+            );
+            assert_eq!(c.post("/v1/chat/completions", body).await.status, 200);
+        }
+        let moved = grew(&before, &counts(&backends));
+        assert_eq!(
+            moved.len(),
+            1,
+            "session {session} was spread over {moved:?}"
+        );
+        homes.insert(moved[0]);
+    }
+    assert!(homes.len() >= 2, "20 sessions all landed on {homes:?}");
+    // Bodies without the field, or not JSON, still get an answer (the least-loaded backend).
+    assert_eq!(c.post("/v1/chat/completions", "{}").await.status, 200);
+    assert_eq!(c.post("/v1/chat/completions", "not json").await.status, 200);
+}

@@ -20,6 +20,7 @@ async fn refused_backend_is_502_then_marked_down() {
         .server(|s| {
             s.fail_threshold = 2;
             s.fail_timeout = Duration::from_secs(60);
+            s.max_ejected_percent = 100; // a group of one may be emptied
         })
         .to(dead)
         .start();
@@ -84,6 +85,7 @@ async fn no_backend_up_is_503() {
         .server(|s| {
             s.fail_threshold = 1;
             s.fail_timeout = Duration::from_secs(60);
+            s.max_ejected_percent = 100; // a group of one may be emptied
         })
         .to(server::dead_addr())
         .start();
@@ -160,6 +162,7 @@ async fn marked_down_backend_is_tried_again_after_fail_timeout() {
         .server(|s| {
             s.fail_threshold = 1;
             s.fail_timeout = Duration::from_millis(500);
+            s.max_ejected_percent = 100; // a group of one may be emptied
         })
         .to(addr)
         .start();

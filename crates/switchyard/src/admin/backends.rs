@@ -196,30 +196,45 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
     if ttl.is_zero() || ttl > MAX_TTL {
         return Err("\"ttl\" must be between 1s and 24h".into());
     }
+    let open: Vec<usize> = (0..shared.config.routes.len())
+        .filter(|i| shared.config.routes[*i].discovery)
+        .collect();
+    let open_names = || {
+        let names: Vec<&str> = open
+            .iter()
+            .map(|i| shared.config.routes[*i].name.as_str())
+            .collect();
+        if names.is_empty() {
+            "no route has `discovery = true`".to_string()
+        } else {
+            format!("routes with `discovery = true`: {}", names.join(", "))
+        }
+    };
     let routes = match obj.get("routes") {
-        None | Some(Value::Null) => (0..shared.config.routes.len()).collect(),
+        None | Some(Value::Null) => open.clone(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|r| {
                 let name = r.as_str().unwrap_or_default();
-                shared
-                    .config
-                    .routes
-                    .iter()
-                    .position(|route| route.name == name)
+                open.iter()
+                    .copied()
+                    .find(|i| shared.config.routes[*i].name == name)
                     .ok_or_else(|| {
-                        let known: Vec<&str> = shared
-                            .config
-                            .routes
-                            .iter()
-                            .map(|r| r.name.as_str())
-                            .collect();
-                        format!("\"routes\": no route {r}; routes are {}", known.join(", "))
+                        format!(
+                            "\"routes\": {r} is not open to registration; {}",
+                            open_names()
+                        )
                     })
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err("\"routes\" must be a list of route names".into()),
     };
+    if routes.is_empty() {
+        return Err(format!(
+            "\"routes\": the backend would join no route; {}",
+            open_names()
+        ));
+    }
     Ok(Registration {
         config: BackendConfig {
             name: id.clone(),

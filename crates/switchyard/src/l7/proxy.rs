@@ -16,13 +16,14 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use switchyard_balance::{Balancer, PickContext};
+use switchyard_balance::{outlier, Balancer, PickContext};
 use switchyard_config::HashKey;
 
 use super::body::{Exchange, ProxyBody, RequestBody, Upstream};
 use super::error::ProxyError;
 use super::headers;
 use super::model::{find_model, Scan};
+use super::models::choose_version;
 use crate::clock::{coarse_now, Deadlines};
 use crate::net::conn::ConnCtx;
 use crate::observe::ThreadStats;
@@ -42,6 +43,8 @@ pub struct Worker {
     balancers: RefCell<Vec<Box<dyn Balancer>>>,
     /// Seeds the balancers (rebuilt when their group's members change).
     seed: u64,
+    /// Draws for weighted version splits.
+    rng: RefCell<switchyard_balance::SplitMix64>,
     /// The backend directory's snapshot this thread works with, replaced when the directory
     /// publishes a new one (see [`Worker::membership`]). An `Rc` around the shared `Arc` so
     /// that each request's clone is a plain increment, not an atomic one on a count every
@@ -103,6 +106,7 @@ impl Worker {
             ),
             balancers: RefCell::new(balancers),
             seed,
+            rng: RefCell::new(switchyard_balance::SplitMix64::new(seed)),
             membership: RefCell::new(Rc::new(shared.directory.snapshot())),
             retry_tokens: std::cell::Cell::new(RETRY_BURST),
             deadlines: Deadlines::default(),
@@ -292,13 +296,29 @@ impl Worker {
                 });
             }
             if let Some(model) = request_model(&parts.headers, &mut body).await? {
-                model_excluded =
-                    table
-                        .excluded(&model)
-                        .ok_or_else(|| ProxyError::UnknownModel {
+                let rules = &self.shared.config.routes[route].versions;
+                let id = if rules.is_empty() {
+                    std::borrow::Cow::Borrowed(model.as_str())
+                } else {
+                    let now = self.shared.clock.ms_at(coarse_now());
+                    let draw = self.rng.borrow_mut().next_u64();
+                    choose_version(
+                        rules,
+                        table,
+                        &model,
+                        |m| members.states[m].is_available(now),
+                        draw,
+                    )
+                };
+                model_excluded = match table.excluded(&id) {
+                    Some(excluded) => excluded,
+                    None => {
+                        return Err(ProxyError::UnknownModel {
                             served: self.served_models(members),
                             model,
-                        })?;
+                        })
+                    }
+                };
             }
         }
         let mut combined: Vec<usize> = Vec::new();
@@ -311,10 +331,11 @@ impl Worker {
             Vec::new()
         };
 
-        let key = group
-            .hash_key
-            .as_ref()
-            .and_then(|k| affinity_key(k, &parts.headers, ctx));
+        let key = match &group.hash_key {
+            Some(HashKey::Json(path)) => json_key(&mut body, path).await?,
+            Some(k) => affinity_key(k, &parts.headers, ctx),
+            None => None,
+        };
         // A retry on another backend is safe when nothing was sent (a failed connect), or
         // when the whole request can be sent again (no body, or all of it read ahead) and
         // either the method is idempotent (the exchange failed) or the backend refused with
@@ -376,7 +397,14 @@ impl Worker {
                 parts.headers.insert(header::HOST, backend.host.clone());
             }
             let forwarded = self
-                .forward(backend, &parts, &mut body, exchange, group.tracks_latency)
+                .forward(
+                    backend,
+                    members,
+                    &parts,
+                    &mut body,
+                    exchange,
+                    group.tracks_latency,
+                )
                 .await;
             match forwarded {
                 Ok(mut answer) => {
@@ -418,6 +446,7 @@ impl Worker {
     async fn forward(
         &self,
         backend: &Backend,
+        members: &Members,
         parts: &Parts,
         body: &mut RequestBody,
         exchange: &mut Exchange,
@@ -433,7 +462,8 @@ impl Worker {
                 None => match self.connect(backend).await {
                     Ok(c) => c,
                     Err(e) => {
-                        self.connect_failed(backend, &e);
+                        self.stats.backends[backend.slot].errors.bump(1);
+                        self.backend_failed(backend, members, &e);
                         return Err(e);
                     }
                 },
@@ -452,6 +482,11 @@ impl Worker {
                     bstats.latency.record(micros);
                     state.observe_latency_us(micros);
                     state.record_success();
+                    if outlier::is_failure_status(head.status.as_u16()) {
+                        self.backend_failed(backend, members, &head.status);
+                    } else {
+                        backend.outlier.success();
+                    }
                     if tracks_latency {
                         let now_ms = self.shared.clock.ms_at(coarse_now());
                         state.observe_peak_latency_us(micros, now_ms);
@@ -479,6 +514,7 @@ impl Worker {
                         return Err(ProxyError::ClientAborted);
                     }
                     bstats.errors.bump(1);
+                    self.backend_failed(backend, members, &f.error);
                     return Err(match f.error {
                         UpstreamError::Timeout(after) => ProxyError::ResponseTimeout {
                             backend: name(),
@@ -612,22 +648,45 @@ impl Worker {
         Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
     }
 
-    fn connect_failed(&self, backend: &Backend, e: &ProxyError) {
+    /// A failed exchange with `backend` (refused or timed-out connection, timeout, reset,
+    /// 500/502/504): counts towards its ejection from rotation (see
+    /// [`switchyard_balance::outlier`]), within the share of `members` that may be out at once.
+    fn backend_failed(&self, backend: &Backend, members: &Members, why: &dyn std::fmt::Display) {
         let cfg = &self.shared.config.server;
-        self.stats.backends[backend.slot].errors.bump(1);
-        let marked_down = backend.state.record_connect_failure(
-            self.shared.clock.now_ms(),
-            cfg.fail_threshold,
-            cfg.fail_timeout.as_millis() as u64,
-        );
-        if marked_down {
-            tracing::warn!(
+        let policy = outlier::Policy {
+            threshold: cfg.fail_threshold,
+            base_ms: cfg.fail_timeout.as_millis() as u64,
+            max_ms: cfg.fail_timeout_max.as_millis() as u64,
+            max_percent: cfg.max_ejected_percent,
+        };
+        let now = self.shared.clock.now_ms();
+        let out = || {
+            members
+                .states
+                .iter()
+                .filter(|s| !Arc::ptr_eq(s, &backend.state) && !s.is_available(now))
+                .count()
+        };
+        match backend
+            .outlier
+            .failure(&policy, now, members.backends.len(), out)
+        {
+            outlier::Verdict::Eject { until_ms, nth } => {
+                backend.state.mark_down_until(until_ms);
+                tracing::warn!(
+                    backend = %backend.name(),
+                    last_error = %why,
+                    ejection = nth,
+                    out_for_ms = until_ms.saturating_sub(now),
+                    "backend ejected after {} consecutive failures",
+                    cfg.fail_threshold
+                );
+            }
+            outlier::Verdict::Spared => tracing::debug!(
                 backend = %backend.name(),
-                error = %e,
-                down_for = ?cfg.fail_timeout,
-                "backend marked down after {} consecutive connect failures",
-                cfg.fail_threshold
-            );
+                "backend not ejected: max_ejected_percent of its group is out already"
+            ),
+            outlier::Verdict::Keep => {}
         }
     }
 }
@@ -638,6 +697,7 @@ fn affinity_key(key: &HashKey, headers: &http::HeaderMap, ctx: &ConnCtx) -> Opti
         HashKey::ClientIp => ctx.client_ip.as_bytes(),
         HashKey::Header(name) => headers.get(name.as_str())?.as_bytes(),
         HashKey::Cookie(name) => cookie(headers, name)?,
+        HashKey::Json(_) => return None, // read from the body, see `json_key`
     };
     Some(switchyard_balance::hash_bytes(bytes))
 }
@@ -710,17 +770,15 @@ async fn request_model(
 /// How much of a request body is read, at most, to hash its prompt for `prefix_cache`.
 pub const PROMPT_LIMIT: usize = 1 << 20;
 
-/// The block-hash chain of the request's prompt: the chat messages rendered in order
-/// (`role: content` lines) or the completion prompt. The body is read ahead (at most
-/// [`PROMPT_LIMIT`] bytes, kept to be forwarded first); a body that is longer, or is not an
-/// OpenAI-style JSON request, gives an empty chain.
-async fn prompt_chain(body: &mut RequestBody) -> Result<Vec<u64>, ProxyError> {
+/// Reads the request body ahead into `body.prefix` (kept to be forwarded first), until it
+/// ends or more than `limit` bytes are held; whether it ended.
+async fn read_ahead(body: &mut RequestBody, limit: usize) -> Result<bool, ProxyError> {
     let mut buf = bytes::BytesMut::new();
     if let Some(p) = body.prefix.take() {
         buf.extend_from_slice(&p);
     }
     let mut complete = http_body::Body::is_end_stream(&body.rest);
-    while !complete && buf.len() <= PROMPT_LIMIT {
+    while !complete && buf.len() <= limit {
         match http_body_util::BodyExt::frame(&mut body.rest).await {
             None => complete = true,
             Some(Err(_)) => return Err(ProxyError::ClientAborted),
@@ -731,17 +789,52 @@ async fn prompt_chain(body: &mut RequestBody) -> Result<Vec<u64>, ProxyError> {
             }
         }
     }
-    let chain = if complete {
-        render_prompt(&buf)
-            .map(|p| switchyard_balance::prefix_cache::block_chain(p.as_bytes()))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
     if !buf.is_empty() {
         body.prefix = Some(buf.freeze());
     }
-    Ok(chain)
+    Ok(complete)
+}
+
+/// The block-hash chain of the request's prompt: the chat messages rendered in order
+/// (`role: content` lines) or the completion prompt. The body is read ahead (at most
+/// [`PROMPT_LIMIT`] bytes); a body that is longer, or is not an OpenAI-style JSON request,
+/// gives an empty chain.
+async fn prompt_chain(body: &mut RequestBody) -> Result<Vec<u64>, ProxyError> {
+    if !read_ahead(body, PROMPT_LIMIT).await? {
+        return Ok(Vec::new());
+    }
+    let prompt = body.prefix.as_deref().and_then(render_prompt);
+    Ok(prompt
+        .map(|p| switchyard_balance::prefix_cache::block_chain(p.as_bytes()))
+        .unwrap_or_default())
+}
+
+/// The `json:FIELD` affinity key: the field (a dotted path) of the JSON body, read ahead up
+/// to [`MODEL_SCAN_LIMIT`] bytes. Strings hash as their text, other values as their JSON.
+/// `None` when the body is longer, not JSON, or lacks the field.
+async fn json_key(body: &mut RequestBody, path: &str) -> Result<Option<u64>, ProxyError> {
+    if !read_ahead(body, MODEL_SCAN_LIMIT).await? {
+        return Ok(None);
+    }
+    let Some(doc) = body
+        .prefix
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+    else {
+        return Ok(None);
+    };
+    let mut v = &doc;
+    for field in path.split('.') {
+        match v.get(field) {
+            Some(next) => v = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(switchyard_balance::hash_bytes(s.as_bytes())),
+        other => Some(switchyard_balance::hash_bytes(other.to_string().as_bytes())),
+    })
 }
 
 /// The prompt text of a chat or completion request body.

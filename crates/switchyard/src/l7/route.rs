@@ -121,6 +121,8 @@ mod tests {
             balancer: "round_robin".into(),
             hash_key: Default::default(),
             explain: false,
+            discovery: false,
+            versions: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::HeaderValue;
+use switchyard_balance::outlier::Outlier;
 use switchyard_balance::BackendState;
 use switchyard_config::{BackendConfig, Config};
 
@@ -59,6 +60,8 @@ pub struct Backend {
     pub routes: Vec<usize>,
     /// For a registered backend, when it lapses (clock milliseconds); `u64::MAX` otherwise.
     pub expires_ms: AtomicU64,
+    /// Its run of failures and ejections (passive health).
+    pub outlier: Outlier,
 }
 
 impl Backend {
@@ -221,6 +224,7 @@ impl Directory {
                     source: Source::Static,
                     routes,
                     expires_ms: AtomicU64::new(u64::MAX),
+                    outlier: Outlier::default(),
                     config: b.clone(),
                 }))
             })
@@ -328,6 +332,7 @@ impl Directory {
             source: Source::Registered { ttl: reg.ttl },
             routes: reg.routes,
             expires_ms: AtomicU64::new(now_ms.saturating_add(reg.ttl.as_millis() as u64)),
+            outlier: Outlier::default(),
             config: reg.config,
         });
         let mut slots = cur.slots.clone();

@@ -116,7 +116,26 @@ impl Builder {
             balancer: balancer.into(),
             hash_key: Default::default(),
             explain: false,
+            discovery: false,
+            versions: Vec::new(),
         });
+        self
+    }
+
+    /// Sets `discovery = true` on the route added last (registered backends may join it).
+    pub fn discovery(mut self) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            r.discovery = true;
+        }
+        self
+    }
+
+    /// Sets `versions` on the route added last.
+    pub fn versions(mut self, rules: &str) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            r.versions =
+                switchyard_config::versions::parse_versions(rules).expect("valid versions");
+        }
         self
     }
 
