@@ -40,10 +40,6 @@ pub struct Shared {
     pub config: Config,
     /// Every backend, static and registered, and each route's members.
     pub directory: Directory,
-    /// The static backends' states (the same as their directory slots'), in config order.
-    pub backends: Vec<Arc<switchyard_balance::BackendState>>,
-    /// The static backends' resolved addresses, in config order.
-    pub addrs: Vec<SocketAddr>,
     /// Per route, its backend group's settings.
     pub groups: Vec<Group>,
     /// The routing table.
@@ -215,8 +211,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let nofile_limit = raise_nofile_limit();
     let threads = thread_count(config.server.threads);
     let addrs = resolve(&config)?;
-    let scrape_targets =
-        crate::upstream::scrape::targets(&addrs, &config).map_err(StartError::Metrics)?;
+    crate::upstream::scrape::check_targets(&config).map_err(StartError::Metrics)?;
     let directory = Directory::new(&config, &addrs, config.server.max_registered_backends);
     let groups = config
         .routes
@@ -271,12 +266,6 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         health: (0..directory.capacity())
             .map(|_| Default::default())
             .collect(),
-        backends: directory
-            .snapshot()
-            .backends()
-            .map(|b| Arc::clone(&b.state))
-            .collect(),
-        addrs,
         directory,
         groups,
         config,
@@ -300,13 +289,21 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }
-    let has_checks = shared.config.backends.iter().any(|b| b.health.is_some());
-    if !scrape_targets.is_empty() || has_checks {
+    // The monitor scrapes metrics and runs health checks; registered backends may bring
+    // either, so it runs whenever the admin API can register them.
+    let has_checks = shared
+        .config
+        .backends
+        .iter()
+        .any(|b| b.health.is_some() || b.metrics.is_some());
+    let may_register =
+        shared.config.server.admin_listen.is_some() && shared.directory.max_registered() > 0;
+    if has_checks || may_register {
         let shared = Arc::clone(&shared);
         let rx = rx.clone();
         let h = std::thread::Builder::new()
             .name("switchyard-monitor".into())
-            .spawn(move || crate::upstream::scrape::run(shared, scrape_targets, rx))
+            .spawn(move || crate::upstream::scrape::run(shared, rx))
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }

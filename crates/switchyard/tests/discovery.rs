@@ -377,3 +377,64 @@ async fn registrations_are_capped() {
     );
     assert_eq!(client::get(proxy.addr(), "/").await.text(), "registered");
 }
+
+#[tokio::test]
+async fn a_registered_backend_is_scraped_and_health_checked() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine = switchyard_mock_engine::spawn_on(
+        listener,
+        switchyard_mock_engine::MockEngineArgs {
+            models: vec!["llama".into()],
+            ttft_ms: 0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let proxy = proxy::new()
+        .server(|s| {
+            s.metrics_interval = Duration::from_millis(50);
+            s.health_interval = Duration::from_millis(50);
+            s.health_fall = 1;
+        })
+        .route("pool", "/", &[], "least_queue")
+        .discovery()
+        .start();
+    let reg = json!({
+        "id": "engine", "address": engine.local_addr().to_string(), "models": ["llama"],
+        "metrics": "/metrics", "health": "ai",
+    });
+    assert_eq!(
+        admin(&proxy, Method::POST, "/admin/backends", Some(reg))
+            .await
+            .0,
+        201
+    );
+    wait_for(
+        DEADLINE,
+        "figures scraped and the check passing",
+        || async {
+            let b = &admin(&proxy, Method::GET, "/admin/backends", None).await.1["backends"][0];
+            b["engine"]["fresh"] == true && b["health"]["state"] == "up"
+        },
+    )
+    .await;
+    // The same id now declares a model the engine does not serve, and no metrics: the new
+    // `ai` check fails and takes it out of rotation, and nothing is scraped any more.
+    let reg = json!({
+        "id": "engine", "address": engine.local_addr().to_string(), "models": ["qwen"],
+        "health": "ai", "weight": 2,
+    });
+    assert_eq!(
+        admin(&proxy, Method::POST, "/admin/backends", Some(reg))
+            .await
+            .0,
+        200
+    );
+    wait_for(DEADLINE, "the ai check to fail", || async {
+        let b = &admin(&proxy, Method::GET, "/admin/backends", None).await.1["backends"][0];
+        b["health"]["state"] == "down" && b["up"] == false && b["engine"].is_null()
+    })
+    .await;
+    engine.shutdown().await;
+}

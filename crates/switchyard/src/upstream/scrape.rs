@@ -1,5 +1,6 @@
-//! The scraper: reads each backend's `metrics` endpoint every `metrics_interval` and stores
-//! the figures in its shared state, where balancers read them.
+//! The monitor: reads each backend's `metrics` endpoint every `metrics_interval` and stores
+//! the figures in its shared state, where balancers read them, and runs the active health
+//! checks, for static and registered backends alike.
 //!
 //! It runs on a thread of its own (a current-thread runtime), off the data plane. One scrape is
 //! a fresh connection, a GET, and a body of at most [`MAX_BODY`] bytes, all within
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 
 use super::metrics;
 use crate::server::Shared;
+use crate::upstream::directory::Backend;
 
 /// Largest metrics body read.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -35,8 +37,6 @@ pub struct ScrapeStats {
 /// Where one backend's figures come from.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The backend's index.
-    pub backend: usize,
     /// Where to connect.
     pub addr: SocketAddr,
     /// `Host` header value.
@@ -45,85 +45,142 @@ pub struct Target {
     pub path: String,
 }
 
-/// The scrape targets of a config: backends with `metrics`, their addresses resolved. An
-/// exporter address that does not resolve is an error naming the backend.
-pub fn targets(
-    shared_addrs: &[SocketAddr],
-    config: &switchyard_config::Config,
-) -> Result<Vec<Target>, String> {
-    let mut out = Vec::new();
-    for (i, b) in config.backends.iter().enumerate() {
-        let Some(m) = &b.metrics else { continue };
-        let (addr, host) = match &m.address {
-            None => (shared_addrs[i], b.address.to_string()),
-            Some(a) => {
-                let addr = (a.host.as_str(), a.port)
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut it| it.next())
-                    .ok_or_else(|| {
-                        format!("backend {:?}: metrics address {a} does not resolve", b.name)
-                    })?;
-                (addr, a.to_string())
+/// Checks that every static backend's exporter address resolves (an error names the
+/// backend), so a config with a typo fails at start rather than scraping nothing.
+pub fn check_targets(config: &switchyard_config::Config) -> Result<(), String> {
+    for b in &config.backends {
+        if let Some(a) = b.metrics.as_ref().and_then(|m| m.address.as_ref()) {
+            let resolves = (a.host.as_str(), a.port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .is_some();
+            if !resolves {
+                return Err(format!(
+                    "backend {:?}: metrics address {a} does not resolve",
+                    b.name
+                ));
             }
-        };
-        out.push(Target {
-            backend: i,
-            addr,
-            host,
-            path: m.path.clone(),
-        });
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Runs the scrapers (which feed the progress checks) and the active health checks until
-/// shutdown.
-pub fn run(shared: Arc<Shared>, targets: Vec<Target>, mut shutdown: watch::Receiver<bool>) {
+/// Where `backend`'s figures come from, if it has `metrics` (an exporter's address is
+/// resolved here; `None` while it does not resolve).
+async fn target(backend: &Backend) -> Option<Target> {
+    let m = backend.config.metrics.as_ref()?;
+    let (addr, host) = match &m.address {
+        None => (backend.addr, backend.config.address.to_string()),
+        Some(a) => {
+            let addr = tokio::net::lookup_host((a.host.as_str(), a.port))
+                .await
+                .ok()
+                .and_then(|mut it| it.next())?;
+            (addr, a.to_string())
+        }
+    };
+    Some(Target {
+        addr,
+        host,
+        path: m.path.clone(),
+    })
+}
+
+/// How often the monitor looks for backends that joined or left the directory.
+pub const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs the scrapers and the active health checks until shutdown: one scraper and one checker
+/// task per backend that has `metrics` or `health`, static or registered, started when the
+/// backend appears in the directory and stopped when it leaves.
+pub fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(error = %e, "scraper: cannot build runtime");
+            tracing::error!(error = %e, "monitor: cannot build runtime");
             return;
         }
     };
     rt.block_on(async move {
-        for t in targets {
-            tokio::spawn(scrape_loop(Arc::clone(&shared), t));
-        }
-        for (i, b) in shared.config.backends.iter().enumerate() {
-            if let Some(check) = &b.health {
-                tokio::spawn(super::health::check_loop(
-                    Arc::clone(&shared),
-                    i,
-                    check.clone(),
-                ));
+        // Per slot: the generation whose tasks run, and the tasks.
+        let mut running: Vec<Option<(u64, Vec<tokio::task::AbortHandle>)>> =
+            (0..shared.directory.capacity()).map(|_| None).collect();
+        let mut seen_version = None;
+        let mut tick = tokio::time::interval(RECONCILE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|v| *v) => break,
+                _ = tick.tick() => {}
+            }
+            let version = shared.directory.version();
+            if seen_version == Some(version) {
+                continue;
+            }
+            seen_version = Some(version);
+            let snapshot = shared.directory.snapshot();
+            for (slot, occupant) in snapshot.slots.iter().enumerate() {
+                let current = occupant.as_ref().map(|b| b.generation);
+                if running[slot].as_ref().map(|(g, _)| *g) == current {
+                    continue;
+                }
+                if let Some((_, tasks)) = running[slot].take() {
+                    tasks.iter().for_each(tokio::task::AbortHandle::abort);
+                }
+                let Some(backend) = occupant else { continue };
+                shared.scrapes[slot].ok.store(0, Relaxed);
+                shared.scrapes[slot].failed.store(0, Relaxed);
+                shared.health[slot].reset();
+                let mut tasks = Vec::new();
+                if backend.config.metrics.is_some() {
+                    let task = tokio::spawn(scrape_loop(Arc::clone(&shared), Arc::clone(backend)));
+                    tasks.push(task.abort_handle());
+                }
+                if let Some(check) = &backend.config.health {
+                    let task = tokio::spawn(super::health::check_loop(
+                        Arc::clone(&shared),
+                        Arc::clone(backend),
+                        check.clone(),
+                    ));
+                    tasks.push(task.abort_handle());
+                }
+                running[slot] = Some((backend.generation, tasks));
             }
         }
-        let _ = shutdown.wait_for(|v| *v).await;
+        for (_, tasks) in running.into_iter().flatten() {
+            tasks.iter().for_each(tokio::task::AbortHandle::abort);
+        }
     });
 }
 
-async fn scrape_loop(shared: Arc<Shared>, t: Target) {
+async fn scrape_loop(shared: Arc<Shared>, backend: Arc<Backend>) {
     let cfg = &shared.config.server;
     let mut tick = tokio::time::interval(cfg.metrics_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stats = &shared.scrapes[t.backend];
-    let mut progress = super::health::ProgressWatch::new(&shared, t.backend);
+    let stats = &shared.scrapes[backend.slot];
+    let name = backend.name();
+    let mut progress = super::health::ProgressWatch::new(&backend);
+    let mut t: Option<Target> = None;
     loop {
         tick.tick().await;
-        match tokio::time::timeout(cfg.metrics_timeout, fetch(&t)).await {
+        if t.is_none() {
+            t = target(&backend).await;
+        }
+        let Some(t) = &t else {
+            stats.failed.fetch_add(1, Relaxed);
+            tracing::debug!(backend = %name, "metrics address does not resolve");
+            continue;
+        };
+        match tokio::time::timeout(cfg.metrics_timeout, fetch(t)).await {
             Ok(Ok(text)) => {
                 let figures = metrics::parse(&text);
                 let now = shared.clock.now_ms();
-                shared.backends[t.backend].record_figures(
-                    figures,
-                    now,
-                    cfg.metrics_max_age.as_millis() as u64,
-                );
+                backend
+                    .state
+                    .record_figures(figures, now, cfg.metrics_max_age.as_millis() as u64);
                 if let Some(p) = &mut progress {
                     p.observe(&shared, now, &figures);
                 }
@@ -131,11 +188,11 @@ async fn scrape_loop(shared: Arc<Shared>, t: Target) {
             }
             Ok(Err(e)) => {
                 stats.failed.fetch_add(1, Relaxed);
-                tracing::debug!(backend = %shared.config.backends[t.backend].name, error = %e, "metrics scrape failed");
+                tracing::debug!(backend = %name, error = %e, "metrics scrape failed");
             }
             Err(_) => {
                 stats.failed.fetch_add(1, Relaxed);
-                tracing::debug!(backend = %shared.config.backends[t.backend].name, "metrics scrape timed out");
+                tracing::debug!(backend = %name, "metrics scrape timed out");
             }
         }
     }

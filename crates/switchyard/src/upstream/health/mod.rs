@@ -26,6 +26,7 @@ use switchyard_balance::BackendState;
 use switchyard_config::{Address, HealthCheck, ModelId};
 
 use crate::server::Shared;
+use crate::upstream::directory::Backend;
 pub use progress::ProgressWatch;
 
 /// Health state as shown in `/stats`.
@@ -90,6 +91,14 @@ impl Change {
 }
 
 impl HealthStats {
+    /// Forgets everything: its slot has a new backend (by the monitor, the only writer then).
+    pub fn reset(&self) {
+        self.ok.store(0, Relaxed);
+        self.failed.store(0, Relaxed);
+        self.state.store(UNKNOWN, Relaxed);
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = Sources::default();
+    }
+
     /// The state's name.
     pub fn state_name(&self) -> &'static str {
         match self.state.load(Relaxed) {
@@ -149,18 +158,19 @@ pub struct Target {
     pub models: Vec<ModelId>,
 }
 
-/// Checks backend `i` forever.
-pub async fn check_loop(shared: Arc<Shared>, i: usize, check: HealthCheck) {
+/// Checks `backend` forever (until the monitor aborts the task: the backend left its slot).
+pub async fn check_loop(shared: Arc<Shared>, backend: Arc<Backend>, check: HealthCheck) {
     let cfg = &shared.config.server;
-    let b = &shared.config.backends[i];
+    let i = backend.slot;
+    let b = &backend.config;
     let target = Target {
         name: b.name.clone(),
-        addr: shared.addrs[i],
+        addr: backend.addr,
         address: b.address.clone(),
         models: b.models.clone(),
     };
     let stats = &shared.health[i];
-    let state = &shared.backends[i];
+    let state = &backend.state;
     let mut schedule = schedule::Schedule::new(
         cfg.health_interval,
         cfg.health_jitter,

@@ -15,6 +15,8 @@ use std::time::Duration;
 use switchyard_balance::LoadFigures;
 
 use crate::server::Shared;
+use crate::upstream::directory::Backend;
+use std::sync::Arc;
 
 /// What one observation showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,24 +106,18 @@ impl Progress {
 /// The progress check of one backend, fed by its scraper.
 #[derive(Debug)]
 pub struct ProgressWatch {
-    backend: usize,
+    backend: Arc<Backend>,
     judge: Progress,
     /// Whether the missing counter has been logged.
     warned_unknown: bool,
 }
 
 impl ProgressWatch {
-    /// The check of backend `backend`, if it has `progress_timeout`.
-    pub fn new(shared: &Shared, backend: usize) -> Option<Self> {
-        let timeout = shared
-            .config
-            .backends
-            .get(backend)?
-            .metrics
-            .as_ref()?
-            .progress_timeout?;
+    /// The check of `backend`, if it has `progress_timeout`.
+    pub fn new(backend: &Arc<Backend>) -> Option<Self> {
+        let timeout = backend.config.metrics.as_ref()?.progress_timeout?;
         Some(ProgressWatch {
-            backend,
+            backend: Arc::clone(backend),
             judge: Progress::new(timeout),
             warned_unknown: false,
         })
@@ -129,13 +125,11 @@ impl ProgressWatch {
 
     /// Judges the figures scraped at `now_ms` and marks the backend down or up on a change.
     pub fn observe(&mut self, shared: &Shared, now_ms: u64, figures: &LoadFigures) {
-        let (Some(stats), Some(state), Some(b)) = (
-            shared.health.get(self.backend),
-            shared.backends.get(self.backend),
-            shared.config.backends.get(self.backend),
-        ) else {
+        let Some(stats) = shared.health.get(self.backend.slot) else {
             return;
         };
+        let state = &self.backend.state;
+        let b = &self.backend.config;
         let was_stalled = self.judge.is_stalled();
         let judgment = self.judge.observe(now_ms, figures);
         match judgment {
