@@ -47,6 +47,8 @@ struct Figures {
     kv_cache: AtomicU64,
     /// GPU utilisation 0..1, as `f64` bits (NaN bits when unknown).
     gpu_util: AtomicU64,
+    /// GPU framebuffer memory in use 0..1, as `f64` bits (NaN bits when unknown).
+    gpu_memory: AtomicU64,
     in_flight_at_scrape: AtomicU64,
     /// Figures are trusted until this time (caller's milliseconds); 0 = never scraped.
     valid_until_ms: AtomicU64,
@@ -64,6 +66,8 @@ pub struct LoadFigures {
     pub kv_cache_usage: Option<f64>,
     /// GPU utilisation, 0..1.
     pub gpu_util: Option<f64>,
+    /// GPU memory in use, 0..1 (framebuffer used over used + free).
+    pub gpu_memory_usage: Option<f64>,
     /// Tokens the engine has generated since it started (a counter). Read by the progress
     /// check from each scrape; not kept in [`BackendState`], so
     /// [`figures`](BackendState::figures) reports it as `None`.
@@ -222,6 +226,10 @@ impl BackendState {
         );
         fig.gpu_util
             .store(f.gpu_util.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+        fig.gpu_memory.store(
+            f.gpu_memory_usage.unwrap_or(f64::NAN).to_bits(),
+            Ordering::Relaxed,
+        );
         fig.in_flight_at_scrape
             .store(self.in_flight(), Ordering::Relaxed);
         fig.scraped_at_ms.store(now_ms, Ordering::Relaxed);
@@ -244,6 +252,7 @@ impl BackendState {
             running: count(&fig.running),
             kv_cache_usage: ratio(&fig.kv_cache),
             gpu_util: ratio(&fig.gpu_util),
+            gpu_memory_usage: ratio(&fig.gpu_memory),
             generation_tokens: None,
         })
     }
@@ -401,6 +410,7 @@ mod tests {
             running: Some(3),
             kv_cache_usage: Some(0.5),
             gpu_util: None,
+            gpu_memory_usage: Some(0.25),
             generation_tokens: None,
         };
         b.record_figures(f, 1_000, 5_000);

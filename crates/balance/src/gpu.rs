@@ -1,7 +1,8 @@
 //! GPU-aware balancing: weights scaled by the headroom an engine reports.
 //!
 //! From the scraped figures (see [`BackendState::figures`]) an engine's headroom is
-//! `1 - max(KV-cache usage, GPU utilisation)`. Its cost is `(queue + 1) / (weight x headroom)`
+//! `1 - max(KV-cache usage, GPU utilisation)`, where GPU memory in use stands in for KV-cache
+//! usage on engines that report none (only an exporter's figures). Its cost is `(queue + 1) / (weight x headroom)`
 //! with the queue as `least_queue` estimates it, so a busy or nearly full engine looks as
 //! expensive as it is. Engines at or above [`KV_SATURATION`] KV-cache usage are avoided while
 //! any other is eligible: a full cache means preemption and recomputation. An engine without
@@ -38,7 +39,13 @@ pub struct Gpu {
 /// The cost of one more request on `b` at `now_ms`, and whether its KV cache is saturated.
 pub fn cost(b: &BackendState, now_ms: u64) -> (f64, bool) {
     let (kv, util) = match b.figures(now_ms) {
-        Some(f) => (f.kv_cache_usage.unwrap_or(0.0), f.gpu_util.unwrap_or(0.0)),
+        // Framebuffer memory stands in for the KV cache when the engine reports no KV figure
+        // (an engine behind NVIDIA's DCGM exporter only); engines that preallocate their
+        // cache (vLLM) show constant memory, so it never overrides a KV figure.
+        Some(f) => (
+            f.kv_cache_usage.or(f.gpu_memory_usage).unwrap_or(0.0),
+            f.gpu_util.unwrap_or(0.0),
+        ),
         None => (0.0, 0.0),
     };
     let headroom = (1.0 - kv.max(util)).max(MIN_HEADROOM);
@@ -99,7 +106,7 @@ mod tests {
                 running: Some(running),
                 kv_cache_usage: Some(kv),
                 gpu_util: Some(util),
-                generation_tokens: None,
+                ..LoadFigures::default()
             },
             0,
             10_000,
@@ -120,6 +127,29 @@ mod tests {
         // With nothing else eligible, the saturated engine still serves.
         g[1].mark_down_until(u64::MAX);
         assert_eq!(new(0).pick(&g, &PickContext::at(1)), Some(0));
+    }
+
+    #[test]
+    fn gpu_memory_stands_in_for_an_unreported_kv_cache() {
+        let exporter_only = |name: &str, memory: f64| {
+            let b = Arc::new(BackendState::new(name, 1));
+            let f = LoadFigures {
+                waiting: Some(0),
+                running: Some(2),
+                gpu_memory_usage: Some(memory),
+                ..LoadFigures::default()
+            };
+            b.record_figures(f, 0, 10_000);
+            b
+        };
+        let g = vec![exporter_only("full", 0.99), exporter_only("roomy", 0.4)];
+        assert_eq!(new(0).pick(&g, &PickContext::at(1)), Some(1));
+        // A KV figure wins over memory (engines that preallocate show constant memory).
+        let b = engine("kv", 0.1, 0.1, 2);
+        let mut f = b.figures(1).unwrap();
+        f.gpu_memory_usage = Some(0.95);
+        b.record_figures(f, 0, 10_000);
+        assert!(!cost(&b, 1).1, "not saturated: KV usage is 0.1");
     }
 
     #[test]

@@ -131,3 +131,24 @@ async fn header_model_and_model_list() {
         .collect();
     assert_eq!(ids, vec!["llama-3-8b@v1", "qwen2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_named_by_the_path() {
+    let s = setup().await;
+    let mut c = Client::connect(s.proxy.addr()).await;
+    // KServe v2 (with a version), Azure OpenAI deployments, and OpenAI's model retrieval.
+    for (path, engine) in [
+        ("/v2/models/llama-3-8b/versions/v1/infer", "llama-engine"),
+        ("/v2/models/qwen2/infer", "qwen-engine"),
+        ("/openai/deployments/qwen2/chat/completions", "qwen-engine"),
+        ("/v1/models/llama-3-8b", "llama-engine"),
+    ] {
+        for _ in 0..3 {
+            let a = c.get(path).await;
+            assert_eq!(a.header("x-mock-engine"), Some(engine), "{path}");
+        }
+    }
+    let a = c.get("/v2/models/gpt-9/infer").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.json()["error"]["code"], "model_not_found");
+}

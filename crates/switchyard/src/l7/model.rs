@@ -199,9 +199,53 @@ impl Parser<'_> {
     }
 }
 
+/// The model named by a request path, for APIs that put it there:
+/// - KServe v2 / Triton: `/v2/models/NAME[/versions/VERSION]/...` (`NAME@VERSION`);
+/// - Azure OpenAI: `/openai/deployments/NAME/...`;
+/// - OpenAI's model retrieval: `/v1/models/NAME`.
+///
+/// Segments are taken as they are (no percent-decoding); an empty one names nothing.
+pub fn model_from_path(path: &str) -> Option<String> {
+    let mut parts = path.split('/').skip(1);
+    let name = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
+    match (parts.next(), parts.next()) {
+        (Some("v2"), Some("models")) => {
+            let model = name(parts.next())?;
+            match (parts.next(), parts.next()) {
+                (Some("versions"), Some(v)) if !v.is_empty() => Some(format!("{model}@{v}")),
+                _ => Some(model),
+            }
+        }
+        (Some("openai"), Some("deployments")) => name(parts.next()),
+        (Some("v1"), Some("models")) => name(parts.next()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_in_paths() {
+        for (path, model) in [
+            ("/v2/models/resnet/infer", Some("resnet")),
+            ("/v2/models/resnet/versions/3/infer", Some("resnet@3")),
+            ("/v2/models/resnet", Some("resnet")),
+            (
+                "/openai/deployments/gpt-4o/chat/completions",
+                Some("gpt-4o"),
+            ),
+            ("/v1/models/llama-3-8b", Some("llama-3-8b")),
+            ("/v1/models", None),
+            ("/v1/models/", None),
+            ("/v1/chat/completions", None),
+            ("/v2/models//infer", None),
+            ("/", None),
+        ] {
+            assert_eq!(model_from_path(path).as_deref(), model, "{path}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -22,7 +22,7 @@ use switchyard_config::HashKey;
 use super::body::{Exchange, ProxyBody, RequestBody, Upstream};
 use super::error::ProxyError;
 use super::headers;
-use super::model::{find_model, Scan};
+use super::model::{find_model, model_from_path, Scan};
 use super::models::choose_version;
 use crate::clock::{coarse_now, Deadlines};
 use crate::net::conn::ConnCtx;
@@ -295,7 +295,7 @@ impl Worker {
                     body: self.model_list(members),
                 });
             }
-            if let Some(model) = request_model(&parts.headers, &mut body).await? {
+            if let Some(model) = request_model(&parts.headers, parts.uri.path(), &mut body).await? {
                 let rules = &self.shared.config.routes[route].versions;
                 let id = if rules.is_empty() {
                     std::borrow::Cow::Borrowed(model.as_str())
@@ -730,15 +730,19 @@ fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
 /// How much of a request body is read, at most, to find its `model`.
 pub const MODEL_SCAN_LIMIT: usize = 256 * 1024;
 
-/// The model a request asks for: the `x-model` header, else the `model` field of a JSON body
-/// (read into `body.prefix`, at most [`MODEL_SCAN_LIMIT`] bytes, to be forwarded first).
-/// `None` when the request names none.
+/// The model a request asks for: the `x-model` header, else the path (see
+/// [`model_from_path`]), else the `model` field of a JSON body (read into `body.prefix`, at
+/// most [`MODEL_SCAN_LIMIT`] bytes, to be forwarded first). `None` when the request names none.
 async fn request_model(
     headers: &http::HeaderMap,
+    path: &str,
     body: &mut RequestBody,
 ) -> Result<Option<String>, ProxyError> {
     if let Some(m) = headers.get("x-model").and_then(|v| v.to_str().ok()) {
         return Ok(Some(m.trim().to_string()));
+    }
+    if let Some(m) = model_from_path(path) {
+        return Ok(Some(m));
     }
     if body.is_end_stream() {
         return Ok(None);

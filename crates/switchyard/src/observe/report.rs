@@ -52,6 +52,7 @@ fn engine_figures(shared: &Shared, b: &Backend, now: u64) -> Value {
         "running": fresh.and_then(|f| f.running),
         "kv_cache_usage": fresh.and_then(|f| f.kv_cache_usage),
         "gpu_util": fresh.and_then(|f| f.gpu_util),
+        "gpu_memory_usage": fresh.and_then(|f| f.gpu_memory_usage),
         "scrapes_ok": s.ok.load(std::sync::atomic::Ordering::Relaxed),
         "scrapes_failed": s.failed.load(std::sync::atomic::Ordering::Relaxed),
     })

@@ -29,6 +29,11 @@ pub const KV_CACHE: &[&str] = &[
 ];
 /// Metric names giving GPU utilisation in percent (NVIDIA's DCGM exporter).
 pub const GPU_UTIL_PERCENT: &[&str] = &["DCGM_FI_DEV_GPU_UTIL"];
+/// Metric names giving GPU framebuffer memory used and free, in MiB (DCGM); their sums over
+/// the GPUs give the memory usage `used / (used + free)`.
+pub const GPU_MEMORY_USED_MIB: &[&str] = &["DCGM_FI_DEV_FB_USED"];
+/// See [`GPU_MEMORY_USED_MIB`].
+pub const GPU_MEMORY_FREE_MIB: &[&str] = &["DCGM_FI_DEV_FB_FREE"];
 /// Counters of tokens generated, advancing with every decoded token (the progress check).
 /// TGI has none: its `tgi_request_generated_tokens` histogram grows only when a request
 /// finishes, so a long generation would read as a stall.
@@ -40,6 +45,7 @@ pub const GENERATION_TOKENS: &[&str] = &[
 /// The figures in a Prometheus text exposition. Malformed lines are skipped.
 pub fn parse(text: &str) -> LoadFigures {
     let mut f = LoadFigures::default();
+    let (mut fb_used, mut fb_free) = (None::<f64>, None::<f64>);
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -60,9 +66,18 @@ pub fn parse(text: &str) -> LoadFigures {
         } else if GPU_UTIL_PERCENT.contains(&name) {
             let v = (value / 100.0).min(1.0);
             f.gpu_util = Some(f.gpu_util.unwrap_or(0.0).max(v));
+        } else if GPU_MEMORY_USED_MIB.contains(&name) {
+            fb_used = Some(fb_used.unwrap_or(0.0) + value);
+        } else if GPU_MEMORY_FREE_MIB.contains(&name) {
+            fb_free = Some(fb_free.unwrap_or(0.0) + value);
         } else if GENERATION_TOKENS.contains(&name) {
             let n = value.round() as u64;
             f.generation_tokens = Some(f.generation_tokens.unwrap_or(0).saturating_add(n));
+        }
+    }
+    if let (Some(used), Some(free)) = (fb_used, fb_free) {
+        if used + free > 0.0 {
+            f.gpu_memory_usage = Some((used / (used + free)).min(1.0));
         }
     }
     f
@@ -154,6 +169,11 @@ vllm:prompt_tokens_total{model_name="llama"} 1234
         assert_eq!(parse(triton).waiting, Some(9));
         let dcgm = "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\"} 35\nDCGM_FI_DEV_GPU_UTIL{gpu=\"1\"} 80\n";
         assert_eq!(parse(dcgm).gpu_util, Some(0.8));
+        let fb = "DCGM_FI_DEV_FB_USED{gpu=\"0\"} 30000\nDCGM_FI_DEV_FB_FREE{gpu=\"0\"} 50000\n\
+                  DCGM_FI_DEV_FB_USED{gpu=\"1\"} 50000\nDCGM_FI_DEV_FB_FREE{gpu=\"1\"} 30000\n";
+        assert_eq!(parse(fb).gpu_memory_usage, Some(0.5));
+        // Used without free says nothing about the share.
+        assert_eq!(parse("DCGM_FI_DEV_FB_USED 100\n").gpu_memory_usage, None);
     }
 
     #[test]
