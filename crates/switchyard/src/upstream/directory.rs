@@ -70,6 +70,17 @@ impl Backend {
         &self.config.name
     }
 
+    /// Whether re-registering as `reg` keeps this backend's state, counters and pooled
+    /// connections (and its scraper and health check): the same address, weight, metrics and
+    /// health check; only models, routes or TTL change.
+    fn keeps_state(&self, reg: &Registration) -> bool {
+        self.addr == reg.addr
+            && self.config.address == reg.config.address
+            && self.config.weight == reg.config.weight
+            && self.config.metrics == reg.config.metrics
+            && self.config.health == reg.config.health
+    }
+
     /// Whether it came from the admin API.
     pub fn is_registered(&self) -> bool {
         matches!(self.source, Source::Registered { .. })
@@ -178,8 +189,8 @@ impl std::error::Error for RegisterError {}
 pub enum Registered {
     /// A new backend.
     Created,
-    /// An existing registration with the same id was updated (same address and weight: it
-    /// keeps its state and pooled connections; otherwise a new occupant of its slot).
+    /// An existing registration with the same id was updated (see `Backend::keeps_state`:
+    /// it keeps its state and pooled connections, or becomes a new occupant of its slot).
     Updated,
 }
 
@@ -301,7 +312,7 @@ impl Directory {
             .find(|b| b.name() == reg.id)
             .cloned();
         let (slot, generation, state, outcome) = match &existing {
-            Some(old) if old.addr == reg.addr && old.config.weight == reg.config.weight => (
+            Some(old) if old.keeps_state(&reg) => (
                 old.slot,
                 old.generation,
                 Arc::clone(&old.state),
@@ -436,4 +447,73 @@ impl Directory {
 /// A `Host` header value for an address (`localhost` if it is not a valid header value).
 pub fn host_header(address: &str) -> HeaderValue {
     HeaderValue::from_str(address).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        switchyard_config::parse(
+            "[backend s]\naddress = 127.0.0.1:1\n[route r]\nbackends = s\ndiscovery = true\n",
+            "t.ini",
+        )
+        .unwrap()
+    }
+
+    fn reg(id: &str, port: u16, models: &[&str]) -> Registration {
+        let address: switchyard_config::Address = format!("127.0.0.1:{port}").parse().unwrap();
+        Registration {
+            id: id.into(),
+            config: BackendConfig {
+                name: id.into(),
+                address,
+                weight: 1,
+                metrics: None,
+                models: models.iter().map(|m| m.parse().unwrap()).collect(),
+                health: None,
+            },
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            ttl: Duration::from_secs(10),
+            routes: vec![0],
+        }
+    }
+
+    #[test]
+    fn registrations_take_free_slots_and_keep_state_when_only_models_change() {
+        let c = config();
+        let d = Directory::new(&c, &["127.0.0.1:1".parse().unwrap()], 2);
+        assert_eq!(d.capacity(), 3);
+        let (a, how) = d.register(reg("a", 2, &["m"]), 0).unwrap();
+        assert_eq!((a.slot, how), (1, Registered::Created));
+        let v = d.version();
+        let (a2, how) = d.register(reg("a", 2, &["m", "n"]), 0).unwrap();
+        assert_eq!(how, Registered::Updated);
+        assert!(Arc::ptr_eq(&a.state, &a2.state) && a.generation == a2.generation);
+        assert!(d.version() > v);
+        assert_eq!(d.snapshot().groups[0].backends.len(), 2);
+        // Another address: a new occupant of the same slot.
+        let (a3, _) = d.register(reg("a", 3, &[]), 0).unwrap();
+        assert_eq!(a3.slot, 1);
+        assert!(a3.generation != a2.generation && !Arc::ptr_eq(&a2.state, &a3.state));
+        d.register(reg("b", 4, &[]), 0).unwrap();
+        assert_eq!(
+            d.register(reg("c", 5, &[]), 0).unwrap_err(),
+            RegisterError::Full { max: 2 }
+        );
+        assert_eq!(
+            d.register(reg("s", 5, &[]), 0).unwrap_err(),
+            RegisterError::StaticName("s".into())
+        );
+        // Expiry removes both registrations (TTL 10 s), not the static backend.
+        assert_eq!(d.expire(10_000).len(), 2);
+        let names: Vec<String> = d
+            .snapshot()
+            .backends()
+            .map(|b| b.name().to_string())
+            .collect();
+        assert_eq!(names, ["s"]);
+        assert!(d.heartbeat("a", 10_000).is_none());
+        assert!(!d.remove("a"));
+    }
 }
