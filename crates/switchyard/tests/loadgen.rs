@@ -110,15 +110,32 @@ async fn measures_two_engines_through_the_proxy() {
         .backend("e0", a.local_addr())
         .backend("e1", b.local_addr())
         .route("chat", "/", &["e0", "e1"], "round_robin")
+        .explain()
         .start();
+    let samples = std::env::temp_dir().join(format!("loadgen-test-{}.jsonl", std::process::id()));
     let report = run_bounded(LoadgenArgs {
         engine_metrics: vec![
             format!("http://{}/metrics", a.local_addr()),
             format!("http://{}/metrics", b.local_addr()),
         ],
+        samples: Some(samples.clone()),
         ..args(format!("http://{}", proxy.addr()))
     })
     .await;
+    // One sample per measured request, each naming the backend the proxy chose.
+    let written = report.samples.as_ref().expect("samples written");
+    assert_eq!(written.error, None);
+    assert_eq!(written.written as u64, report.requests.sent);
+    let text = std::fs::read_to_string(&samples).unwrap();
+    std::fs::remove_file(&samples).unwrap();
+    assert_eq!(text.lines().count() as u64, report.requests.sent);
+    for line in text.lines() {
+        let s: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(s["status"], 200);
+        assert!(s["turn"].as_u64().unwrap() >= 1);
+        let route = s["route"].as_str().unwrap();
+        assert!(route.contains("balancer=round_robin"), "{route}");
+    }
     assert_clean(&report);
     assert_eq!(
         a.requests_served() + b.requests_served(),

@@ -1,6 +1,8 @@
 //! The HTTP side of the load generator: a streamed chat completion timed from the SSE stream,
 //! over a small pool of HTTP/1.1 keep-alive connections (hyper), and one-off `GET`s for the
-//! engines' metrics.
+//! engines' metrics. Each completion carries its conversation's number in
+//! [`CONVERSATION_HEADER`], for balancers that keep a session on one backend
+//! (`hash_key = header:x-conversation-id`).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,6 +18,8 @@ use tokio::net::TcpStream;
 use super::sse::{SseEvent, SseParser};
 use super::stats::{ErrorKind, Outcome};
 
+/// The request header naming the conversation a turn belongs to.
+pub const CONVERSATION_HEADER: &str = "x-conversation-id";
 /// Most bytes of generated text kept per reply (to resend in the conversation's next turn).
 pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// Most bytes read of an error response or a metrics page.
@@ -128,6 +132,8 @@ pub struct Streamed {
     pub outcome: Outcome,
     /// The generated text (at most [`MAX_REPLY_BYTES`]); `None` when the request failed.
     pub reply: Option<String>,
+    /// The proxy's `x-switchyard-route` header, when it sent one (`explain = true`).
+    pub route: Option<String>,
 }
 
 /// Sends streamed chat completions to one target, reusing idle connections.
@@ -174,12 +180,13 @@ impl StreamClient {
         }
     }
 
-    /// Sends `body` as a streamed chat completion and reads the SSE stream to `[DONE]`.
-    /// Never fails: failures are in the outcome.
-    pub async fn stream(&self, body: Bytes, measured: bool) -> Streamed {
+    /// Sends `body` as a streamed chat completion of conversation `conversation` and reads
+    /// the SSE stream to `[DONE]`. Never fails: failures are in the outcome.
+    pub async fn stream(&self, body: Bytes, conversation: u64, measured: bool) -> Streamed {
         let start = Instant::now();
         let mut progress = Progress::default();
-        let result = tokio::time::timeout(self.timeout, self.exchange(body, start, &mut progress))
+        let exchange = self.exchange(body, conversation, start, &mut progress);
+        let result = tokio::time::timeout(self.timeout, exchange)
             .await
             .unwrap_or(Err(ErrorKind::Timeout));
         let ok = result.is_ok();
@@ -193,20 +200,29 @@ impl StreamClient {
                 error: result.err(),
             },
             reply: ok.then_some(progress.reply),
+            route: progress.route,
         }
     }
 
     async fn exchange(
         &self,
         body: Bytes,
+        conversation: u64,
         start: Instant,
         p: &mut Progress,
     ) -> Result<(), ErrorKind> {
         let mut sender = self.checkout().await.map_err(|_| ErrorKind::Connect)?;
-        let req = request(&self.url, Method::POST, body).map_err(|_| ErrorKind::Protocol)?;
+        let mut req = request(&self.url, Method::POST, body).map_err(|_| ErrorKind::Protocol)?;
+        req.headers_mut()
+            .insert(CONVERSATION_HEADER, http::HeaderValue::from(conversation));
         let resp = sender.send_request(req).await.map_err(|_| ErrorKind::Io)?;
         let status = resp.status();
         p.status = Some(status.as_u16());
+        p.route = resp
+            .headers()
+            .get("x-switchyard-route")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(super::samples::MAX_ROUTE_BYTES).collect());
         let mut body = resp.into_body();
         if !status.is_success() {
             // Read what is small enough so the connection can be reused.
@@ -285,6 +301,7 @@ struct Progress {
     text_chunks: u64,
     usage_tokens: Option<u64>,
     reply: String,
+    route: Option<String>,
 }
 
 /// `GET url` on a new connection within `timeout`; the body as text (at most

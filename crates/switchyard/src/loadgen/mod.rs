@@ -5,11 +5,12 @@
 //! Arrivals follow a seeded timetable at `--rate` per second that never waits for responses
 //! ([`workload::Timetable`]); each is a `POST /v1/chat/completions` with `"stream": true`, a
 //! turn of one of `--conversations` multi-turn conversations whose turns share prefixes
-//! ([`workload::Workload`]). Time to first token is measured from sending the request to the
-//! first SSE chunk carrying generated text, total latency to `data: [DONE]`
-//! ([`client::StreamClient`]). At most `--max-in-flight` requests are outstanding: an arrival
-//! beyond that is counted as dropped, not queued. The engines' prefix-cache counters are
-//! scraped before and after the measured window ([`engines`]). The result is a [`Report`].
+//! ([`workload::Workload`]), with the conversation's number in an `x-conversation-id` header.
+//! Time to first token is measured from sending the request to the first SSE chunk carrying
+//! generated text, total latency to `data: [DONE]` ([`client::StreamClient`]). At most
+//! `--max-in-flight` requests are outstanding: an arrival beyond that is counted as dropped,
+//! not queued. The engines' prefix-cache counters are scraped before and after the measured
+//! window ([`engines`]). The result is a [`Report`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), switchyard::loadgen::LoadgenError> {
@@ -28,6 +29,7 @@
 pub mod client;
 pub mod engines;
 pub mod report;
+pub mod samples;
 pub mod sse;
 pub mod stats;
 pub mod workload;
@@ -107,6 +109,10 @@ pub struct LoadgenArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Write one JSON line per measured request to this file (arrival, conversation, turn,
+    /// status, TTFT, latency, tokens, error, and the proxy's `x-switchyard-route` header).
+    #[arg(long)]
+    pub samples: Option<std::path::PathBuf>,
     /// Seconds one request may take from sending to `[DONE]`.
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
@@ -134,6 +140,7 @@ impl Default for LoadgenArgs {
             seed: 1,
             engine_metrics: Vec::new(),
             json: false,
+            samples: None,
             timeout: 60.0,
             max_in_flight: 256,
         }
@@ -268,11 +275,12 @@ fn check(args: &LoadgenArgs) -> Result<Plan, LoadgenError> {
     })
 }
 
-/// The tally and the time the last measured request finished.
+/// The tally, the time the last measured request finished, and the samples (when kept).
 #[derive(Debug, Default)]
 struct Shared {
     tally: Tally,
     last_finish: Option<Instant>,
+    samples: Option<Vec<samples::Sample>>,
 }
 
 /// Runs the load described by `args` on the current tokio runtime and reports what it
@@ -280,6 +288,10 @@ struct Shared {
 /// invalid arguments are.
 pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
     let plan = check(&args)?;
+    let sample_file = match &args.samples {
+        Some(path) => Some(samples::SampleFile::create(path).map_err(|m| invalid("--samples", m))?),
+        None => None,
+    };
     let client = Arc::new(StreamClient::new(
         plan.url.clone(),
         plan.timeout,
@@ -295,7 +307,10 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
         user_tokens: args.user_tokens,
         max_tokens: args.max_tokens,
     })));
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(Shared {
+        samples: sample_file.as_ref().map(|_| Vec::new()),
+        ..Shared::default()
+    }));
     let permits = Arc::new(Semaphore::new(args.max_in_flight));
 
     // The engines' counters at the start of the measured window: scraped before the first
@@ -346,13 +361,24 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
             Arc::clone(&workload),
             Arc::clone(&shared),
         );
+        let at_s = t - plan.warmup;
         tokio::spawn(async move {
-            let streamed = client.stream(Bytes::from(planned.body), measured).await;
+            let body = Bytes::from(planned.body);
+            let streamed = client.stream(body, planned.conversation, measured).await;
             lock(&workload).complete(planned.ticket, streamed.reply);
             let mut s = lock(&shared);
             s.tally.record(&streamed.outcome);
             if measured {
                 s.last_finish = Some(Instant::now());
+                if let Some(samples) = s.samples.as_mut() {
+                    samples.push(samples::Sample::new(
+                        at_s,
+                        planned.conversation,
+                        planned.turn,
+                        &streamed.outcome,
+                        streamed.route,
+                    ));
+                }
             }
             drop(permit);
         });
@@ -380,7 +406,22 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
         })
         .collect();
 
-    let s = lock(&shared);
+    let mut s = lock(&shared);
+    let samples = match (sample_file, s.samples.take()) {
+        (Some(file), Some(kept)) => Some(match file.write(kept) {
+            Ok(n) => report::SamplesWritten {
+                path: args.samples.unwrap_or_default().display().to_string(),
+                written: n,
+                error: None,
+            },
+            Err(e) => report::SamplesWritten {
+                path: args.samples.unwrap_or_default().display().to_string(),
+                written: 0,
+                error: Some(e),
+            },
+        }),
+        _ => None,
+    };
     let window = args.duration;
     let elapsed = s
         .last_finish
@@ -404,7 +445,9 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
         timeout_s: args.timeout,
     };
     let counts = lock(&workload).counts();
-    Ok(Report::new(settings, &s.tally, elapsed, deltas, counts))
+    let mut report = Report::new(settings, &s.tally, elapsed, deltas, counts);
+    report.samples = samples;
+    Ok(report)
 }
 
 /// Locks `m`, recovering the data if a holder panicked (every update is a plain count).

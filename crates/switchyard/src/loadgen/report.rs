@@ -66,6 +66,17 @@ pub struct PrefixCache {
     pub engines: Vec<EngineDelta>,
 }
 
+/// Where `--samples` went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SamplesWritten {
+    /// The file.
+    pub path: String,
+    /// Lines written.
+    pub written: usize,
+    /// Why writing failed, if it did.
+    pub error: Option<String>,
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Report {
@@ -93,6 +104,8 @@ pub struct Report {
     pub prefix_cache: PrefixCache,
     /// What the conversations did.
     pub workload: WorkloadCounts,
+    /// The per-request samples file, when `--samples` was given.
+    pub samples: Option<SamplesWritten>,
 }
 
 impl Report {
@@ -133,6 +146,7 @@ impl Report {
                 engines,
             },
             workload,
+            samples: None,
         }
     }
 
@@ -203,6 +217,19 @@ impl Report {
             "conversations: {} started, {} completed, {} cut short; {} arrivals moved to an idle lane",
             w.conversations_started, w.conversations_completed, w.conversations_cut_short, w.lane_moves
         );
+        match &self.samples {
+            Some(SamplesWritten {
+                path,
+                error: Some(e),
+                ..
+            }) => {
+                let _ = writeln!(out, "samples: not written to {path}: {e}");
+            }
+            Some(SamplesWritten { path, written, .. }) => {
+                let _ = writeln!(out, "samples: {written} lines in {path}");
+            }
+            None => {}
+        }
         out
     }
 }

@@ -198,6 +198,8 @@ pub struct Planned {
     pub ticket: Ticket,
     /// The turn (1-based) within its conversation.
     pub turn: u32,
+    /// The conversation's number (sent as `x-conversation-id`).
+    pub conversation: u64,
 }
 
 /// Identifies the turn a reply belongs to.
@@ -333,6 +335,7 @@ impl Workload {
                 generation: l.generation,
             },
             turn,
+            conversation,
         }
     }
 
@@ -487,6 +490,7 @@ mod tests {
         let mut w = Workload::new(cfg());
         let (a, b) = (w.next_request(), w.next_request());
         assert_ne!(a.ticket.lane, b.ticket.lane);
+        assert_ne!(a.conversation, b.conversation);
         assert_ne!(messages(&a)[0], messages(&b)[0]);
     }
 
