@@ -5,10 +5,19 @@
 //! A prompt is cut into [`BLOCK_BYTES`]-byte blocks and hashed as a chain (each block's hash
 //! covers every block before it, as engines' prefix caches key their blocks), see
 //! [`block_chain`]. An index remembers which backend last served each chain hash. A request
-//! goes to the backend of its longest indexed prefix, unless that backend is down or its queue
-//! is well above the group's average ([`OVERLOAD_FACTOR`]); otherwise, or with no match, to the
-//! shortest queue (as `least_queue`). Either way the request's chain is then indexed under the
-//! chosen backend.
+//! goes to the backend of its longest indexed prefix, unless that backend is down, or its queue
+//! is well above the group's average ([`OVERLOAD_FACTOR`]), or it is saturated while the
+//! shortest queue is not; otherwise, or with no match, to the shortest queue (as
+//! `least_queue`). Either way the request's chain is then indexed under the chosen backend.
+//!
+//! **Saturated** means the request would wait for a batch slot there: the engine reports
+//! requests waiting, or its queue (as `least_queue` estimates it) has reached the number of
+//! requests it was last seen running while others waited (its batch size, learned from its
+//! scraped figures). Waiting behind a full batch costs the time a running request takes to
+//! finish — on a slow engine, seconds — while a cache miss costs only the prefill of the
+//! prompt, so a saturated home is given up for an engine with a free slot. When every engine
+//! is saturated the match is kept (a cached prefix still saves work). Engines without figures
+//! are never judged saturated.
 //!
 //! The index is bounded: at most [`MAX_ENTRIES`] chain hashes, the least recently used evicted
 //! first. Each reactor thread keeps its own index (no lock); its size is reported in `/stats`.
@@ -98,13 +107,30 @@ impl PrefixIndex {
     }
 }
 
-/// Prefix-cache state: the index and the fallback.
+/// Why the last pick did not go to the matched backend.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum PassedOver {
+    /// It did, or there was no match.
+    #[default]
+    No,
+    /// Its queue was well above the group's average.
+    Overloaded,
+    /// Its batch was full and the shortest queue's was not.
+    Saturated,
+}
+
+/// Prefix-cache state: the index, the fallback, and each backend's batch size as observed.
 #[derive(Debug, Default, Clone)]
 pub struct PrefixCache {
     index: PrefixIndex,
     fallback: LeastQueue,
     /// Blocks matched by the last pick (0: the fallback chose).
     last_matched: usize,
+    /// Why the last pick left its match, if it did.
+    passed_over: PassedOver,
+    /// Per backend: requests it was last seen running while others waited (0: never seen
+    /// full). One entry per member of the group.
+    batch: Vec<u64>,
     /// The eligible backends' average queue, and picks since it was computed (large groups
     /// recompute it every [`AVERAGE_EVERY`] picks).
     average: f64,
@@ -112,6 +138,31 @@ pub struct PrefixCache {
 }
 
 impl PrefixCache {
+    /// Whether a request sent to backend `b` now would wait for a batch slot (see the module
+    /// documentation). Also learns `b`'s batch size from its figures.
+    fn saturated(
+        &mut self,
+        backends: &[Arc<BackendState>],
+        b: usize,
+        ctx: &PickContext<'_>,
+    ) -> bool {
+        if self.batch.len() != backends.len() {
+            self.batch = vec![0; backends.len()];
+        }
+        let Some(f) = backends[b].figures(ctx.now_ms) else {
+            return false;
+        };
+        let (Some(waiting), Some(running)) = (f.waiting, f.running) else {
+            return false;
+        };
+        if waiting > 0 {
+            self.batch[b] = running;
+            return true;
+        }
+        let batch = self.batch[b];
+        batch > 0 && backends[b].queue_estimate(ctx.now_ms) >= batch
+    }
+
     fn overloaded(
         &mut self,
         backends: &[Arc<BackendState>],
@@ -167,15 +218,32 @@ impl Balancer for PrefixCache {
 
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
         let matched = self.longest_match(backends, ctx);
+        self.last_matched = 0;
+        self.passed_over = PassedOver::No;
         let chosen = match matched {
-            Some((b, blocks)) if !self.overloaded(backends, b, ctx) => {
+            Some((b, _)) if self.overloaded(backends, b, ctx) => {
+                self.passed_over = PassedOver::Overloaded;
+                self.fallback.pick(backends, ctx)?
+            }
+            Some((b, blocks)) if self.saturated(backends, b, ctx) => {
+                // A free slot elsewhere beats waiting for one here; with none anywhere, the
+                // cached prefix still saves work.
+                match self.fallback.pick(backends, ctx) {
+                    Some(other) if other != b && !self.saturated(backends, other, ctx) => {
+                        self.passed_over = PassedOver::Saturated;
+                        other
+                    }
+                    _ => {
+                        self.last_matched = blocks;
+                        b
+                    }
+                }
+            }
+            Some((b, blocks)) => {
                 self.last_matched = blocks;
                 b
             }
-            _ => {
-                self.last_matched = 0;
-                self.fallback.pick(backends, ctx)?
-            }
+            None => self.fallback.pick(backends, ctx)?,
         };
         for h in ctx.prefix {
             self.index.insert(*h, chosen);
@@ -193,8 +261,13 @@ impl Balancer for PrefixCache {
         chosen: usize,
         ctx: &PickContext<'_>,
     ) -> String {
+        let passed = match self.passed_over {
+            PassedOver::No => "",
+            PassedOver::Overloaded => " passed_over=overloaded",
+            PassedOver::Saturated => " passed_over=saturated",
+        };
         format!(
-            "matched_blocks={} prompt_blocks={} queue={}",
+            "matched_blocks={} prompt_blocks={} queue={}{passed}",
             self.last_matched,
             ctx.prefix.len(),
             backends[chosen].queue_estimate(ctx.now_ms)
@@ -304,6 +377,71 @@ mod tests {
         assert!(pc
             .explain(&g, again, &ctx(&chain))
             .starts_with("matched_blocks=4 "));
+    }
+
+    fn figures(waiting: u64, running: u64) -> crate::LoadFigures {
+        crate::LoadFigures {
+            waiting: Some(waiting),
+            running: Some(running),
+            ..crate::LoadFigures::default()
+        }
+    }
+
+    #[test]
+    fn a_saturated_home_is_left_for_a_free_slot() {
+        let g = group(2);
+        let mut pc = PrefixCache::default();
+        let chain = block_chain(&[3u8; 2000]);
+        g[0].record_figures(figures(0, 0), 0, 10_000);
+        g[1].record_figures(figures(0, 0), 0, 10_000);
+        let home = pc.pick(&g, &ctx(&chain)).unwrap();
+        let other = 1 - home;
+        // The home runs a full batch of 4 with 2 waiting (within the average-queue bound:
+        // 6 <= 1.5 x 4 + 2); the other engine runs 2 of its slots.
+        g[home].record_figures(figures(2, 4), 0, 10_000);
+        g[other].record_figures(figures(0, 2), 0, 10_000);
+        assert_eq!(pc.pick(&g, &ctx(&chain)), Some(other));
+        assert!(pc
+            .explain(&g, other, &ctx(&chain))
+            .ends_with("passed_over=saturated"));
+        // The chain now points at the other engine; the first one's batch size (4) is learned:
+        // with nobody waiting but 4 running it is still full.
+        g[home].record_figures(figures(0, 4), 0, 10_000);
+        g[other].record_figures(figures(0, 1), 0, 10_000);
+        let mut pc2 = pc.clone();
+        let chain2 = block_chain(&[4u8; 2000]);
+        for h in &chain2 {
+            pc2.index.insert(*h, home);
+        }
+        assert_eq!(pc2.pick(&g, &ctx(&chain2)), Some(other));
+        // With a free slot at home, the match wins again (the chain was re-indexed under the
+        // engine that took it; point it home once more).
+        for h in &chain2 {
+            pc2.index.insert(*h, home);
+        }
+        g[home].record_figures(figures(0, 3), 0, 10_000);
+        assert_eq!(pc2.pick(&g, &ctx(&chain2)), Some(home));
+        assert!(pc2
+            .explain(&g, home, &ctx(&chain2))
+            .starts_with("matched_blocks=8 "));
+    }
+
+    #[test]
+    fn when_every_engine_is_saturated_the_match_is_kept() {
+        let g = group(2);
+        let mut pc = PrefixCache::default();
+        let chain = block_chain(&[5u8; 2000]);
+        let home = pc.pick(&g, &ctx(&chain)).unwrap();
+        g[home].record_figures(figures(2, 4), 0, 10_000);
+        g[1 - home].record_figures(figures(1, 4), 0, 10_000);
+        assert_eq!(pc.pick(&g, &ctx(&chain)), Some(home));
+        assert!(!pc.explain(&g, home, &ctx(&chain)).contains("passed_over"));
+        // Without figures (no metrics endpoint) nothing is judged saturated.
+        let g = group(2);
+        let mut pc = PrefixCache::default();
+        let home = pc.pick(&g, &ctx(&chain)).unwrap();
+        let _busy: Vec<_> = (0..3).map(|_| g[home].start_request()).collect();
+        assert_eq!(pc.pick(&g, &ctx(&chain)), Some(home));
     }
 
     #[test]
