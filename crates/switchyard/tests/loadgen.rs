@@ -1,7 +1,8 @@
 //! `switchyard loadgen` in-process: against mock engines (directly and through the proxy) it
 //! counts every request, times first tokens within total latencies and reads the engines'
-//! prefix-cache counters; against a dead address or a silent server it counts errors and
-//! drops and ends on time instead of hanging.
+//! prefix-cache counters; a conversation's turns go one after another; against a dead address
+//! or a silent server it counts errors, drops and abandoned turns and ends on time instead of
+//! hanging.
 
 mod support;
 
@@ -13,13 +14,17 @@ use switchyard_mock_engine::{spawn_on, MockEngineArgs, MockEngineHandle};
 
 /// A fast mock engine: the test is about the load generator, not about queueing.
 async fn engine(name: &str) -> MockEngineHandle {
+    engine_at(name, 2_000.0).await
+}
+
+async fn engine_at(name: &str, tokens_per_sec: f64) -> MockEngineHandle {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     spawn_on(
         listener,
         MockEngineArgs {
             name: Some(name.into()),
             ttft_ms: 5,
-            tokens_per_sec: 2_000.0,
+            tokens_per_sec,
             ..MockEngineArgs::default()
         },
     )
@@ -144,6 +149,71 @@ async fn measures_two_engines_through_the_proxy() {
     assert!(a.requests_served() > 0 && b.requests_served() > 0);
     assert_eq!(report.prefix_cache.engines.len(), 2);
     assert!(report.prefix_cache.hit_rate.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_turns_wait_for_the_previous_reply() {
+    // One conversation at a time, a turn every 100 ms, each taking about 165 ms (8 tokens at
+    // 50/s): turns queue behind their predecessors instead of overlapping.
+    let e = engine_at("slow", 50.0).await;
+    let samples = std::env::temp_dir().join(format!("loadgen-turns-{}.jsonl", std::process::id()));
+    let report = run_bounded(LoadgenArgs {
+        conversations: 1,
+        duration: 1.0,
+        samples: Some(samples.clone()),
+        ..args(format!("http://{}", e.local_addr()))
+    })
+    .await;
+    assert_eq!(
+        report.requests.ok, report.requests.sent,
+        "{:?}",
+        report.errors
+    );
+    assert!(report.requests.sent >= 9);
+    assert!(report.turn_wait_ms.count > 0, "{:?}", report.turn_wait_ms);
+    let text = std::fs::read_to_string(&samples).unwrap();
+    std::fs::remove_file(&samples).unwrap();
+    let mut spans: Vec<(f64, f64)> = text
+        .lines()
+        .map(|l| {
+            let s: serde_json::Value = serde_json::from_str(l).unwrap();
+            let sent = s["at_s"].as_f64().unwrap() * 1_000.0 + s["wait_ms"].as_f64().unwrap();
+            (sent, sent + s["total_ms"].as_f64().unwrap())
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in spans.windows(2) {
+        // Sent after the previous one ended (1 ms of slack for clock reads).
+        assert!(w[1].0 + 1.0 >= w[0].1, "overlapping turns: {w:?}");
+    }
+    // Turns 1, 2, 3 of conversation after conversation.
+    assert_eq!(report.workload.conversations_restarted, 0);
+    assert!(report.workload.conversations_completed >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_stuck_behind_an_unanswered_one_is_abandoned() {
+    let silent = server::silent().await;
+    let report = run_bounded(LoadgenArgs {
+        conversations: 1,
+        rate: 10.0,
+        duration: 0.5,
+        timeout: 0.5,
+        ..args(format!("http://{}", silent.addr()))
+    })
+    .await;
+    // Arrivals at 0.1 .. 0.4 s on one lane: the first two are sent in turn and time out, the
+    // later ones give up waiting for their turn.
+    assert_eq!(report.requests.ok, 0);
+    let timeouts = report.errors.get("timeout").copied().unwrap_or(0);
+    let abandoned = report.errors.get("abandoned").copied().unwrap_or(0);
+    assert_eq!(
+        timeouts + abandoned,
+        report.requests.sent,
+        "{:?}",
+        report.errors
+    );
+    assert!(timeouts >= 1 && abandoned >= 1, "{:?}", report.errors);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,17 @@
 //! endpoint.
 //!
 //! Arrivals follow a seeded timetable at `--rate` per second that never waits for responses
-//! ([`workload::Timetable`]); each is a `POST /v1/chat/completions` with `"stream": true`, a
-//! turn of one of `--conversations` multi-turn conversations whose turns share prefixes
+//! ([`workload::Timetable`]); each is a `POST /v1/chat/completions` with `"stream": true`, the
+//! next turn of one of `--conversations` multi-turn conversations whose turns share prefixes
 //! ([`workload::Workload`]), with the conversation's number in an `x-conversation-id` header.
+//! Which turn each arrival is depends on the seed alone; a turn whose conversation is still
+//! waiting for its previous reply is sent when that reply has arrived (at most `--timeout`
+//! later, else it is abandoned), and the report shows how many turns waited and how long.
 //! Time to first token is measured from sending the request to the first SSE chunk carrying
 //! generated text, total latency to `data: [DONE]` ([`client::StreamClient`]). At most
-//! `--max-in-flight` requests are outstanding: an arrival beyond that is counted as dropped,
-//! not queued. The engines' prefix-cache counters are scraped before and after the measured
-//! window ([`engines`]). The result is a [`Report`].
+//! `--max-in-flight` requests are outstanding (sent or waiting for their turn): an arrival
+//! beyond that is counted as dropped, not queued. The engines' prefix-cache counters are
+//! scraped before and after the measured window ([`engines`]). The result is a [`Report`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), switchyard::loadgen::LoadgenError> {
@@ -38,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 pub use report::Report;
@@ -80,7 +83,7 @@ pub struct LoadgenArgs {
     #[arg(long, default_value = switchyard_mock_engine::DEFAULT_MODEL)]
     pub model: String,
     /// Conversations in progress side by side; each arrival is the next turn of one of them,
-    /// drawn at random (seeded).
+    /// drawn at random (seeded), sent once that conversation's previous reply has arrived.
     #[arg(long, default_value_t = 32)]
     pub conversations: u32,
     /// Turns per conversation; each resends the earlier ones and the replies.
@@ -113,7 +116,8 @@ pub struct LoadgenArgs {
     /// status, TTFT, latency, tokens, error, and the proxy's `x-switchyard-route` header).
     #[arg(long)]
     pub samples: Option<std::path::PathBuf>,
-    /// Seconds one request may take from sending to `[DONE]`.
+    /// Seconds one request may take from sending to `[DONE]` (and may wait for its
+    /// conversation's previous reply before being sent).
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
     /// Most requests outstanding; arrivals beyond it are dropped and counted.
@@ -336,12 +340,20 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
         })
     };
 
+    // Per lane, how many of its requests have finished: a turn is sent once every earlier
+    // request of its lane has (the user has read the previous reply).
+    let lanes: Arc<Vec<watch::Sender<u64>>> = Arc::new(
+        (0..lock(&workload).lanes())
+            .map(|_| watch::Sender::new(0))
+            .collect(),
+    );
     let timetable = Timetable::new(args.arrivals, args.rate, args.seed);
     for t in timetable {
         if t >= plan.horizon {
             break;
         }
-        tokio::time::sleep_until(start + Duration::from_secs_f64(t)).await;
+        let arrival = start + Duration::from_secs_f64(t);
+        tokio::time::sleep_until(arrival).await;
         let measured = t >= plan.warmup;
         let permit = Arc::clone(&permits).try_acquire_owned();
         {
@@ -355,28 +367,60 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
             }
         }
         let Ok(permit) = permit else { continue };
-        let planned = lock(&workload).next_request();
-        let (client, workload, shared) = (
+        let assignment = lock(&workload).assign();
+        let (client, workload, shared, lanes) = (
             Arc::clone(&client),
             Arc::clone(&workload),
             Arc::clone(&shared),
+            Arc::clone(&lanes),
         );
         let at_s = t - plan.warmup;
+        let timeout = plan.timeout;
         tokio::spawn(async move {
-            let body = Bytes::from(planned.body);
-            let streamed = client.stream(body, planned.conversation, measured).await;
-            lock(&workload).complete(planned.ticket, streamed.reply);
+            let done = &lanes[assignment.lane];
+            let waited = wait_for_turn(done, assignment.seq, arrival + timeout).await;
+            let (outcome, route, conversation, turn) = match waited {
+                Ok(wait) => {
+                    let planned = lock(&workload).request(&assignment);
+                    let body = Bytes::from(planned.body.clone());
+                    let streamed = client.stream(body, planned.conversation, measured).await;
+                    lock(&workload).complete(&planned, streamed.reply);
+                    if measured && !wait.is_zero() {
+                        lock(&shared).tally.record_wait(wait);
+                    }
+                    (
+                        streamed.outcome,
+                        streamed.route,
+                        planned.conversation,
+                        planned.turn,
+                    )
+                }
+                Err(()) => {
+                    let outcome = stats::Outcome {
+                        measured,
+                        status: None,
+                        ttft: None,
+                        total: Duration::ZERO,
+                        tokens: 0,
+                        error: Some(stats::ErrorKind::Abandoned),
+                    };
+                    (outcome, None, assignment.conversation, assignment.turn)
+                }
+            };
+            done.send_modify(|n| *n += 1);
             let mut s = lock(&shared);
-            s.tally.record(&streamed.outcome);
+            s.tally.record(&outcome);
             if measured {
                 s.last_finish = Some(Instant::now());
                 if let Some(samples) = s.samples.as_mut() {
+                    let wait = waited.unwrap_or(timeout);
                     samples.push(samples::Sample::new(
                         at_s,
-                        planned.conversation,
-                        planned.turn,
-                        &streamed.outcome,
-                        streamed.route,
+                        conversation,
+                        turn,
+                        wait,
+                        &outcome,
+                        route,
                     ));
                 }
             }
@@ -384,10 +428,11 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
         });
     }
 
-    // Every request ends within its timeout; wait for them all (with a margin).
+    // A request waits at most `timeout` for its turn, then at most `timeout` for its answer;
+    // wait for them all (with a margin).
     let all = u32::try_from(args.max_in_flight).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(
-        plan.timeout + Duration::from_secs(5),
+        2 * plan.timeout + Duration::from_secs(5),
         permits.acquire_many(all),
     )
     .await;
@@ -448,6 +493,28 @@ pub async fn run(args: LoadgenArgs) -> Result<Report, LoadgenError> {
     let mut report = Report::new(settings, &s.tally, elapsed, deltas, counts);
     report.samples = samples;
     Ok(report)
+}
+
+/// Waits until `done` (the lane's finished requests) reaches `seq`, at most until `deadline`;
+/// returns how long it waited, or `Err` past the deadline (the request is then abandoned).
+async fn wait_for_turn(
+    done: &watch::Sender<u64>,
+    seq: u64,
+    deadline: Instant,
+) -> Result<Duration, ()> {
+    let mut rx = done.subscribe();
+    if *rx.borrow_and_update() >= seq {
+        return Ok(Duration::ZERO);
+    }
+    let from = Instant::now();
+    let reached = tokio::time::timeout_at(deadline, rx.wait_for(|n| *n >= seq))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if reached {
+        Ok(from.elapsed())
+    } else {
+        Err(())
+    }
 }
 
 /// Locks `m`, recovering the data if a holder panicked (every update is a plain count).

@@ -100,6 +100,9 @@ pub struct Report {
     pub ttft_ms: Percentiles,
     /// Total latency (to `[DONE]`) of successful requests, ms.
     pub latency_ms: Percentiles,
+    /// Turns that waited for their conversation's previous reply before being sent (count)
+    /// and how long, ms.
+    pub turn_wait_ms: Percentiles,
     /// The engines' prefix-cache hit rate.
     pub prefix_cache: PrefixCache,
     /// What the conversations did.
@@ -141,6 +144,7 @@ impl Report {
             output_tokens_per_s: per_s(tally.tokens),
             ttft_ms: Percentiles::of(&tally.ttft_us),
             latency_ms: Percentiles::of(&tally.total_us),
+            turn_wait_ms: Percentiles::of(&tally.wait_us),
             prefix_cache: PrefixCache {
                 hit_rate: super::engines::overall_hit_rate(&engines),
                 engines,
@@ -214,9 +218,17 @@ impl Report {
         let w = &self.workload;
         let _ = writeln!(
             out,
-            "conversations: {} started, {} completed, {} cut short; {} arrivals moved to an idle lane",
-            w.conversations_started, w.conversations_completed, w.conversations_cut_short, w.lane_moves
+            "conversations: {} started, {} completed, {} restarted after a failed turn",
+            w.conversations_started, w.conversations_completed, w.conversations_restarted
         );
+        let tw = &self.turn_wait_ms;
+        if tw.count > 0 {
+            let _ = writeln!(
+                out,
+                "turns sent late (previous reply still coming): {}, waited p50 {:.1} ms, p99 {:.1} ms",
+                tw.count, tw.p50, tw.p99
+            );
+        }
         match &self.samples {
             Some(SamplesWritten {
                 path,

@@ -19,6 +19,8 @@ pub struct Sample {
     pub conversation: u64,
     /// The turn within it (1-based).
     pub turn: u32,
+    /// How long it waited for its conversation's previous reply before being sent, ms.
+    pub wait_ms: f64,
     /// HTTP status, when headers arrived.
     pub status: Option<u16>,
     /// Time to first token, ms.
@@ -34,11 +36,13 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The sample of request `conversation`/`turn` that arrived at `at_s`.
+    /// The sample of request `conversation`/`turn` that arrived at `at_s` and was sent `wait`
+    /// later.
     pub fn new(
         at_s: f64,
         conversation: u64,
         turn: u32,
+        wait: std::time::Duration,
         outcome: &Outcome,
         route: Option<String>,
     ) -> Self {
@@ -47,6 +51,7 @@ impl Sample {
             at_s,
             conversation,
             turn,
+            wait_ms: ms(wait),
             status: outcome.status,
             ttft_ms: outcome.ttft.map(ms),
             total_ms: ms(outcome.total),
@@ -119,8 +124,8 @@ mod tests {
         let f = SampleFile::create(&path).unwrap();
         let n = f
             .write(vec![
-                Sample::new(2.0, 1, 2, &ok, Some("backend=a".into())),
-                Sample::new(1.0, 0, 1, &failed, None),
+                Sample::new(2.0, 1, 2, Duration::ZERO, &ok, Some("backend=a".into())),
+                Sample::new(1.0, 0, 1, Duration::from_millis(3), &failed, None),
             ])
             .unwrap();
         assert_eq!(n, 2);
@@ -130,6 +135,7 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines[0]["error"], "connect");
+        assert_eq!(lines[0]["wait_ms"], 3.0);
         assert_eq!(lines[1]["ttft_ms"], 5.0);
         assert_eq!(lines[1]["route"], "backend=a");
         std::fs::remove_file(&path).unwrap();

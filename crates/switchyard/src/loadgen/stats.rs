@@ -38,6 +38,8 @@ pub enum ErrorKind {
     Protocol,
     /// The stream carried an `{"error": ...}` chunk.
     StreamError,
+    /// Not sent: the previous turn of its conversation did not finish within `--timeout`.
+    Abandoned,
 }
 
 impl ErrorKind {
@@ -51,6 +53,7 @@ impl ErrorKind {
             ErrorKind::Incomplete => "incomplete_stream".into(),
             ErrorKind::Protocol => "protocol".into(),
             ErrorKind::StreamError => "stream_error".into(),
+            ErrorKind::Abandoned => "abandoned".into(),
         }
     }
 }
@@ -78,6 +81,9 @@ pub struct Tally {
     pub tokens: u64,
     /// Responses by status code (all requests that got headers).
     pub statuses: BTreeMap<u16, u64>,
+    /// How long turns waited for the previous reply of their conversation before being
+    /// sent, in microseconds (only turns that waited).
+    pub wait_us: Vec<u64>,
 }
 
 impl Tally {
@@ -100,6 +106,11 @@ impl Tally {
                 }
             }
         }
+    }
+
+    /// Counts a measured turn that waited `d` for its conversation's previous reply.
+    pub fn record_wait(&mut self, d: Duration) {
+        self.wait_us.push(micros(d));
     }
 
     /// Failed requests, all kinds.

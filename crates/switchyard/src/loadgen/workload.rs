@@ -6,22 +6,22 @@
 //! (seeded), `fixed` by exactly `1 / rate`.
 //!
 //! **Conversations.** The workload runs `conversations` lanes side by side; each lane runs one
-//! conversation of `turns` turns after another. Each arrival goes to a lane drawn at random
-//! (seeded), so consecutive turns of a conversation are on average `lanes / rate` seconds
-//! apart, with no fixed stride (with arrival `i` on lane `i mod lanes`, a round-robin balancer
-//! over a number of engines dividing `lanes` would send every turn of a conversation to the
-//! same engine by coincidence). A conversation opens with a system prompt of
+//! conversation of `turns` turns after another. Each arrival is the next turn of a lane drawn
+//! at random (seeded), so consecutive turns of a conversation are on average `lanes / rate`
+//! seconds apart, with no fixed stride (with arrival `i` on lane `i mod lanes`, a round-robin
+//! balancer over a number of engines dividing `lanes` would send every turn of a conversation
+//! to the same engine by coincidence). A conversation opens with a system prompt of
 //! `system_prompt_tokens` words (one per conversation, or one per group when `groups > 0`, so
 //! several conversations share it), and each turn resends every earlier message, the
 //! assistant's replies as received included, plus a new user message of `user_tokens` words:
 //! each turn's prompt begins with the whole previous prompt, which a prefix cache can reuse.
 //!
-//! A user does not send the next turn before the previous reply arrived: when the drawn lane
-//! is still waiting for its reply, the arrival goes to the next idle lane; when every lane is
-//! busy, the drawn lane's conversation is cut short and a new one starts there (counted in the
-//! report: size `conversations` well above `rate x latency` to keep this rare). Everything
-//! sent is a function of the seed and the replies received, and the order too as long as no
-//! drawn lane is found busy.
+//! Which turn of which conversation each arrival is ([`Workload::assign`]) depends on the seed
+//! alone, never on timing, so every balancer gets the same mix of first and later turns. A
+//! user cannot answer a reply before reading it: a turn whose previous turn is still in
+//! progress is sent as soon as that reply arrives (the runner waits; [`Workload::request`]
+//! builds the body at that moment from the history so far). A turn whose previous turn failed
+//! restarts its conversation from the system prompt (counted as restarted).
 
 /// splitmix64: a small, fast, well-mixed generator (Steele, Lea and Flood), enough for
 /// arrival gaps and filler words.
@@ -172,41 +172,48 @@ pub struct Message {
     pub content: String,
 }
 
-/// One lane: the conversation it is running and whether a turn is awaiting its reply.
+/// One lane: the conversations it runs, one turn at a time.
 #[derive(Debug, Clone, Default)]
 struct Lane {
-    /// Conversations this lane has started.
+    /// Conversations assigned to this lane so far.
     started: u64,
-    /// The current conversation's number (unique over all lanes).
+    /// The conversation turns are being assigned to, and turns assigned in it.
+    assigning: u64,
+    assigned_turns: u32,
+    /// Requests assigned to this lane so far (the next one's sequence number).
+    seq: u64,
+    /// The conversation whose history `messages` holds, and the turns sent in it.
     conversation: u64,
-    /// Turns sent in the current conversation.
-    turn: u32,
+    sent_turns: u32,
     messages: Vec<Message>,
-    /// A turn was sent and its reply has not come back.
-    busy: bool,
-    /// Bumped at every new conversation, so a late reply of a conversation cut short is
-    /// not appended to the next one.
-    generation: u64,
+    /// The last turn sent failed: the history lacks its reply.
+    broken: bool,
 }
 
-/// A request to send: its body and what to report back with [`Workload::complete`].
+/// Which turn of which conversation an arrival is, decided when it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    /// The lane.
+    pub lane: usize,
+    /// Its place among the lane's requests (0-based): it is sent after requests `0..seq` of
+    /// the lane have finished.
+    pub seq: u64,
+    /// The conversation's number (sent as `x-conversation-id`).
+    pub conversation: u64,
+    /// The turn (1-based) within its conversation.
+    pub turn: u32,
+}
+
+/// A request ready to send: its body, and what to report back with [`Workload::complete`].
 #[derive(Debug, Clone)]
 pub struct Planned {
     /// The JSON body.
     pub body: Vec<u8>,
-    /// Which lane and conversation it belongs to.
-    pub ticket: Ticket,
-    /// The turn (1-based) within its conversation.
-    pub turn: u32,
-    /// The conversation's number (sent as `x-conversation-id`).
+    /// The conversation's number.
     pub conversation: u64,
-}
-
-/// Identifies the turn a reply belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket {
+    /// The turn sent (1 when the conversation restarted after a failed turn).
+    pub turn: u32,
     lane: usize,
-    generation: u64,
 }
 
 /// Counts of what the workload did.
@@ -214,12 +221,10 @@ pub struct Ticket {
 pub struct WorkloadCounts {
     /// Conversations started.
     pub conversations_started: u64,
-    /// Conversations that ran all their turns.
+    /// Conversations whose last turn got its reply.
     pub conversations_completed: u64,
-    /// Conversations ended early: every lane was busy, or a turn failed.
-    pub conversations_cut_short: u64,
-    /// Arrivals moved to another lane because theirs was waiting for a reply.
-    pub lane_moves: u64,
+    /// Turns sent as a new first turn because their conversation's previous turn failed.
+    pub conversations_restarted: u64,
 }
 
 /// The conversation state of all lanes.
@@ -242,6 +247,11 @@ impl Workload {
             lanes,
             counts: WorkloadCounts::default(),
         }
+    }
+
+    /// The number of lanes.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     /// What the workload has done so far.
@@ -275,47 +285,60 @@ impl Workload {
         )
     }
 
-    fn start_conversation(&mut self, lane: usize) {
-        let lanes = self.lanes.len() as u64;
+    /// Decides what the next arrival is: the next turn of a lane drawn at random (a new
+    /// conversation when the lane's current one has had all its turns).
+    pub fn assign(&mut self) -> Assignment {
+        let n = self.lanes.len();
+        let lane = self.rng.below(n as u64) as usize;
         let l = &mut self.lanes[lane];
-        if l.turn > 0 && l.turn < self.cfg.turns {
-            self.counts.conversations_cut_short += 1;
+        if l.started == 0 || l.assigned_turns >= self.cfg.turns {
+            l.assigning = lane as u64 + n as u64 * l.started;
+            l.started += 1;
+            l.assigned_turns = 0;
+            self.counts.conversations_started += 1;
         }
-        l.conversation = lane as u64 + lanes * l.started;
-        l.started += 1;
-        l.turn = 0;
-        l.busy = false;
-        l.generation += 1;
-        l.messages.clear();
-        let system = self.system_prompt(self.lanes[lane].conversation);
-        self.lanes[lane].messages.push(Message {
-            role: "system",
-            content: system,
-        });
-        self.counts.conversations_started += 1;
+        l.assigned_turns += 1;
+        let a = Assignment {
+            lane,
+            seq: l.seq,
+            conversation: l.assigning,
+            turn: l.assigned_turns,
+        };
+        l.seq += 1;
+        a
     }
 
-    /// The request for the next arrival, marking its lane busy.
-    pub fn next_request(&mut self) -> Planned {
-        let n = self.lanes.len();
-        let home = self.rng.below(n as u64) as usize;
-        let lane = (0..n)
-            .map(|k| (home + k) % n)
-            .find(|&l| !self.lanes[l].busy)
-            .unwrap_or(home);
-        if lane != home {
-            self.counts.lane_moves += 1;
+    /// The request of assignment `a`, built from its conversation's history. Call it once the
+    /// lane's earlier requests have finished ([`complete`](Self::complete)), so the history
+    /// holds their replies.
+    pub fn request(&mut self, a: &Assignment) -> Planned {
+        let Some(l) = self.lanes.get(a.lane) else {
+            return Planned {
+                body: Vec::new(),
+                conversation: a.conversation,
+                turn: a.turn,
+                lane: a.lane,
+            };
+        };
+        if a.turn == 1 || l.broken || l.conversation != a.conversation {
+            if a.turn > 1 {
+                self.counts.conversations_restarted += 1;
+            }
+            let system = self.system_prompt(a.conversation);
+            let l = &mut self.lanes[a.lane];
+            l.conversation = a.conversation;
+            l.sent_turns = 0;
+            l.broken = false;
+            l.messages.clear();
+            l.messages.push(Message {
+                role: "system",
+                content: system,
+            });
         }
-        let l = &self.lanes[lane];
-        if l.busy || l.messages.is_empty() || l.turn >= self.cfg.turns {
-            self.start_conversation(lane);
-        }
-        let conversation = self.lanes[lane].conversation;
-        let turn = self.lanes[lane].turn + 1;
-        let user = self.user_message(conversation, turn);
-        let l = &mut self.lanes[lane];
-        l.turn = turn;
-        l.busy = true;
+        let turn = self.lanes[a.lane].sent_turns + 1;
+        let user = self.user_message(a.conversation, turn);
+        let l = &mut self.lanes[a.lane];
+        l.sent_turns = turn;
         l.messages.push(Message {
             role: "user",
             content: user,
@@ -330,44 +353,33 @@ impl Workload {
         Planned {
             // Serializing a `Value` cannot fail.
             body: serde_json::to_vec(&body).unwrap_or_default(),
-            ticket: Ticket {
-                lane,
-                generation: l.generation,
-            },
+            conversation: a.conversation,
             turn,
-            conversation,
+            lane: a.lane,
         }
     }
 
-    /// Reports the reply of the turn `ticket` sent: `Some(text)` appends it to the
-    /// conversation, `None` (the turn failed) ends the conversation. A reply for a
-    /// conversation already cut short is ignored.
-    pub fn complete(&mut self, ticket: Ticket, reply: Option<String>) {
-        let Some(l) = self.lanes.get_mut(ticket.lane) else {
+    /// Reports the reply of request `p`: `Some(text)` appends it to the conversation's
+    /// history; `None` (the turn failed) makes the conversation's next turn restart it.
+    pub fn complete(&mut self, p: &Planned, reply: Option<String>) {
+        let turns = self.cfg.turns;
+        let Some(l) = self.lanes.get_mut(p.lane) else {
             return;
         };
-        if l.generation != ticket.generation || !l.busy {
-            return;
+        if l.conversation != p.conversation || l.sent_turns != p.turn {
+            return; // not the lane's latest request: out of order, ignored
         }
-        l.busy = false;
         match reply {
             Some(text) => {
                 l.messages.push(Message {
                     role: "assistant",
                     content: text,
                 });
-                if l.turn >= self.cfg.turns {
+                if p.turn >= turns {
                     self.counts.conversations_completed += 1;
                 }
             }
-            None => {
-                if l.turn < self.cfg.turns {
-                    self.counts.conversations_cut_short += 1;
-                }
-                // The next arrival on this lane starts afresh.
-                l.turn = self.cfg.turns;
-                l.messages.clear();
-            }
+            None => l.broken = true,
         }
     }
 }
@@ -436,21 +448,36 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0] <= w[1]));
     }
 
+    /// Sends every arrival at once, replying `reply(i)`.
+    fn drive(w: &mut Workload, n: usize, reply: impl Fn(usize) -> Option<String>) -> Vec<Planned> {
+        (0..n)
+            .map(|i| {
+                let a = w.assign();
+                let p = w.request(&a);
+                w.complete(&p, reply(i));
+                p
+            })
+            .collect()
+    }
+
     #[test]
     fn turns_extend_the_previous_prompt() {
         let mut w = Workload::new(WorkloadConfig {
             conversations: 1,
             ..cfg()
         });
-        let first = w.next_request();
+        let a = w.assign();
+        assert_eq!((a.lane, a.seq, a.turn), (0, 0, 1));
+        let first = w.request(&a);
         assert_eq!(first.turn, 1);
         let m1 = messages(&first);
         assert_eq!(m1.len(), 2);
         assert_eq!(m1[0].0, "system");
         assert_eq!(m1[0].1.split_whitespace().count(), 7 + 20);
         assert_eq!(m1[1].0, "user");
-        w.complete(first.ticket, Some("reply one".into()));
-        let second = w.next_request();
+        w.complete(&first, Some("reply one".into()));
+        let a = w.assign();
+        let second = w.request(&a);
         assert_eq!(second.turn, 2);
         let m2 = messages(&second);
         assert_eq!(m2[..2], m1[..]);
@@ -464,46 +491,42 @@ mod tests {
     }
 
     #[test]
-    fn lanes_are_drawn_at_random_and_hold_their_own_conversations() {
+    fn assignments_depend_on_the_seed_alone() {
+        // The turn mix does not depend on when (or whether) replies come back.
+        let mut quick = Workload::new(cfg());
+        let mut stalled = Workload::new(cfg());
+        for _ in 0..30 {
+            let a = quick.assign();
+            let p = quick.request(&a);
+            quick.complete(&p, Some("r".into()));
+            assert_eq!(stalled.assign(), a);
+        }
+        // Lanes are drawn at random: all used, and not in a fixed rotation.
         let mut w = Workload::new(WorkloadConfig {
             conversations: 4,
             ..cfg()
         });
-        let mut lanes = std::collections::BTreeMap::new();
-        for _ in 0..40 {
-            let p = w.next_request();
-            *lanes.entry(p.ticket.lane).or_insert(0) += 1;
-            w.complete(p.ticket, Some("r".into()));
-        }
-        assert_eq!(lanes.len(), 4, "{lanes:?}");
-        // Not a fixed rotation: some lane is drawn twice in a row.
-        let mut w = Workload::new(cfg());
-        let seq: Vec<usize> = (0..20)
-            .map(|_| {
-                let p = w.next_request();
-                w.complete(p.ticket, Some("r".into()));
-                p.ticket.lane
-            })
-            .collect();
+        let seq: Vec<usize> = (0..40).map(|_| w.assign().lane).collect();
+        let used: std::collections::BTreeSet<_> = seq.iter().collect();
+        assert_eq!(used.len(), 4);
         assert!(seq.windows(2).any(|p| p[0] == p[1]), "{seq:?}");
-        // Two conversations in progress have different system prompts.
+        // Each lane's requests are numbered in order.
         let mut w = Workload::new(cfg());
-        let (a, b) = (w.next_request(), w.next_request());
-        assert_ne!(a.ticket.lane, b.ticket.lane);
-        assert_ne!(a.conversation, b.conversation);
-        assert_ne!(messages(&a)[0], messages(&b)[0]);
+        let mut next = [0u64; 2];
+        for _ in 0..10 {
+            let a = w.assign();
+            assert_eq!(a.seq, next[a.lane]);
+            next[a.lane] += 1;
+        }
     }
 
     #[test]
     fn same_seed_same_requests() {
         let run = || {
             let mut w = Workload::new(cfg());
-            (0..12)
-                .map(|i| {
-                    let p = w.next_request();
-                    w.complete(p.ticket, Some(format!("r{i}")));
-                    p.body
-                })
+            drive(&mut w, 12, |i| Some(format!("r{i}")))
+                .into_iter()
+                .map(|p| p.body)
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
@@ -516,14 +539,13 @@ mod tests {
             groups: 2,
             ..cfg()
         });
+        let sent = drive(&mut w, 9, |_| Some("ok".into()));
         let mut systems = Vec::new();
-        for i in 0..9 {
-            let p = w.next_request();
+        for (i, p) in sent.iter().enumerate() {
             assert_eq!(p.turn, (i % 3) as u32 + 1);
             if p.turn == 1 {
-                systems.push(messages(&p)[0].1.clone());
+                systems.push(messages(p)[0].1.clone());
             }
-            w.complete(p.ticket, Some("ok".into()));
         }
         // Conversations 0, 1, 2 in groups 0, 1, 0.
         assert_eq!(systems.len(), 3);
@@ -532,41 +554,45 @@ mod tests {
         let c = w.counts();
         assert_eq!(c.conversations_started, 3);
         assert_eq!(c.conversations_completed, 3);
-        assert_eq!(c.conversations_cut_short, 0);
+        assert_eq!(c.conversations_restarted, 0);
+        // Different conversations have different system prompts.
+        let mut w = Workload::new(cfg());
+        let firsts: Vec<Planned> = drive(&mut w, 6, |_| Some("r".into()))
+            .into_iter()
+            .filter(|p| p.turn == 1)
+            .collect();
+        assert!(firsts.len() >= 2);
+        assert_ne!(firsts[0].conversation, firsts[1].conversation);
+        assert_ne!(messages(&firsts[0])[0], messages(&firsts[1])[0]);
     }
 
     #[test]
-    fn busy_lanes_move_arrivals_or_cut_conversations_short() {
+    fn a_failed_turn_restarts_its_conversation() {
         let mut w = Workload::new(WorkloadConfig {
             conversations: 1,
             ..cfg()
         });
-        let a = w.next_request(); // the only lane is busy
-        let b = w.next_request(); // so its conversation is cut short
-        assert_eq!(b.turn, 1);
-        assert_eq!(w.counts().conversations_cut_short, 1);
-        // The late reply of the cut conversation is ignored.
-        w.complete(a.ticket, Some("late".into()));
-        w.complete(b.ticket, Some("fresh".into()));
-        let c = w.next_request();
-        assert_eq!(c.turn, 2);
-        let texts: Vec<String> = messages(&c).into_iter().map(|(_, t)| t).collect();
-        assert!(texts.contains(&"fresh".to_string()));
-        assert!(!texts.contains(&"late".to_string()));
-        // A failed turn ends its conversation.
-        w.complete(c.ticket, None);
-        assert_eq!(w.counts().conversations_cut_short, 2);
-        assert_eq!(w.next_request().turn, 1);
-
-        // With an idle lane, an arrival drawn to a busy one moves there instead.
-        let mut w = Workload::new(WorkloadConfig {
-            conversations: 2,
-            ..cfg()
-        });
-        let (a, b) = (w.next_request(), w.next_request());
-        assert_ne!(a.ticket.lane, b.ticket.lane);
-        assert_eq!((a.turn, b.turn), (1, 1));
-        assert!(w.counts().lane_moves <= 1);
-        assert_eq!(w.counts().conversations_cut_short, 0);
+        let a = w.assign();
+        let first = w.request(&a);
+        w.complete(&first, Some("fine".into()));
+        let a = w.assign();
+        let second = w.request(&a);
+        assert_eq!(second.turn, 2);
+        w.complete(&second, None);
+        let a = w.assign();
+        assert_eq!(a.turn, 3);
+        let third = w.request(&a);
+        assert_eq!(third.turn, 1); // sent as a fresh start: the history lacks a reply
+        assert_eq!(third.conversation, first.conversation);
+        assert_eq!(messages(&third).len(), 2);
+        assert_eq!(w.counts().conversations_restarted, 1);
+        // A stale completion is ignored.
+        w.complete(&second, Some("late".into()));
+        w.complete(&third, Some("ok".into()));
+        let a = w.assign();
+        let fourth = w.request(&a);
+        assert!(!messages(&fourth).iter().any(|(_, t)| t == "late"));
+        assert_eq!(fourth.turn, 1); // turn 4 of 3 assigned: a new conversation
+        assert_ne!(fourth.conversation, first.conversation);
     }
 }
