@@ -22,13 +22,18 @@
 //! The index is bounded: at most [`MAX_ENTRIES`] chain hashes, the least recently used evicted
 //! first. Each reactor thread keeps its own index (no lock); its size is reported in `/stats`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use crate::least_queue::LeastQueue;
 use crate::sample::FULL_SCAN_MAX;
 use crate::{hash_bytes, BackendState, Balancer, PickContext};
 
+/// Insertions within which an entry used again for the same backend is not re-logged (see
+/// [`PrefixIndex::insert`]): an eighth of the index.
+pub const FRESH_TICKS: u64 = (MAX_ENTRIES / 8) as u64;
 /// Bytes of prompt per block.
 pub const BLOCK_BYTES: usize = 256;
 /// Most blocks hashed per prompt (1 MiB of prompt).
@@ -65,10 +70,62 @@ pub fn new(_seed: u64) -> Box<dyn Balancer> {
     Box::new(PrefixCache::default())
 }
 
+/// Hashes the index's keys, which are already well-mixed 64-bit chain hashes: one xor with a
+/// per-process secret and one multiply, instead of SipHash's rounds. The block hashes are not
+/// keyed (anyone can compute a prompt's chain), so the secret is what keeps a client from
+/// choosing prompts whose entries collide in one bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainHasher {
+    secret: u64,
+}
+
+impl Default for ChainHasher {
+    fn default() -> Self {
+        // std's RandomState draws its keys from the operating system once per thread.
+        let secret = std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64) | 1;
+        ChainHasher { secret }
+    }
+}
+
+impl BuildHasher for ChainHasher {
+    type Hasher = ChainHash;
+    fn build_hasher(&self) -> ChainHash {
+        ChainHash {
+            secret: self.secret,
+            state: 0,
+        }
+    }
+}
+
+/// See [`ChainHasher`].
+#[derive(Debug)]
+pub struct ChainHash {
+    secret: u64,
+    state: u64,
+}
+
+impl Hasher for ChainHash {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `u64` keys; kept correct for any other.
+        for b in bytes {
+            self.state = (self.state ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.state = n;
+    }
+
+    fn finish(&self) -> u64 {
+        let x = (self.state ^ self.secret).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^ (x >> 29)
+    }
+}
+
 /// The bounded index of chain hash -> backend, with LRU eviction.
 #[derive(Debug, Default, Clone)]
 pub struct PrefixIndex {
-    map: HashMap<u64, (usize, u64)>,
+    map: HashMap<u64, (usize, u64), ChainHasher>,
     /// (hash, stamp) in the order touched; stale pairs are skipped when evicting.
     log: VecDeque<(u64, u64)>,
     tick: u64,
@@ -81,9 +138,24 @@ impl PrefixIndex {
     }
 
     /// Records that `backend` served chain hash `h` (now the most recently used).
+    ///
+    /// An entry already held for the same backend and used within the last
+    /// [`FRESH_TICKS`] insertions is left as it is: it is far from eviction, and not logging
+    /// it again keeps a hot prefix (a shared system prompt, resent by every request) from
+    /// costing a log entry per request. Recency is then exact to within that window.
     pub fn insert(&mut self, h: u64, backend: usize) {
         self.tick += 1;
-        self.map.insert(h, (backend, self.tick));
+        match self.map.entry(h) {
+            Entry::Occupied(e) if e.get().0 == backend && self.tick - e.get().1 < FRESH_TICKS => {
+                return;
+            }
+            Entry::Occupied(mut e) => {
+                e.insert((backend, self.tick));
+            }
+            Entry::Vacant(e) => {
+                e.insert((backend, self.tick));
+            }
+        }
         self.log.push_back((h, self.tick));
         while self.map.len() > MAX_ENTRIES || self.log.len() > 2 * MAX_ENTRIES {
             let Some((old, stamp)) = self.log.pop_front() else {
@@ -362,6 +434,25 @@ mod tests {
         }
         assert!(idx.log.len() <= 2 * MAX_ENTRIES);
         assert_eq!(idx.get(5), Some(2));
+    }
+
+    #[test]
+    fn a_fresh_entry_for_the_same_backend_is_not_logged_again() {
+        let mut idx = PrefixIndex::default();
+        idx.insert(7, 1);
+        for _ in 0..100 {
+            idx.insert(7, 1);
+        }
+        assert_eq!(idx.log.len(), 1);
+        idx.insert(7, 2); // another backend: recorded at once
+        assert_eq!((idx.get(7), idx.log.len()), (Some(2), 2));
+        // Once it has aged past the window, a use logs it again (it must not be evicted).
+        for h in 100..(100 + FRESH_TICKS) {
+            idx.insert(h, 0);
+        }
+        let logged = idx.log.len();
+        idx.insert(7, 2);
+        assert_eq!(idx.log.len(), logged + 1);
     }
 
     #[test]
