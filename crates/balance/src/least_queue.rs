@@ -28,6 +28,16 @@ pub struct LeastQueue {
     scratch: Vec<usize>,
 }
 
+impl LeastQueue {
+    /// An instance drawing its samples (large groups) from `seed`.
+    pub fn seeded(seed: u64) -> Self {
+        LeastQueue {
+            rng: SplitMix64::new(seed),
+            ..LeastQueue::default()
+        }
+    }
+}
+
 impl Balancer for LeastQueue {
     fn name(&self) -> &'static str {
         "least_queue"

@@ -109,6 +109,14 @@ pub trait Balancer: Send + fmt::Debug {
     /// slice, in the same order, on every call for a given instance.
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize>;
 
+    /// A new instance for another reactor thread that shares what this one shares between
+    /// threads (`prefix_cache`: its index), or `None` when instances share nothing and each
+    /// thread builds its own from the registry.
+    fn share(&self, seed: u64) -> Option<Box<dyn Balancer>> {
+        let _ = seed;
+        None
+    }
+
     /// Entries in the balancer's own index, for algorithms that keep one (`prefix_cache`).
     fn index_len(&self) -> Option<usize> {
         None

@@ -19,8 +19,10 @@
 //! is saturated the match is kept (a cached prefix still saves work). Engines without figures
 //! are never judged saturated.
 //!
-//! The index is bounded: at most [`MAX_ENTRIES`] chain hashes, the least recently used evicted
-//! first. Each reactor thread keeps its own index (no lock); its size is reported in `/stats`.
+//! The index is bounded: at most [`MAX_ENTRIES`] chain hashes per shard, the least recently
+//! used evicted first. A route's reactor threads share one index ([`SharedIndex`], obtained through
+//! [`Balancer::share`]), sharded by a prompt's first block so a pick takes one shard's lock;
+//! its size is reported in `/stats`.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -123,15 +125,78 @@ impl Hasher for ChainHash {
 }
 
 /// The bounded index of chain hash -> backend, with LRU eviction.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PrefixIndex {
     map: HashMap<u64, (usize, u64), ChainHasher>,
     /// (hash, stamp) in the order touched; stale pairs are skipped when evicting.
     log: VecDeque<(u64, u64)>,
     tick: u64,
+    /// The most entries held.
+    cap: usize,
+}
+
+impl Default for PrefixIndex {
+    fn default() -> Self {
+        PrefixIndex::with_capacity(MAX_ENTRIES)
+    }
+}
+
+/// Shards of the index shared by a route's reactor threads, each of up to [`MAX_ENTRIES`]
+/// entries (prompts sharing a first block, such as one system prompt, share a shard, so each
+/// shard gets the whole budget a single index had).
+pub const SHARDS: usize = 4;
+
+/// A route's prefix index, shared by every reactor thread's `prefix_cache` instance, so a
+/// conversation's turns match whichever thread accepted their connections. Sharded by the
+/// prompt's first block (all of a prompt's chain lives in one shard, so a pick takes one lock,
+/// held for the lookup and the insertions only); [`SHARDS`] x [`MAX_ENTRIES`] in all.
+#[derive(Debug)]
+pub struct SharedIndex {
+    shards: Box<[std::sync::Mutex<PrefixIndex>]>,
+    entries: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for SharedIndex {
+    fn default() -> Self {
+        SharedIndex {
+            shards: (0..SHARDS)
+                .map(|_| std::sync::Mutex::new(PrefixIndex::with_capacity(MAX_ENTRIES)))
+                .collect(),
+            entries: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl SharedIndex {
+    /// The shard holding chains that start with block hash `first`.
+    fn shard(&self, first: u64) -> std::sync::MutexGuard<'_, PrefixIndex> {
+        // The top bits: the low ones pick the shard's own hash buckets.
+        let i = (first >> 60) as usize % SHARDS;
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Entries held in all shards.
+    pub fn len(&self) -> usize {
+        self.entries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl PrefixIndex {
+    /// An empty index of at most `cap` entries.
+    pub fn with_capacity(cap: usize) -> Self {
+        PrefixIndex {
+            map: HashMap::default(),
+            log: VecDeque::new(),
+            tick: 0,
+            cap: cap.max(1),
+        }
+    }
+
     /// The backend that last served chain hash `h`.
     pub fn get(&self, h: u64) -> Option<usize> {
         self.map.get(&h).map(|(b, _)| *b)
@@ -157,12 +222,11 @@ impl PrefixIndex {
             }
         }
         self.log.push_back((h, self.tick));
-        while self.map.len() > MAX_ENTRIES || self.log.len() > 2 * MAX_ENTRIES {
+        while self.map.len() > self.cap || self.log.len() > 2 * self.cap {
             let Some((old, stamp)) = self.log.pop_front() else {
                 break;
             };
-            if self.map.get(&old).is_some_and(|(_, s)| *s == stamp) && self.map.len() > MAX_ENTRIES
-            {
+            if self.map.get(&old).is_some_and(|(_, s)| *s == stamp) && self.map.len() > self.cap {
                 self.map.remove(&old);
             }
         }
@@ -194,7 +258,7 @@ enum PassedOver {
 /// Prefix-cache state: the index, the fallback, and each backend's batch size as observed.
 #[derive(Debug, Default, Clone)]
 pub struct PrefixCache {
-    index: PrefixIndex,
+    index: Arc<SharedIndex>,
     fallback: LeastQueue,
     /// Blocks matched by the last pick (0: the fallback chose).
     last_matched: usize,
@@ -262,7 +326,7 @@ impl PrefixCache {
     /// (a chain's blocks are indexed together, so if block `i` is indexed so are the blocks
     /// before it, but for eviction), then a walk back if that backend is not eligible.
     fn longest_match(
-        &self,
+        index: &PrefixIndex,
         backends: &[Arc<BackendState>],
         ctx: &PickContext<'_>,
     ) -> Option<(usize, usize)> {
@@ -270,14 +334,14 @@ impl PrefixCache {
         let (mut lo, mut hi) = (0, chain.len()); // blocks chain[..lo] matched; chain[hi..] not
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            if self.index.get(chain[mid - 1]).is_some() {
+            if index.get(chain[mid - 1]).is_some() {
                 lo = mid;
             } else {
                 hi = mid - 1;
             }
         }
         chain[..lo].iter().enumerate().rev().find_map(|(i, h)| {
-            let b = self.index.get(*h)?;
+            let b = index.get(*h)?;
             (b < backends.len() && ctx.eligible(b, &backends[b])).then_some((b, i + 1))
         })
     }
@@ -288,8 +352,20 @@ impl Balancer for PrefixCache {
         "prefix_cache"
     }
 
+    fn share(&self, seed: u64) -> Option<Box<dyn Balancer>> {
+        Some(Box::new(PrefixCache {
+            index: Arc::clone(&self.index),
+            fallback: LeastQueue::seeded(seed),
+            ..PrefixCache::default()
+        }))
+    }
+
     fn pick(&mut self, backends: &[Arc<BackendState>], ctx: &PickContext<'_>) -> Option<usize> {
-        let matched = self.longest_match(backends, ctx);
+        let index = Arc::clone(&self.index);
+        let mut shard = ctx.prefix.first().map(|first| index.shard(*first));
+        let matched = shard
+            .as_deref()
+            .and_then(|idx| Self::longest_match(idx, backends, ctx));
         self.last_matched = 0;
         self.passed_over = PassedOver::No;
         let chosen = match matched {
@@ -317,8 +393,18 @@ impl Balancer for PrefixCache {
             }
             None => self.fallback.pick(backends, ctx)?,
         };
-        for h in ctx.prefix {
-            self.index.insert(*h, chosen);
+        if let Some(idx) = shard.as_deref_mut() {
+            let before = idx.len();
+            for h in ctx.prefix {
+                idx.insert(*h, chosen);
+            }
+            let after = idx.len();
+            use std::sync::atomic::Ordering::Relaxed;
+            if after >= before {
+                index.entries.fetch_add(after - before, Relaxed);
+            } else {
+                index.entries.fetch_sub(before - after, Relaxed);
+            }
         }
         Some(chosen)
     }
@@ -502,19 +588,34 @@ mod tests {
         let mut pc2 = pc.clone();
         let chain2 = block_chain(&[4u8; 2000]);
         for h in &chain2 {
-            pc2.index.insert(*h, home);
+            pc2.index.shard(chain2[0]).insert(*h, home);
         }
         assert_eq!(pc2.pick(&g, &ctx(&chain2)), Some(other));
         // With a free slot at home, the match wins again (the chain was re-indexed under the
         // engine that took it; point it home once more).
         for h in &chain2 {
-            pc2.index.insert(*h, home);
+            pc2.index.shard(chain2[0]).insert(*h, home);
         }
         g[home].record_figures(figures(0, 3), 0, 10_000);
         assert_eq!(pc2.pick(&g, &ctx(&chain2)), Some(home));
         assert!(pc2
             .explain(&g, home, &ctx(&chain2))
             .starts_with("matched_blocks=8 "));
+    }
+
+    #[test]
+    fn threads_share_one_index() {
+        let g = group(4);
+        let mut first = PrefixCache::default();
+        let mut second = first.share(9).unwrap();
+        let conversation = block_chain(&[7u8; 3000]);
+        let home = first.pick(&g, &ctx(&conversation)).unwrap();
+        // The next turn arrives on another thread's connection: it finds the same engine.
+        let mut next_turn = vec![7u8; 3000];
+        next_turn.extend_from_slice(&[8u8; 700]);
+        assert_eq!(second.pick(&g, &ctx(&block_chain(&next_turn))), Some(home));
+        assert_eq!(first.index_len(), second.index_len());
+        assert!(first.index_len().unwrap() >= conversation.len());
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct Shared {
     pub config: Config,
     /// Every backend, static and registered, and each route's members.
     pub directory: Directory,
+    /// Per route, the balancer instance the reactor threads' own instances are made from (they
+    /// share what it shares, such as `prefix_cache`'s index), with the directory version it
+    /// was built for.
+    pub prototypes: Vec<std::sync::Mutex<(u64, Box<dyn switchyard_balance::Balancer>)>>,
     /// Per route, its backend group's settings.
     pub groups: Vec<Group>,
     /// The routing table.
@@ -56,6 +60,31 @@ pub struct Shared {
     pub scrapes: Vec<crate::upstream::scrape::ScrapeStats>,
     /// Per backend slot, how its active health checks went.
     pub health: Vec<crate::upstream::health::HealthStats>,
+}
+
+impl Shared {
+    /// A balancer for `route` on a reactor thread whose members are those of directory
+    /// version `version`: shared state comes from the route's prototype, rebuilt once per
+    /// version (positions in a shared index would not survive a change of members).
+    pub fn balancer(
+        &self,
+        route: usize,
+        version: u64,
+        seed: u64,
+    ) -> Box<dyn switchyard_balance::Balancer> {
+        let name = &self.config.routes[route].balancer;
+        let build = || {
+            switchyard_balance::build(name, seed)
+                .expect("balancer names are validated with the config")
+        };
+        let mut proto = self.prototypes[route]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if proto.0 != version {
+            *proto = (version, build());
+        }
+        proto.1.share(seed).unwrap_or_else(build)
+    }
 }
 
 /// Why a server could not start.
@@ -265,6 +294,15 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .collect(),
         health: (0..directory.capacity())
             .map(|_| Default::default())
+            .collect(),
+        prototypes: config
+            .routes
+            .iter()
+            .map(|r| {
+                let b = switchyard_balance::build(&r.balancer, 0)
+                    .expect("balancer names are validated with the config");
+                std::sync::Mutex::new((0, b))
+            })
             .collect(),
         directory,
         groups,

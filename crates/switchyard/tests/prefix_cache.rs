@@ -63,3 +63,40 @@ async fn conversations_return_to_their_engine() {
     let stats = proxy.stats().await;
     assert!(stats["routes"][0]["prefix_index_entries"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_on_connections_of_other_threads_find_their_engine() {
+    let engines = [engine("e0").await, engine("e1").await, engine("e2").await];
+    let proxy = proxy::new()
+        .server(|s| s.threads = 2)
+        .backend("e0", engines[0].addr())
+        .backend("e1", engines[1].addr())
+        .backend("e2", engines[2].addr())
+        .route("chat", "/", &["e0", "e1", "e2"], "prefix_cache")
+        .start();
+    // Every turn on a new connection: the kernel spreads them over both reactor threads, whose
+    // balancers share one prefix index.
+    for conv in 0..8 {
+        let mut messages = vec![
+            json!({"role": "system", "content": format!("Assistant {conv}. {}", "Be brief. ".repeat(80))}),
+        ];
+        let mut home: Option<String> = None;
+        for turn in 0..5 {
+            messages.push(json!({"role": "user", "content": format!("question {turn}")}));
+            let body = json!({"model": "m", "messages": messages}).to_string();
+            let mut c = Client::connect(proxy.addr()).await;
+            let answer = c.post("/v1/chat/completions", body).await;
+            let name = answer.text().split(' ').next().unwrap().to_string();
+            match &home {
+                None => home = Some(name),
+                Some(h) => assert_eq!(*h, name, "conversation {conv} turn {turn} moved"),
+            }
+            messages.push(json!({"role": "assistant", "content": format!("answer {turn}")}));
+        }
+    }
+    // One index: every thread reports the same count, not a sum over threads.
+    let entries = proxy.stats().await["routes"][0]["prefix_index_entries"]
+        .as_u64()
+        .unwrap();
+    assert!(entries > 0 && entries < 8 * 5 * 20, "{entries}");
+}

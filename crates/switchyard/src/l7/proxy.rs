@@ -82,15 +82,9 @@ impl Worker {
     pub fn new(shared: Arc<Shared>, index: usize) -> Self {
         let cfg = &shared.config.server;
         let seed = 0x5EED_u64 ^ ((index as u64 + 1) << 32);
-        let balancers = shared
-            .config
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                switchyard_balance::build(&r.balancer, seed.wrapping_add(i as u64))
-                    .expect("balancer names are validated with the config")
-            })
+        let membership = shared.directory.snapshot();
+        let balancers = (0..shared.config.routes.len())
+            .map(|i| shared.balancer(i, membership.version, seed.wrapping_add(i as u64)))
             .collect();
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1.max_header_size(cfg.max_header_bytes);
@@ -107,7 +101,7 @@ impl Worker {
             balancers: RefCell::new(balancers),
             seed,
             rng: RefCell::new(switchyard_balance::SplitMix64::new(seed)),
-            membership: RefCell::new(Rc::new(shared.directory.snapshot())),
+            membership: RefCell::new(Rc::new(membership)),
             retry_tokens: std::cell::Cell::new(RETRY_BURST),
             deadlines: Deadlines::default(),
             http1,
@@ -582,12 +576,9 @@ impl Worker {
         let mut balancers = self.balancers.borrow_mut();
         for (route, (a, b)) in old.groups.iter().zip(&next.groups).enumerate() {
             if !a.same_members(b) {
-                if let Some(fresh) = switchyard_balance::build(
-                    &self.shared.config.routes[route].balancer,
-                    self.seed.wrapping_add(route as u64),
-                ) {
-                    balancers[route] = fresh;
-                }
+                balancers[route] =
+                    self.shared
+                        .balancer(route, next.version, self.seed.wrapping_add(route as u64));
             }
         }
         *self.membership.borrow_mut() = Rc::new(next);

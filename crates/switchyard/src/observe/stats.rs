@@ -289,7 +289,10 @@ impl Stats {
                 *a += b.load(Relaxed);
             }
             r.latency.merge_into(&mut t.latency);
-            t.prefix_index_entries += r.prefix_index_entries.load(Relaxed);
+            // The index is shared by the threads: each reports the same figure.
+            t.prefix_index_entries = t
+                .prefix_index_entries
+                .max(r.prefix_index_entries.load(Relaxed));
         }
         t
     }
