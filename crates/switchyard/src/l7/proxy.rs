@@ -54,6 +54,23 @@ pub struct Worker {
     /// Retry budget: tokens earned per request, spent per retry (see [`Worker::may_retry`]).
     retry_tokens: std::cell::Cell<f64>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
+    pub(crate) http2: hyper::server::conn::http2::Builder<LocalExec>,
+}
+
+/// Most concurrent streams a client may open on one HTTP/2 connection.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Runs HTTP/2 stream tasks on the reactor thread's own task set (they are not `Send`).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
 }
 
 /// What the proxy answers with.
@@ -91,7 +108,12 @@ impl Worker {
         if cfg.max_headers != 100 {
             http1.max_headers(cfg.max_headers);
         }
+        let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
+        http2
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(cfg.max_header_bytes as u32);
         Worker {
+            http2,
             stats: shared.stats.thread(index),
             pool: Pool::new(
                 shared.directory.capacity(),

@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::detect::Protocol;
 use crate::clock::coarse_now;
 use crate::l7::framing::{HeadScanner, Verdict};
 use crate::l7::proxy::Worker;
@@ -50,6 +51,8 @@ pub struct ConnCtx {
     dog_deadline: Cell<Instant>,
     dog_kicked: Cell<bool>,
     dog_waker: RefCell<Option<Waker>>,
+    /// HTTP/2: reads are frames, not request heads (hyper's HTTP/2 state machine checks them).
+    http2: Cell<bool>,
 }
 
 impl ConnCtx {
@@ -69,6 +72,7 @@ impl ConnCtx {
             dog_deadline: Cell::new(now + header_timeout),
             dog_kicked: Cell::new(false),
             dog_waker: RefCell::new(None),
+            http2: Cell::new(false),
         }
     }
 
@@ -108,6 +112,9 @@ impl ConnCtx {
     }
 
     fn on_read(&self, bytes: &[u8]) {
+        if self.http2.get() {
+            return;
+        }
         if self.in_flight.get() == 0 && self.head_started.get().is_none() {
             let now = coarse_now();
             self.head_started.set(Some(now));
@@ -242,21 +249,43 @@ async fn watchdog(ctx: Rc<ConnCtx>) -> Expired {
     }
 }
 
-/// Serves HTTP/1.1 on `stream` until the client leaves, a timeout closes it, or shutdown
-/// drains it (the exchange in progress finishes, then the connection closes).
+/// Serves a client connection until the client leaves, a timeout closes it, or shutdown
+/// drains it (the exchanges in progress finish, then the connection closes). Its first bytes
+/// decide the protocol ([`detect`](super::detect)): HTTP/1.1, or HTTP/2 with prior knowledge;
+/// anything else is closed and counted.
 pub async fn serve(
     worker: Rc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let stats = Arc::clone(&worker.stats);
     let cfg = &worker.shared.config.server;
+    let protocol = match super::detect::detect(&stream, cfg.client_header_timeout).await {
+        Ok(p) => p,
+        Err(why) => {
+            if why == super::detect::Undetected::Timeout {
+                stats.error(ErrorKind::ClientHeaderTimeout);
+            }
+            stats.conns_closed.bump(1);
+            return;
+        }
+    };
+    let http2 = match protocol {
+        Protocol::Http1 => false,
+        Protocol::H2 => true,
+        Protocol::Tls | Protocol::Unknown => {
+            stats.error(ErrorKind::UnknownProtocol);
+            stats.conns_closed.bump(1);
+            return;
+        }
+    };
     let ctx = Rc::new(ConnCtx::new(
         peer,
         cfg.client_header_timeout,
         cfg.client_keepalive_timeout,
     ));
+    ctx.http2.set(http2);
     let io = TokioIo::new(Tracked {
         stream,
         ctx: Rc::clone(&ctx),
@@ -267,13 +296,61 @@ pub async fn serve(
         let (w, c) = (Rc::clone(&w), Rc::clone(&c));
         async move { Ok::<_, Infallible>(w.handle(c, req).await) }
     });
-    let conn = worker.http1.serve_connection(io, service);
+    if http2 {
+        let conn = worker.http2.serve_connection(io, service);
+        drive(conn, &ctx, &stats, shutdown).await;
+    } else {
+        let conn = worker.http1.serve_connection(io, service);
+        drive(conn, &ctx, &stats, shutdown).await;
+    }
+    stats.conns_closed.bump(1);
+}
+
+/// A hyper connection that can be asked to finish gracefully.
+trait Graceful: Future<Output = Result<(), hyper::Error>> {
+    fn graceful(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::Connection<I, S>
+where
+    Self: Future<Output = Result<(), hyper::Error>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    Self: Future<Output = Result<(), hyper::Error>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Drives `conn` until it ends, the watchdog expires, or shutdown drains it.
+async fn drive<C: Graceful>(
+    conn: C,
+    ctx: &Rc<ConnCtx>,
+    stats: &Arc<ThreadStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tokio::pin!(conn);
-    let dog = watchdog(Rc::clone(&ctx));
+    let dog = watchdog(Rc::clone(ctx));
     tokio::pin!(dog);
     let mut draining = *shutdown.borrow();
     if draining {
-        conn.as_mut().graceful_shutdown();
+        conn.as_mut().graceful();
     }
     loop {
         tokio::select! {
@@ -302,9 +379,8 @@ pub async fn serve(
             }
             _ = shutdown.changed(), if !draining => {
                 draining = true;
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().graceful();
             }
         }
     }
-    stats.conns_closed.bump(1);
 }

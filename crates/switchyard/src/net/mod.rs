@@ -1,4 +1,5 @@
 //! Listeners and client connections.
 
 pub mod conn;
+pub mod detect;
 pub mod listener;

@@ -50,11 +50,13 @@ pub enum ErrorKind {
     ClientError,
     /// The request names a model that no backend of its route serves (404).
     UnknownModel,
+    /// A connection's first bytes were no protocol served on its listener (closed).
+    UnknownProtocol,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -66,6 +68,7 @@ impl ErrorKind {
         ErrorKind::ClientHeaderTimeout,
         ErrorKind::ClientError,
         ErrorKind::UnknownModel,
+        ErrorKind::UnknownProtocol,
     ];
 
     /// The name used in `/stats`.
@@ -82,6 +85,7 @@ impl ErrorKind {
             ErrorKind::ClientHeaderTimeout => "client_header_timeout",
             ErrorKind::ClientError => "client_error",
             ErrorKind::UnknownModel => "unknown_model",
+            ErrorKind::UnknownProtocol => "unknown_protocol",
         }
     }
 
