@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::model::Config;
-use crate::render::{backend_values, route_values, server_values};
+use crate::render::{backend_values, l4_values, route_values, server_values};
 
 /// One difference between two configs. Values are rendered as INI text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,21 @@ pub enum Change {
     /// A key of a route present in both configs changed.
     RouteChanged {
         /// The route's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// The old value.
+        old: String,
+        /// The new value.
+        new: String,
+    },
+    /// An `[l4 NAME]` section was added.
+    L4Added(String),
+    /// An `[l4 NAME]` section was removed.
+    L4Removed(String),
+    /// A key of an L4 listener present in both configs changed.
+    L4Changed {
+        /// The listener's name.
         name: String,
         /// The key.
         key: String,
@@ -84,6 +99,14 @@ impl fmt::Display for Change {
                 old,
                 new,
             } => write!(f, "route {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::L4Added(name) => write!(f, "l4 {name}: added"),
+            Change::L4Removed(name) => write!(f, "l4 {name}: removed"),
+            Change::L4Changed {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "l4 {name}: {key} {} -> {}", Shown(old), Shown(new)),
         }
     }
 }
@@ -119,7 +142,8 @@ fn changed_keys(
         .collect()
 }
 
-/// The differences from `old` to `new`: server keys, then backends, then routes.
+/// The differences from `old` to `new`: server keys, then backends, then routes, then L4
+/// listeners.
 ///
 /// Sections are matched by name, so reordering sections (or the entries of `listen`, `host`
 /// and `backends`) is not a change.
@@ -169,6 +193,24 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     for n in &new.routes {
         if old.route(&n.name).is_none() {
             changes.push(Change::RouteAdded(n.name.clone()));
+        }
+    }
+    for o in &old.l4 {
+        match new.l4_listener(&o.name) {
+            None => changes.push(Change::L4Removed(o.name.clone())),
+            Some(n) => changes.extend(changed_keys(l4_values(o), l4_values(n)).into_iter().map(
+                |(key, old, new)| Change::L4Changed {
+                    name: o.name.clone(),
+                    key,
+                    old,
+                    new,
+                },
+            )),
+        }
+    }
+    for n in &new.l4 {
+        if old.l4_listener(&n.name).is_none() {
+            changes.push(Change::L4Added(n.name.clone()));
         }
     }
     changes

@@ -32,14 +32,14 @@ pub enum ErrorKind {
     },
     /// A `key = value` line before the first section header.
     KeyOutsideSection,
-    /// A section header of a type other than `server`, `backend` or `route`.
+    /// A section header of a type other than `server`, `backend`, `route` or `l4`.
     UnknownSection {
         /// The section type as written.
         kind: String,
         /// A valid section type within edit distance 2 of `kind`, if any.
         suggestion: Option<String>,
     },
-    /// A `[server]`, `[backend NAME]` or `[route NAME]` header whose name is missing, not
+    /// A `[server]`, `[backend NAME]`, `[route NAME]` or `[l4 NAME]` header whose name is missing, not
     /// allowed, or contains characters other than `A-Z a-z 0-9 _ . -`.
     InvalidSectionName {
         /// The header's contents, as written between the brackets.
@@ -47,7 +47,8 @@ pub enum ErrorKind {
         /// Why it is invalid.
         reason: String,
     },
-    /// A second `[server]`, or a second `[backend X]` / `[route X]` with the same name.
+    /// A second `[server]`, or a second `[backend X]` / `[route X]` / `[l4 X]` with the same
+    /// name.
     DuplicateSection {
         /// The line of the first header.
         first_line: usize,
@@ -84,7 +85,8 @@ pub enum ErrorKind {
         /// Why it is rejected, including what is expected.
         reason: String,
     },
-    /// A route's `backends` names a backend that has no `[backend NAME]` section.
+    /// A route's (or L4 listener's) `backends` names a backend that has no `[backend NAME]`
+    /// section.
     UnknownBackend {
         /// The missing backend's name.
         name: String,
@@ -110,6 +112,13 @@ pub enum ErrorKind {
         admin: SocketAddr,
         /// The `listen` address it collides with.
         listen: SocketAddr,
+    },
+    /// An `[l4 NAME]` listener's `listen` would bind the same address as another listener.
+    ListenConflict {
+        /// The L4 listener's address.
+        listen: SocketAddr,
+        /// What it collides with, e.g. `[server] listen 127.0.0.1:8080`.
+        other: String,
     },
     /// Two routes match exactly the same hosts and the same `path_prefix`, so the second could
     /// never be chosen.
@@ -195,6 +204,10 @@ impl fmt::Display for ErrorKind {
                 f,
                 "admin_listen {admin} collides with listen address {listen}; \
                  use another port or `off`"
+            ),
+            ErrorKind::ListenConflict { listen, other } => write!(
+                f,
+                "listen {listen} collides with {other}; use another address or port"
             ),
             ErrorKind::DuplicateRoute { first, first_line } => write!(
                 f,

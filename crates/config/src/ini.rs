@@ -1,11 +1,11 @@
 //! The INI lexer: splits text into section headers and `key = value` entries with their line
-//! numbers. It knows the three section types but nothing about keys or values.
+//! numbers. It knows the four section types but nothing about keys or values.
 
 use crate::error::{ConfigError, ErrorKind};
 use crate::suggest::suggest;
 
 /// The section types, as written in headers.
-pub(crate) const SECTION_TYPES: [&str; 3] = ["server", "backend", "route"];
+pub(crate) const SECTION_TYPES: [&str; 4] = ["server", "backend", "route", "l4"];
 
 /// What a section header declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub(crate) enum Header {
     Backend(String),
     /// `[route NAME]`.
     Route(String),
+    /// `[l4 NAME]`.
+    L4(String),
     /// A header with an error already reported; its entries are lexed but not validated.
     /// `route` is set when it was meant to be a route (so "no routes" is not reported on top).
     Ignored {
@@ -149,19 +151,20 @@ impl Lexer<'_> {
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: false }
             }
-            ("backend" | "route", 1) => {
+            ("backend" | "route" | "l4", 1) => {
                 let k = invalid(&format!("missing name; expected [{kind} NAME]"));
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
             }
-            ("backend" | "route", 2) if !is_valid_name(tokens[1]) => {
+            ("backend" | "route" | "l4", 2) if !is_valid_name(tokens[1]) => {
                 let k = invalid("a name may only contain A-Z a-z 0-9 _ . -");
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
             }
             ("backend", 2) => Header::Backend(tokens[1].to_string()),
             ("route", 2) => Header::Route(tokens[1].to_string()),
-            ("backend" | "route", _) => {
+            ("l4", 2) => Header::L4(tokens[1].to_string()),
+            ("backend" | "route" | "l4", _) => {
                 let k = invalid(&format!(
                     "expected [{kind} NAME] with a single name (no spaces)"
                 ));

@@ -46,8 +46,8 @@ pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use health::MAX_BODY_SUBSTRING;
 pub use model::{
-    BackendConfig, Config, HashKey, HealthCheck, MetricsEndpoint, ModelId, RouteConfig,
-    ServerConfig,
+    BackendConfig, Config, HashKey, HealthCheck, L4Config, L4Protocol, MetricsEndpoint, ModelId,
+    RouteConfig, ServerConfig,
 };
 pub use parse::parse;
 
@@ -59,8 +59,9 @@ impl Config {
     }
 
     /// A few human-readable lines describing the config, like `nginx -t`: the listeners,
-    /// threads, admin endpoint, each backend (name, address, weight) and each route (hosts and
-    /// path prefix -> backends via balancer). No trailing newline.
+    /// threads, admin endpoint, each backend (name, address, weight), each route (hosts and
+    /// path prefix -> backends via balancer) and each L4 listener (protocol and address ->
+    /// backends via balancer). No trailing newline.
     pub fn summary(&self) -> String {
         summary::summary(self)
     }

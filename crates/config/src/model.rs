@@ -28,6 +28,8 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// The `[route NAME]` sections, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The `[l4 NAME]` sections (raw TCP listeners), in file order.
+    pub l4: Vec<L4Config>,
 }
 
 impl Config {
@@ -39,6 +41,75 @@ impl Config {
     /// The route named `name`, if there is one.
     pub fn route(&self, name: &str) -> Option<&RouteConfig> {
         self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// The L4 listener named `name`, if there is one.
+    pub fn l4_listener(&self, name: &str) -> Option<&L4Config> {
+        self.l4.iter().find(|l| l.name == name)
+    }
+}
+
+/// The default `[l4 NAME]` `idle_timeout`.
+pub(crate) const DEFAULT_L4_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An `[l4 NAME]` section's `protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum L4Protocol {
+    /// `tcp`: byte streams, with half-close (the default).
+    #[default]
+    Tcp,
+}
+
+impl std::fmt::Display for L4Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            L4Protocol::Tcp => write!(f, "tcp"),
+        }
+    }
+}
+
+impl std::str::FromStr for L4Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(L4Protocol::Tcp),
+            "udp" => Err("`udp` is not supported yet; only `tcp` is".to_string()),
+            _ => Err("expected `tcp`".to_string()),
+        }
+    }
+}
+
+/// An `[l4 NAME]` section: a raw TCP listener whose connections are forwarded, byte for byte,
+/// to one backend of a group picked by a balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L4Config {
+    /// The section's name.
+    pub name: String,
+    /// `listen`: the address accepting connections; must not collide with `[server]`
+    /// `listen`/`admin_listen` or another L4 listener.
+    pub listen: SocketAddr,
+    /// `protocol`: only `tcp` for now (the default).
+    pub protocol: L4Protocol,
+    /// `backends`: names of the `[backend NAME]` sections to forward to; non-empty, no
+    /// duplicates.
+    pub backends: Vec<String>,
+    /// `balancer`: the balancing algorithm's registered name; `consistent_hash` hashes the
+    /// client's IP address.
+    pub balancer: String,
+    /// `idle_timeout`: a tunnel with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// `connect_timeout`: how long connecting to a backend may take; `None` means the
+    /// server's `upstream_connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl L4Config {
+    /// The connect timeout in effect: this listener's own, else `server`'s
+    /// `upstream_connect_timeout`.
+    pub fn effective_connect_timeout(&self, server: &ServerConfig) -> Duration {
+        self.connect_timeout
+            .unwrap_or(server.upstream_connect_timeout)
     }
 }
 

@@ -8,7 +8,8 @@ use crate::ini::{lex, Header, Section};
 use crate::model::{BackendConfig, Config, ServerConfig};
 use crate::reader::SectionReader;
 use crate::sections::{
-    read_backend, read_route, read_server, RouteRead, BACKEND_KEYS, ROUTE_KEYS, SERVER_KEYS,
+    collide, read_backend, read_l4, read_route, read_server, L4Read, RouteRead, BACKEND_KEYS,
+    L4_KEYS, ROUTE_KEYS, SERVER_KEYS,
 };
 use crate::suggest::suggest;
 
@@ -38,6 +39,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         routes: Vec::new(),
         route_lines: HashMap::new(),
         any_route: false,
+        l4: Vec::new(),
+        l4_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -67,6 +70,10 @@ struct Parser<'a> {
     route_lines: HashMap<&'a str, usize>,
     /// Whether any `[route ...]` header was written (even an invalid one).
     any_route: bool,
+    /// The `[l4 NAME]` sections read (duplicates already dropped), with their sections.
+    l4: Vec<(L4Read, &'a Section)>,
+    /// Every declared L4 listener name and its header line.
+    l4_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -123,7 +130,76 @@ impl<'a> Parser<'a> {
                     duplicate: first.is_some(),
                 });
             }
+            Header::L4(name) => {
+                let first = self.l4_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, L4_KEYS, &mut self.errors);
+                let read = read_l4(&mut r, name);
+                if first.is_none() {
+                    self.l4_lines.insert(name, section.line);
+                    self.l4.push((read, section));
+                }
+            }
         }
+    }
+
+    fn section_error(&mut self, section: &Section, line: usize, key: &str, kind: ErrorKind) {
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            section: Some(section.label.clone()),
+            key: Some(key.to_string()),
+            kind,
+        });
+    }
+
+    /// The L4 checks that need the whole file: backends exist, and `listen` collides with
+    /// neither `[server]`'s listeners nor an earlier L4 listener.
+    fn cross_check_l4(&mut self, known: &[String]) {
+        let l4 = std::mem::take(&mut self.l4);
+        let server = self
+            .server
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .unwrap_or_default();
+        let mut taken: Vec<(std::net::SocketAddr, String)> = server
+            .listen
+            .iter()
+            .map(|a| (*a, format!("[server] listen {a}")))
+            .chain(
+                server
+                    .admin_listen
+                    .map(|a| (a, format!("[server] admin_listen {a}"))),
+            )
+            .collect();
+        for (read, section) in &l4 {
+            let Some(config) = &read.config else {
+                continue;
+            };
+            for name in &config.backends {
+                if !self.backend_lines.contains_key(name.as_str()) {
+                    let kind = ErrorKind::UnknownBackend {
+                        name: name.clone(),
+                        known: known.to_vec(),
+                        suggestion: suggest(name, known.iter().map(String::as_str)),
+                    };
+                    self.section_error(section, read.backends_line, "backends", kind);
+                }
+            }
+            if let Some((_, other)) = taken.iter().find(|(a, _)| collide(*a, config.listen)) {
+                let kind = ErrorKind::ListenConflict {
+                    listen: config.listen,
+                    other: other.clone(),
+                };
+                self.section_error(section, read.listen_line, "listen", kind);
+            } else {
+                taken.push((
+                    config.listen,
+                    format!("[{}] listen {}", section.label, config.listen),
+                ));
+            }
+        }
+        self.l4 = l4;
     }
 
     fn route_error(
@@ -183,6 +259,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.routes = routes;
+        self.cross_check_l4(&known);
         if !self.any_route {
             self.errors.push(ConfigError {
                 file: self.file.to_string(),
@@ -209,6 +286,7 @@ impl<'a> Parser<'a> {
                 .filter(|r| !r.duplicate)
                 .map(|r| r.read.config)
                 .collect(),
+            l4: self.l4.into_iter().filter_map(|(r, _)| r.config).collect(),
         })
     }
 }

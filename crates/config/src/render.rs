@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::model::{BackendConfig, Config, HashKey, RouteConfig, ServerConfig};
+use crate::model::{BackendConfig, Config, HashKey, L4Config, RouteConfig, ServerConfig};
 use crate::value::{format_duration, format_list, format_size};
 
 fn addr_list(addrs: &[SocketAddr]) -> String {
@@ -148,6 +148,22 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Every `[l4 NAME]` key with its value as INI text, in canonical order (`connect_timeout` is
+/// empty when the server's `upstream_connect_timeout` applies).
+pub(crate) fn l4_values(l: &L4Config) -> Vec<(&'static str, String)> {
+    vec![
+        ("listen", l.listen.to_string()),
+        ("protocol", l.protocol.to_string()),
+        ("backends", format_list(&l.backends)),
+        ("balancer", l.balancer.clone()),
+        ("idle_timeout", format_duration(l.idle_timeout)),
+        (
+            "connect_timeout",
+            l.connect_timeout.map(format_duration).unwrap_or_default(),
+        ),
+    ]
+}
+
 fn section(out: &mut String, header: &str, values: Vec<(&'static str, String)>) {
     if !out.is_empty() {
         out.push('\n');
@@ -170,6 +186,9 @@ pub(crate) fn to_ini(config: &Config) -> String {
     }
     for r in &config.routes {
         section(&mut out, &format!("route {}", r.name), route_values(r));
+    }
+    for l in &config.l4 {
+        section(&mut out, &format!("l4 {}", l.name), l4_values(l));
     }
     out
 }

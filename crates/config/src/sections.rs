@@ -8,8 +8,9 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, HashKey, HealthCheck, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
-    DEFAULT_BALANCER, DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
+    BackendConfig, HashKey, HealthCheck, L4Config, L4Protocol, MetricsEndpoint, ModelId,
+    RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_PATH_PREFIX,
+    DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
 use crate::suggest::suggest;
@@ -65,6 +66,15 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "hash_key",
     "versions",
     "explain",
+];
+/// The keys of `[l4 NAME]`, in the order they are rendered.
+pub(crate) const L4_KEYS: &[&str] = &[
+    "listen",
+    "protocol",
+    "backends",
+    "balancer",
+    "idle_timeout",
+    "connect_timeout",
 ];
 
 /// The longest duration any key accepts.
@@ -157,7 +167,7 @@ fn covers(w: IpAddr, x: IpAddr) -> bool {
 }
 
 /// Whether two listening addresses would collide. Port 0 (any free port) never collides.
-fn collide(a: SocketAddr, b: SocketAddr) -> bool {
+pub(crate) fn collide(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port()
         && a.port() != 0
         && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
@@ -416,6 +426,44 @@ pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
         config,
         backends_line: r.line_of("backends"),
         clean: !r.had_errors(),
+    }
+}
+
+/// An L4 listener as read, before the cross-checks that need the whole file.
+pub(crate) struct L4Read {
+    /// The listener; `None` if a required key is missing or invalid.
+    pub config: Option<L4Config>,
+    /// The line of `listen` (the header's if absent).
+    pub listen_line: usize,
+    /// The line of `backends` (the header's if absent).
+    pub backends_line: usize,
+}
+
+/// Reads `[l4 NAME]` (the backends' existence and address collisions are checked later,
+/// against the whole file).
+pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
+    let listen = r.required("listen", parse_socket_addr);
+    let protocol = r.value("protocol", L4Protocol::default(), |s| s.parse());
+    let backends = r.required("backends", backend_list);
+    let balancer = balancer(r);
+    let idle_timeout = r.value("idle_timeout", DEFAULT_L4_IDLE_TIMEOUT, duration(false));
+    let connect_timeout = r.value("connect_timeout", None, |s| duration(false)(s).map(Some));
+    let config = match (listen, backends) {
+        (Some(listen), Some(backends)) => Some(L4Config {
+            name: name.to_string(),
+            listen,
+            protocol,
+            backends,
+            balancer,
+            idle_timeout,
+            connect_timeout,
+        }),
+        _ => None,
+    };
+    L4Read {
+        config,
+        listen_line: r.line_of("listen"),
+        backends_line: r.line_of("backends"),
     }
 }
 

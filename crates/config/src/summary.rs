@@ -53,6 +53,24 @@ pub(crate) fn summary(config: &Config) -> String {
             r.balancer
         );
     }
+    if !config.l4.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}:",
+            plural(config.l4.len(), "l4 listener", "l4 listeners")
+        );
+    }
+    for l in &config.l4 {
+        let _ = writeln!(
+            out,
+            "  {}: {} {} -> {} via {}",
+            l.name,
+            l.protocol,
+            l.listen,
+            format_list(&l.backends),
+            l.balancer
+        );
+    }
     out.truncate(out.trim_end().len());
     out
 }

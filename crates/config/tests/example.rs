@@ -155,6 +155,7 @@ fn expected() -> Config {
                 "least_conn_strict",
             ),
         ],
+        l4: Vec::new(),
     }
 }
 
@@ -341,6 +342,24 @@ fn every_key_example_in_the_docs_is_valid() {
                 "## `[route NAME]`" => {
                     format!("[route r]\nbackends = b\n{line}\n[backend b]\naddress = h:1\n")
                 }
+                "## `[l4 NAME]`" if key == "listen" => {
+                    format!("[l4 t]\n{line}\nbackends = b\n[route r]\nbackends = b\n")
+                }
+                "## `[l4 NAME]`" if key == "backends" => {
+                    let names: Vec<&str> = line["backends = ".len()..].split(", ").collect();
+                    let mut text = format!(
+                        "[l4 t]\nlisten = 127.0.0.1:7000\n{line}\n[route r]\nbackends = {}\n",
+                        names[0]
+                    );
+                    for name in names {
+                        text.push_str(&format!("[backend {name}]\naddress = h:1\n"));
+                    }
+                    text
+                }
+                "## `[l4 NAME]`" => format!(
+                    "[l4 t]\nlisten = 127.0.0.1:7000\nbackends = b\n{line}\n\
+                     [route r]\nbackends = b\n"
+                ),
                 other => panic!("ini block under unexpected heading {other}"),
             };
             let text = if text.contains("[backend") {

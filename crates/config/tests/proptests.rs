@@ -7,8 +7,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
-    parse, Address, BackendConfig, Config, HashKey, HealthCheck, MetricsEndpoint, RouteConfig,
-    ServerConfig,
+    parse, Address, BackendConfig, Config, HashKey, HealthCheck, L4Config, L4Protocol,
+    MetricsEndpoint, RouteConfig, ServerConfig,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -268,13 +268,59 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
     })
 }
 
+/// `[l4 NAME]` sections over `backend_names`; `listen` ports may clash with `server`'s, such
+/// entries are dropped in [`config`].
+fn l4s(backend_names: Vec<String>) -> impl Strategy<Value = Vec<L4Config>> {
+    let balancers: Vec<&'static str> = switchyard_balance::names().collect();
+    let n = backend_names.len();
+    let l4 = (
+        prop_oneof![Just(0u16), any::<u16>()].prop_flat_map(|p| ip().prop_map(move |i| (i, p))),
+        subsequence(backend_names, 1..=n).prop_shuffle(),
+        select(balancers),
+        duration(),
+        prop::option::of(duration()),
+    );
+    prop::collection::btree_map(name(), l4, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(
+                |(name, ((ip, port), backends, balancer, idle_timeout, connect_timeout))| {
+                    L4Config {
+                        name,
+                        listen: SocketAddr::new(ip, port),
+                        protocol: L4Protocol::Tcp,
+                        backends,
+                        balancer: balancer.to_string(),
+                        idle_timeout,
+                        connect_timeout,
+                    }
+                },
+            )
+            .collect()
+    })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (server(), backends()).prop_flat_map(|(server, backends)| {
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        routes(names).prop_map(move |routes| Config {
-            server: server.clone(),
-            backends: backends.clone(),
-            routes,
+        (routes(names.clone()), l4s(names)).prop_map(move |(routes, l4)| {
+            // Keep only listeners whose port no other listener uses (port 0 never collides).
+            let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
+            ports.extend(server.admin_listen.map(|a| a.port()));
+            let l4 = l4
+                .into_iter()
+                .filter(|l| {
+                    let p = l.listen.port();
+                    let free = p == 0 || !ports.contains(&p);
+                    ports.push(p);
+                    free
+                })
+                .collect();
+            Config {
+                server: server.clone(),
+                backends: backends.clone(),
+                routes,
+                l4,
+            }
         })
     })
 }
@@ -299,6 +345,9 @@ fn ini_line() -> impl Strategy<Value = String> {
         "health",
         "health_jitter",
         "progress_timeout",
+        "protocol",
+        "idle_timeout",
+        "connect_timeout",
         "bogus",
         "",
     ]);
@@ -311,6 +360,8 @@ fn ini_line() -> impl Strategy<Value = String> {
         Just("off".to_string()),
         Just("*.example.com".to_string()),
         Just("least_conn".to_string()),
+        Just("tcp".to_string()),
+        Just("udp".to_string()),
         Just("/metrics".to_string()),
         Just("ai completion".to_string()),
         Just("http /h 200 \"ok\"".to_string()),
@@ -328,6 +379,8 @@ fn ini_line() -> impl Strategy<Value = String> {
             "backend b",
             "route r",
             "route s",
+            "l4 t",
+            "l4",
             "x",
             "",
             "route"

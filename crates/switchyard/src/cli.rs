@@ -221,6 +221,7 @@ pub fn quick_config(
             versions: Vec::new(),
         }],
         backends,
+        l4: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

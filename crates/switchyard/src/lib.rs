@@ -6,6 +6,7 @@
 //!
 //! - [`server`]: start a server from a [`switchyard_config::Config`], stop it gracefully.
 //! - [`net`]: listening sockets and client connections (timeouts, byte counts).
+//! - [`l4`]: raw TCP proxying for `[l4 NAME]` listeners (byte streams, half-close).
 //! - [`l7`]: the HTTP/1.1 proxy: framing checks, routing, forwarding, bodies, errors.
 //! - [`upstream`]: the per-thread pool of keep-alive connections to backends.
 //! - [`observe`]: counters, latency histograms and the `/stats` document.
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod l4;
 pub mod l7;
 pub mod loadgen;
 pub mod logging;

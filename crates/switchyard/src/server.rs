@@ -60,6 +60,8 @@ pub struct Shared {
     pub scrapes: Vec<crate::upstream::scrape::ScrapeStats>,
     /// Per backend slot, how its active health checks went.
     pub health: Vec<crate::upstream::health::HealthStats>,
+    /// Per `[l4 NAME]` listener, its bound address (with the real port when the config said 0).
+    pub l4_addrs: Vec<SocketAddr>,
 }
 
 impl Shared {
@@ -101,7 +103,7 @@ pub enum StartError {
     },
     /// A listening socket could not be bound.
     Bind {
-        /// What the socket was for (`listen`, `admin_listen`).
+        /// What the socket was for (`listen`, `admin_listen`, `l4`).
         what: &'static str,
         /// The address.
         addr: SocketAddr,
@@ -145,6 +147,7 @@ impl std::error::Error for StartError {}
 /// A running server.
 pub struct ServerHandle {
     listen_addrs: Vec<SocketAddr>,
+    l4_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -156,6 +159,7 @@ impl fmt::Debug for ServerHandle {
         f.debug_struct("ServerHandle")
             .field("listen_addrs", &self.listen_addrs)
             .field("admin_addr", &self.admin_addr)
+            .field("l4_addrs", &self.l4_addrs)
             .finish()
     }
 }
@@ -164,6 +168,12 @@ impl ServerHandle {
     /// The bound data-plane addresses (with the real port when the config said 0).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listen_addrs
+    }
+
+    /// The bound addresses of the `[l4 NAME]` listeners, in config order (with the real port
+    /// when the config said 0).
+    pub fn l4_addrs(&self) -> &[SocketAddr] {
+        &self.l4_addrs
     }
 
     /// The bound admin address, if the admin listener is enabled.
@@ -269,6 +279,22 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             per_thread[i].push(s);
         }
     }
+    // `[l4 NAME]` listeners: one SO_REUSEPORT socket per thread each, like `listen`.
+    let mut per_thread_l4: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    let mut l4_addrs = Vec::new();
+    for (index, l4) in config.l4.iter().enumerate() {
+        let sockets =
+            listener::bind_reuseport(l4.listen, threads).map_err(|source| StartError::Bind {
+                what: "l4",
+                addr: l4.listen,
+                source,
+            })?;
+        l4_addrs.push(sockets[0].local_addr().map_err(StartError::Runtime)?);
+        for (i, s) in sockets.into_iter().enumerate() {
+            per_thread_l4[i].push((index, s));
+        }
+    }
     let admin_listener = match config.server.admin_listen {
         Some(addr) => Some(listener::bind_one(addr).map_err(|source| StartError::Bind {
             what: "admin_listen",
@@ -285,7 +311,13 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let shared = Arc::new(Shared {
         router: Router::new(&config.routes),
-        stats: Stats::new(threads, config.routes.len(), directory.capacity()),
+        stats: Stats::with_l4(
+            threads,
+            config.routes.len(),
+            directory.capacity(),
+            config.l4.len(),
+        ),
+        l4_addrs: l4_addrs.clone(),
         clock: Clock::new(),
         threads,
         nofile_limit,
@@ -311,6 +343,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     tracing::info!(
         listen = ?listen_addrs,
         admin = ?admin_addr,
+        l4 = ?l4_addrs,
         threads,
         open_files_limit = nofile_limit,
         "switchyard started"
@@ -318,12 +351,12 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let (tx, rx) = watch::channel(false);
     let mut handles = Vec::new();
-    for (i, listeners) in per_thread.into_iter().enumerate() {
+    for (i, (listeners, l4)) in per_thread.into_iter().zip(per_thread_l4).enumerate() {
         let shared = Arc::clone(&shared);
         let rx = rx.clone();
         let h = std::thread::Builder::new()
             .name(format!("switchyard-reactor-{i}"))
-            .spawn(move || reactor(i, shared, listeners, rx))
+            .spawn(move || reactor(i, shared, listeners, l4, rx))
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }
@@ -356,6 +389,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     }
     Ok(ServerHandle {
         listen_addrs,
+        l4_addrs,
         admin_addr,
         shutdown: tx,
         threads: handles,
@@ -368,6 +402,7 @@ fn reactor(
     index: usize,
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
+    l4_listeners: Vec<(usize, std::net::TcpListener)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -395,6 +430,29 @@ fn reactor(
             tokio::task::spawn_local(accept_loop(
                 l,
                 Rc::clone(&worker),
+                Rc::clone(&active),
+                shutdown.clone(),
+            ));
+        }
+        for (l4, l) in l4_listeners {
+            let name = &shared.config.l4[l4].name;
+            let l = match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "reactor {index}: cannot register l4 {name}");
+                    continue;
+                }
+            };
+            let tunnels = match crate::l4::tcp::Listener::new(Arc::clone(&shared), index, l4) {
+                Ok(t) => Rc::new(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "reactor {index}: cannot run l4 {name}");
+                    continue;
+                }
+            };
+            tokio::task::spawn_local(crate::l4::tcp::accept_loop(
+                l,
+                tunnels,
                 Rc::clone(&active),
                 shutdown.clone(),
             ));

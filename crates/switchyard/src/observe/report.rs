@@ -92,6 +92,27 @@ pub fn stats_json(shared: &Shared) -> Value {
         .backends()
         .map(|b| backend_json(shared, b, now))
         .collect();
+    let l4: Vec<Value> = shared
+        .config
+        .l4
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let s = shared.stats.l4(i);
+            json!({
+                "name": l.name,
+                "protocol": l.protocol.to_string(),
+                "listen": shared.l4_addrs.get(i).map_or_else(|| l.listen.to_string(), ToString::to_string),
+                "backends": l.backends,
+                "balancer": l.balancer,
+                "connections": s.connections,
+                "active": s.connections.saturating_sub(s.closed),
+                "connect_failures": s.connect_failures,
+                "no_backend": s.no_backend,
+                "idle_timeouts": s.idle_timeouts,
+            })
+        })
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "process": {
@@ -113,6 +134,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         },
         "routes": routes,
         "backends": backends,
+        "l4": l4,
     })
 }
 
@@ -164,5 +186,7 @@ pub fn backend_json(shared: &Shared, b: &Backend, now: u64) -> Value {
         "connections_opened": s.conns_opened,
         "connections_reused": s.conns_reused,
         "latency_us": latency(&s.latency),
+        "tcp_bytes_in": s.l4_bytes_in,
+        "tcp_bytes_out": s.l4_bytes_out,
     })
 }

@@ -129,6 +129,10 @@ pub struct BackendStats {
     pub conns_reused: AtomicU64,
     /// Time from sending the request to receiving the response headers.
     pub latency: Histogram,
+    /// Bytes received from this backend by L4 (`[l4 NAME]`) tunnels.
+    pub l4_bytes_in: AtomicU64,
+    /// Bytes sent to this backend by L4 (`[l4 NAME]`) tunnels.
+    pub l4_bytes_out: AtomicU64,
 }
 
 impl BackendStats {
@@ -140,11 +144,43 @@ impl BackendStats {
             &self.errors,
             &self.conns_opened,
             &self.conns_reused,
+            &self.l4_bytes_in,
+            &self.l4_bytes_out,
         ] {
             c.store(0, std::sync::atomic::Ordering::Relaxed);
         }
         self.latency.reset();
     }
+}
+
+/// Counters of one `[l4 NAME]` listener on one thread.
+#[derive(Debug, Default)]
+pub struct L4Stats {
+    /// Client connections accepted.
+    pub connections: AtomicU64,
+    /// Client connections closed (active = connections - closed).
+    pub closed: AtomicU64,
+    /// Backend connection attempts that failed or timed out.
+    pub connect_failures: AtomicU64,
+    /// Client connections closed because no backend could be connected to.
+    pub no_backend: AtomicU64,
+    /// Tunnels closed by `idle_timeout`.
+    pub idle_timeouts: AtomicU64,
+}
+
+/// Merged counters of one `[l4 NAME]` listener.
+#[derive(Debug, Default, Clone)]
+pub struct L4Totals {
+    /// Client connections accepted.
+    pub connections: u64,
+    /// Client connections closed.
+    pub closed: u64,
+    /// Backend connection attempts that failed or timed out.
+    pub connect_failures: u64,
+    /// Client connections closed because no backend could be connected to.
+    pub no_backend: u64,
+    /// Tunnels closed by `idle_timeout`.
+    pub idle_timeouts: u64,
 }
 
 /// Everything one reactor thread counts.
@@ -168,11 +204,19 @@ pub struct ThreadStats {
     pub routes: Box<[RouteStats]>,
     /// Per backend, in configuration order.
     pub backends: Box<[BackendStats]>,
+    /// Per `[l4 NAME]` listener, in configuration order.
+    pub l4: Box<[L4Stats]>,
 }
 
 impl ThreadStats {
     /// Counters for a configuration with `routes` routes and `backends` backends.
     pub fn new(routes: usize, backends: usize) -> Self {
+        Self::with_l4(routes, backends, 0)
+    }
+
+    /// Counters for a configuration with `routes` routes, `backends` backends and `l4` L4
+    /// listeners.
+    pub fn with_l4(routes: usize, backends: usize, l4: usize) -> Self {
         ThreadStats {
             conns_accepted: AtomicU64::new(0),
             conns_closed: AtomicU64::new(0),
@@ -184,6 +228,7 @@ impl ThreadStats {
             errors: Default::default(),
             routes: (0..routes).map(|_| RouteStats::default()).collect(),
             backends: (0..backends).map(|_| BackendStats::default()).collect(),
+            l4: (0..l4).map(|_| L4Stats::default()).collect(),
         }
     }
 
@@ -239,6 +284,10 @@ pub struct ItemTotals {
     pub latency: Snapshot,
     /// Prefix-index entries over all threads (routes only).
     pub prefix_index_entries: u64,
+    /// Bytes received from the backend by L4 tunnels (backends only).
+    pub l4_bytes_in: u64,
+    /// Bytes sent to the backend by L4 tunnels (backends only).
+    pub l4_bytes_out: u64,
 }
 
 /// The per-thread counters of a running server.
@@ -250,11 +299,30 @@ pub struct Stats {
 impl Stats {
     /// Counters for `threads` reactor threads.
     pub fn new(threads: usize, routes: usize, backends: usize) -> Self {
+        Self::with_l4(threads, routes, backends, 0)
+    }
+
+    /// Counters for `threads` reactor threads and `l4` L4 listeners.
+    pub fn with_l4(threads: usize, routes: usize, backends: usize, l4: usize) -> Self {
         Stats {
             threads: (0..threads)
-                .map(|_| Arc::new(ThreadStats::new(routes, backends)))
+                .map(|_| Arc::new(ThreadStats::with_l4(routes, backends, l4)))
                 .collect(),
         }
+    }
+
+    /// Merged counters of L4 listener `i`.
+    pub fn l4(&self, i: usize) -> L4Totals {
+        let mut t = L4Totals::default();
+        for s in &self.threads {
+            let l = &s.l4[i];
+            t.connections += l.connections.load(Relaxed);
+            t.closed += l.closed.load(Relaxed);
+            t.connect_failures += l.connect_failures.load(Relaxed);
+            t.no_backend += l.no_backend.load(Relaxed);
+            t.idle_timeouts += l.idle_timeouts.load(Relaxed);
+        }
+        t
     }
 
     /// The counters owned by reactor thread `i`.
@@ -310,6 +378,8 @@ impl Stats {
             t.errors += b.errors.load(Relaxed);
             t.conns_opened += b.conns_opened.load(Relaxed);
             t.conns_reused += b.conns_reused.load(Relaxed);
+            t.l4_bytes_in += b.l4_bytes_in.load(Relaxed);
+            t.l4_bytes_out += b.l4_bytes_out.load(Relaxed);
             b.latency.merge_into(&mut t.latency);
         }
         t

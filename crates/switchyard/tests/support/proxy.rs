@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchyard::server::ServerHandle;
-use switchyard_config::{BackendConfig, Config, RouteConfig, ServerConfig};
+use switchyard_config::{BackendConfig, Config, L4Config, L4Protocol, RouteConfig, ServerConfig};
 
 use super::client;
 
@@ -26,6 +26,7 @@ pub fn new() -> Builder {
             },
             backends: Vec::new(),
             routes: Vec::new(),
+            l4: Vec::new(),
         },
     }
 }
@@ -155,6 +156,37 @@ impl Builder {
         self
     }
 
+    /// Adds `[l4 name]` listening on 127.0.0.1:0 over `backends` with `balancer`; its bound
+    /// address is [`Proxy::l4_addr`].
+    pub fn l4(mut self, name: &str, backends: &[&str], balancer: &str) -> Self {
+        self.config.l4.push(L4Config {
+            name: name.into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            protocol: L4Protocol::Tcp,
+            backends: backends.iter().map(|b| b.to_string()).collect(),
+            balancer: balancer.into(),
+            idle_timeout: Duration::from_secs(600),
+            connect_timeout: None,
+        });
+        self
+    }
+
+    /// Sets `idle_timeout` on the L4 listener added last.
+    pub fn l4_idle_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(l) = self.config.l4.last_mut() {
+            l.idle_timeout = timeout;
+        }
+        self
+    }
+
+    /// Sets `connect_timeout` on the L4 listener added last.
+    pub fn l4_connect_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(l) = self.config.l4.last_mut() {
+            l.connect_timeout = Some(timeout);
+        }
+        self
+    }
+
     /// One backend `b0` at `addr` behind a route for every path.
     pub fn to(self, addr: SocketAddr) -> Self {
         self.backend("b0", addr)
@@ -185,6 +217,11 @@ impl Proxy {
     /// The data-plane address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of L4 listener `index` (config order).
+    pub fn l4_addr(&self, index: usize) -> SocketAddr {
+        self.handle().l4_addrs()[index]
     }
 
     /// The admin address.

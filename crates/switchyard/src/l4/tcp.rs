@@ -1,0 +1,280 @@
+//! `protocol = tcp`: accept a client, connect to a backend, copy bytes both ways.
+//!
+//! A tunnel is two copy loops (client to backend, backend to client) in one task, each with
+//! its own [`BUFFER_BYTES`] buffer, so a tunnel holds at most that much per direction however
+//! fast one side sends and however slowly the other reads. When one side ends its stream
+//! (EOF), the write half of the other side is shut down and the opposite direction goes on
+//! until it ends too (half-close), so request/response protocols that signal "done" by
+//! closing their write side work. An error on either side closes both; so does
+//! `idle_timeout` with no bytes moving either way.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_balance::{BackendState, Balancer, InFlight, PickContext};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::observe::stats::{BackendStats, Bump, L4Stats, ThreadStats};
+use crate::server::Shared;
+use crate::upstream::directory::Backend;
+
+/// Bytes buffered per direction of a tunnel.
+pub const BUFFER_BYTES: usize = 16 * 1024;
+
+/// One `[l4 NAME]` listener as one reactor thread runs it: its backend group, its own
+/// balancer instance and the thread's counters.
+pub struct Listener {
+    shared: Arc<Shared>,
+    /// The listener's index in `config.l4`.
+    index: usize,
+    stats: Arc<ThreadStats>,
+    backends: Vec<Arc<Backend>>,
+    states: Vec<Arc<BackendState>>,
+    balancer: RefCell<Box<dyn Balancer>>,
+    /// Whether the balancer is `consistent_hash` (the client's IP address is the key).
+    hash_client: bool,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("index", &self.index)
+            .field("backends", &self.states.len())
+            .finish()
+    }
+}
+
+/// Why a listener cannot run.
+#[derive(Debug)]
+pub enum SetupError {
+    /// The balancer name is not registered (the config check should have caught it).
+    UnknownBalancer(String),
+    /// A backend named by the listener has no static slot in the directory.
+    UnknownBackend(String),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::UnknownBalancer(b) => write!(f, "unknown balancer {b:?}"),
+            SetupError::UnknownBackend(b) => write!(f, "unknown backend {b:?}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+impl Listener {
+    /// Listener `index` of `shared.config.l4` on reactor thread `thread`.
+    pub fn new(shared: Arc<Shared>, thread: usize, index: usize) -> Result<Self, SetupError> {
+        let config = &shared.config.l4[index];
+        let seed = 0x14_u64 ^ ((thread as u64 + 1) << 32) ^ (index as u64);
+        let balancer = switchyard_balance::build(&config.balancer, seed)
+            .ok_or_else(|| SetupError::UnknownBalancer(config.balancer.clone()))?;
+        // Static backends occupy the first directory slots, in config order.
+        let membership = shared.directory.snapshot();
+        let mut backends = Vec::with_capacity(config.backends.len());
+        for name in &config.backends {
+            let backend = shared
+                .config
+                .backends
+                .iter()
+                .position(|b| &b.name == name)
+                .and_then(|i| membership.slots.get(i).cloned().flatten())
+                .ok_or_else(|| SetupError::UnknownBackend(name.clone()))?;
+            backends.push(backend);
+        }
+        Ok(Listener {
+            index,
+            stats: shared.stats.thread(thread),
+            states: backends.iter().map(|b| Arc::clone(&b.state)).collect(),
+            backends,
+            balancer: RefCell::new(balancer),
+            hash_client: config.balancer == "consistent_hash",
+            connect_timeout: config.effective_connect_timeout(&shared.config.server),
+            idle_timeout: config.idle_timeout,
+            shared,
+        })
+    }
+
+    fn counters(&self) -> &L4Stats {
+        &self.stats.l4[self.index]
+    }
+
+    /// Serves one client connection to its end.
+    async fn serve(&self, client: TcpStream, peer: SocketAddr) {
+        let Some((upstream, i, _in_flight)) = self.connect(peer).await else {
+            self.counters().no_backend.bump(1);
+            tracing::debug!(%peer, listener = self.index, "l4: no backend could be reached");
+            return;
+        };
+        let stats = &self.stats.backends[self.backends[i].slot];
+        match tunnel(client, upstream, stats, self.idle_timeout).await {
+            End::Done => {}
+            End::Idle => self.counters().idle_timeouts.bump(1),
+            End::Error(e) => tracing::debug!(%peer, error = %e, "l4: tunnel ended with an error"),
+        }
+    }
+
+    /// Connects to a backend the balancer picks; after a failure, to each other backend once.
+    /// Returns the stream, the backend's index in the group and its in-flight guard.
+    async fn connect(&self, peer: SocketAddr) -> Option<(TcpStream, usize, InFlight)> {
+        let key = self.hash_client.then(|| match peer.ip() {
+            IpAddr::V4(a) => switchyard_balance::hash_bytes(&a.octets()),
+            IpAddr::V6(a) => switchyard_balance::hash_bytes(&a.octets()),
+        });
+        let mut tried: Vec<usize> = Vec::with_capacity(self.states.len());
+        while tried.len() < self.states.len() {
+            let ctx = PickContext {
+                now_ms: self.shared.clock.ms_at(crate::clock::coarse_now()),
+                exclude: &tried,
+                key,
+                prefix: &[],
+            };
+            let i = self.balancer.borrow_mut().pick(&self.states, &ctx)?;
+            if tried.contains(&i) || i >= self.backends.len() {
+                return None;
+            }
+            tried.push(i);
+            let backend = &self.backends[i];
+            let in_flight = backend.state.start_request();
+            let stats = &self.stats.backends[backend.slot];
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(backend.addr)).await
+            {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    stats.conns_opened.bump(1);
+                    return Some((stream, i, in_flight));
+                }
+                Ok(Err(e)) => tracing::debug!(
+                    backend = backend.name(), error = %e, "l4: connect failed"
+                ),
+                Err(_) => tracing::debug!(
+                    backend = backend.name(),
+                    timeout_ms = self.connect_timeout.as_millis() as u64,
+                    "l4: connect timed out"
+                ),
+            }
+            stats.errors.bump(1);
+            self.counters().connect_failures.bump(1);
+        }
+        None
+    }
+}
+
+/// How a tunnel ended.
+enum End {
+    /// Both directions reached EOF.
+    Done,
+    /// No bytes moved either way for `idle_timeout`.
+    Idle,
+    /// A read, write or shutdown failed on either side.
+    Error(io::Error),
+}
+
+/// Copies `client` <-> `upstream` until both directions end, one fails, or nothing moves for
+/// `idle`. Bytes are counted on the backend's `stats` as they are written.
+async fn tunnel(
+    client: TcpStream,
+    upstream: TcpStream,
+    stats: &BackendStats,
+    idle: Duration,
+) -> End {
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let last = Cell::new(Instant::now());
+    let to_backend = pipe(client_read, upstream_write, &last, |n| {
+        stats.l4_bytes_out.bump(n)
+    });
+    let to_client = pipe(upstream_read, client_write, &last, |n| {
+        stats.l4_bytes_in.bump(n)
+    });
+    tokio::select! {
+        r = async { tokio::try_join!(to_backend, to_client) } => match r {
+            Ok(_) => End::Done,
+            Err(e) => End::Error(e),
+        },
+        () = idle_watch(&last, idle) => End::Idle,
+    }
+    // Dropping the halves closes both sockets.
+}
+
+/// One direction: read into a bounded buffer, write it all, repeat; on EOF shut down the
+/// write side of `to` (half-close) and end.
+async fn pipe(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    last: &Cell<Instant>,
+    count: impl Fn(u64),
+) -> io::Result<()> {
+    let mut buf = vec![0u8; BUFFER_BYTES];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(());
+        }
+        last.set(Instant::now());
+        to.write_all(&buf[..n]).await?;
+        last.set(Instant::now());
+        count(n as u64);
+    }
+}
+
+/// Resolves once `idle` has passed since `last` without `last` moving.
+async fn idle_watch(last: &Cell<Instant>, idle: Duration) {
+    loop {
+        let deadline = last.get() + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// Accepts connections on `socket` for `listener` until shutdown; each runs in its own task
+/// and is counted in `active` (which the reactor waits on to drain) while it is open.
+pub async fn accept_loop(
+    socket: TcpListener,
+    listener: Rc<Listener>,
+    active: Rc<Cell<usize>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if *shutdown.borrow() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            r = socket.accept() => match r {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    listener.counters().connections.bump(1);
+                    active.set(active.get() + 1);
+                    let (listener, active) = (Rc::clone(&listener), Rc::clone(&active));
+                    tokio::task::spawn_local(async move {
+                        listener.serve(stream, peer).await;
+                        listener.counters().closed.bump(1);
+                        active.set(active.get() - 1);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors or memory: back off instead of spinning.
+                    tracing::warn!(error = %e, "l4: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
