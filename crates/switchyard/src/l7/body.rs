@@ -9,6 +9,7 @@
 
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -42,7 +43,7 @@ impl RequestBody {
 /// body has been sent, or abandoned because the client went away).
 pub struct Exchange {
     pub(crate) worker: Rc<Worker>,
-    pub(crate) ctx: Rc<ConnCtx>,
+    pub(crate) ctx: Arc<ConnCtx>,
     pub(crate) route: Option<usize>,
     pub(crate) start: Instant,
     pub(crate) in_flight: Option<InFlight>,

@@ -8,3 +8,4 @@ pub mod model;
 pub mod models;
 pub mod proxy;
 pub mod route;
+pub mod tunnel;

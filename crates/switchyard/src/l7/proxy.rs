@@ -82,6 +82,17 @@ enum Reply {
         content_type: &'static str,
         body: Bytes,
     },
+    /// The backend switched protocols (WebSocket): the client gets the 101, then the two
+    /// connections are spliced.
+    Upgrade(Answer, Upgrade),
+}
+
+/// A client's request to switch protocols, kept until the backend agrees.
+struct Upgrade {
+    /// Resolves to the client connection once hyper has sent the 101.
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    /// The protocol asked for (`Upgrade: websocket`), which a 101 agrees to.
+    protocol: HeaderValue,
 }
 
 /// Which backend answered, on which connection, with which head.
@@ -134,7 +145,7 @@ impl Worker {
     /// Handles one request from a client connection; never fails (errors become responses).
     pub async fn handle(
         self: Rc<Self>,
-        ctx: Rc<ConnCtx>,
+        ctx: Arc<ConnCtx>,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -142,7 +153,7 @@ impl Worker {
         ctx.begin_request();
         let mut exchange = Exchange {
             worker: Rc::clone(&self),
-            ctx: Rc::clone(&ctx),
+            ctx: Arc::clone(&ctx),
             route: None,
             start,
             in_flight: None,
@@ -178,6 +189,23 @@ impl Worker {
                 if let Some(v) = explained.and_then(|e| HeaderValue::from_str(&e).ok()) {
                     resp.headers_mut().insert("x-switchyard-route", v);
                 }
+                resp
+            }
+            Ok(Reply::Upgrade(answer, upgrade)) => {
+                self.stats.response(exchange.route, 101);
+                // The response's hop-by-hop fields were dropped while parsing it; a 101 to a
+                // WebSocket handshake agrees to the protocol asked for.
+                let mut headers = answer.head.headers;
+                headers::to_downstream(&mut headers);
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(header::UPGRADE, upgrade.protocol.clone());
+                // The backend stays busy for the tunnel's life.
+                let in_flight = exchange.in_flight.take();
+                let idle = self.shared.config.server.client_keepalive_timeout;
+                tokio::task::spawn_local(tunnel(upgrade, answer.conn, idle, in_flight));
+                let mut resp = Response::new(ProxyBody::full(Bytes::new(), exchange));
+                *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                *resp.headers_mut() = headers;
                 resp
             }
             Err(e) => self.error_response(e, exchange),
@@ -235,10 +263,24 @@ impl Worker {
 
     async fn proxy(
         &self,
-        req: Request<Incoming>,
-        ctx: &Rc<ConnCtx>,
+        mut req: Request<Incoming>,
+        ctx: &Arc<ConnCtx>,
         exchange: &mut Exchange,
     ) -> Result<Reply, ProxyError> {
+        // A WebSocket upgrade: its `Upgrade` value goes to the backend (hop-by-hop headers are
+        // otherwise removed), and the client connection is claimed if the backend agrees.
+        let upgrade = websocket_upgrade(&req).map(|value| {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            let protocol = value.clone();
+            (
+                value,
+                Upgrade {
+                    on_upgrade,
+                    protocol,
+                },
+            )
+        });
+
         // Phase: framing. A head with both Content-Length and Transfer-Encoding is refused.
         if ctx.take_ambiguous_framing() {
             return Err(ProxyError::BadRequest(
@@ -277,6 +319,13 @@ impl Worker {
             rest: body,
         };
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
+        let mut upgrade = upgrade.map(|(value, u)| {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, value);
+            u
+        });
         if parts.uri.scheme().is_some() {
             // absolute-form (a client that treats us as a forward proxy): the target's
             // authority becomes Host, and the backend gets origin-form.
@@ -432,6 +481,11 @@ impl Worker {
                         tried += 1;
                         held = Some(answer); // answered if no other backend can be tried
                         continue;
+                    }
+                    if answer.head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(u) = upgrade.take() {
+                            return Ok(Reply::Upgrade(answer, u));
+                        }
                     }
                     return Ok(Reply::Upstream(answer));
                 }
@@ -702,6 +756,55 @@ impl Worker {
             outlier::Verdict::Keep => {}
         }
     }
+}
+
+/// The `Upgrade` value of an HTTP/1.1 WebSocket handshake (`Connection: upgrade` and
+/// `Upgrade: websocket`), if the request is one.
+fn websocket_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let has_token = |name: header::HeaderName, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket") {
+        req.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Splices the upgraded client connection and the backend's until both end, the tunnel is
+/// idle for `idle`, or a side fails. Bytes the backend sent after its 101 go first.
+async fn tunnel(
+    upgrade: Upgrade,
+    conn: Box<UpstreamConn>,
+    idle: std::time::Duration,
+    in_flight: Option<switchyard_balance::InFlight>,
+) {
+    let Ok(client) = upgrade.on_upgrade.await else {
+        return;
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let UpstreamConn { stream, buf, .. } = *conn;
+    if !buf.is_empty()
+        && tokio::io::AsyncWriteExt::write_all(&mut client, &buf)
+            .await
+            .is_err()
+    {
+        return;
+    }
+    let (ended, moved) = super::tunnel::splice(client, stream, idle).await;
+    drop(in_flight);
+    tracing::debug!(
+        ?ended,
+        up = moved.up,
+        down = moved.down,
+        "websocket tunnel closed"
+    );
 }
 
 /// The `consistent_hash` key of a request, `None` when it lacks the header or cookie.

@@ -11,14 +11,15 @@
 //! connection costs one timer wake-up per timeout period, not one per read.
 
 use crate::observe::stats::Bump;
-use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -35,60 +36,86 @@ use crate::l7::proxy::Worker;
 use crate::observe::{ErrorKind, ThreadStats};
 
 /// What one client connection's parts share (the socket wrapper, the request handler, the
-/// watchdog). Single-threaded: plain cells.
+/// watchdog). Only the connection's reactor thread touches it, but an upgraded connection's
+/// socket (WebSocket) must be `Send` for hyper, so its state is atomics and uncontended locks
+/// rather than cells: relaxed loads and stores, the same instructions on x86.
 pub struct ConnCtx {
     /// The client's IP, ready to append to `X-Forwarded-For`.
     pub client_ip: HeaderValue,
-    in_flight: Cell<u32>,
-    /// When bytes of a not yet complete request head were first seen.
-    head_started: Cell<Option<Instant>>,
-    idle_since: Cell<Instant>,
-    scanner: RefCell<HeadScanner>,
-    ambiguous: Cell<bool>,
+    /// The instant the times below count from.
+    base: Instant,
+    in_flight: AtomicU32,
+    /// When bytes of a not yet complete request head were first seen ([`NEVER`]: none).
+    head_started: AtomicU64,
+    idle_since: AtomicU64,
+    scanner: Mutex<HeadScanner>,
+    ambiguous: AtomicBool,
     header_timeout: Duration,
     keepalive_timeout: Duration,
     /// What the watchdog sleeps until, and how to wake it when a deadline moves earlier.
-    dog_deadline: Cell<Instant>,
-    dog_kicked: Cell<bool>,
-    dog_waker: RefCell<Option<Waker>>,
+    dog_deadline: AtomicU64,
+    dog_kicked: AtomicBool,
+    dog_waker: Mutex<Option<Waker>>,
     /// HTTP/2: reads are frames, not request heads (hyper's HTTP/2 state machine checks them).
-    http2: Cell<bool>,
+    http2: AtomicBool,
 }
+
+/// A time stamp that is not set.
+const NEVER: u64 = u64::MAX;
 
 impl ConnCtx {
     /// State for a connection from `peer` accepted now, with the client timeouts in force.
     pub fn new(peer: SocketAddr, header_timeout: Duration, keepalive_timeout: Duration) -> Self {
-        let now = Instant::now();
+        let base = Instant::now();
         ConnCtx {
             client_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            in_flight: Cell::new(0),
-            head_started: Cell::new(Some(now)),
-            idle_since: Cell::new(now),
-            scanner: RefCell::new(HeadScanner::default()),
-            ambiguous: Cell::new(false),
+            base,
+            in_flight: AtomicU32::new(0),
+            head_started: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            scanner: Mutex::new(HeadScanner::default()),
+            ambiguous: AtomicBool::new(false),
             header_timeout,
             keepalive_timeout,
-            dog_deadline: Cell::new(now + header_timeout),
-            dog_kicked: Cell::new(false),
-            dog_waker: RefCell::new(None),
-            http2: Cell::new(false),
+            dog_deadline: AtomicU64::new(header_timeout.as_nanos() as u64),
+            dog_kicked: AtomicBool::new(false),
+            dog_waker: Mutex::new(None),
+            http2: AtomicBool::new(false),
         }
+    }
+
+    fn stamp(&self, t: Instant) -> u64 {
+        (t.saturating_duration_since(self.base).as_nanos() as u64).min(NEVER - 1)
+    }
+
+    fn instant(&self, stamp: u64) -> Instant {
+        self.base + Duration::from_nanos(stamp)
+    }
+
+    fn head_started(&self) -> Option<Instant> {
+        let s = self.head_started.load(Relaxed);
+        (s != NEVER).then(|| self.instant(s))
+    }
+
+    fn dog_deadline(&self) -> Instant {
+        self.instant(self.dog_deadline.load(Relaxed))
     }
 
     /// A request head has been parsed and handed to the proxy.
     pub fn begin_request(&self) {
-        self.in_flight.set(self.in_flight.get() + 1);
-        self.head_started.set(None);
+        self.in_flight
+            .store(self.in_flight.load(Relaxed) + 1, Relaxed);
+        self.head_started.store(NEVER, Relaxed);
     }
 
     /// The response has been sent (or abandoned): the connection may go idle.
     pub fn end_request(&self, now: Instant) {
-        let n = self.in_flight.get().saturating_sub(1);
-        self.in_flight.set(n);
+        let n = self.in_flight.load(Relaxed).saturating_sub(1);
+        self.in_flight.store(n, Relaxed);
         if n == 0 {
-            self.idle_since.set(now);
-            self.scanner.borrow_mut().arm();
+            self.idle_since.store(self.stamp(now), Relaxed);
+            lock(&self.scanner).arm();
             self.kick_if_earlier(now + self.keepalive_timeout);
         }
     }
@@ -97,10 +124,10 @@ impl ConnCtx {
     /// configuration (keep-alive longer than the header timeout) this is rare: at most once per
     /// watchdog period, not once per request.
     fn kick_if_earlier(&self, deadline: Instant) {
-        if deadline < self.dog_deadline.get() {
-            self.dog_deadline.set(deadline);
-            self.dog_kicked.set(true);
-            if let Some(w) = self.dog_waker.borrow_mut().take() {
+        if deadline < self.dog_deadline() {
+            self.dog_deadline.store(self.stamp(deadline), Relaxed);
+            self.dog_kicked.store(true, Relaxed);
+            if let Some(w) = lock(&self.dog_waker).take() {
                 w.wake();
             }
         }
@@ -108,29 +135,35 @@ impl ConnCtx {
 
     /// Whether the head just parsed carried both Content-Length and Transfer-Encoding.
     pub fn take_ambiguous_framing(&self) -> bool {
-        self.ambiguous.replace(false)
+        self.ambiguous.swap(false, Relaxed)
     }
 
     fn on_read(&self, bytes: &[u8]) {
-        if self.http2.get() {
+        if self.http2.load(Relaxed) {
             return;
         }
-        if self.in_flight.get() == 0 && self.head_started.get().is_none() {
+        if self.in_flight.load(Relaxed) == 0 && self.head_started.load(Relaxed) == NEVER {
             let now = coarse_now();
-            self.head_started.set(Some(now));
+            self.head_started.store(self.stamp(now), Relaxed);
             self.kick_if_earlier(now + self.header_timeout);
         }
-        let mut scanner = self.scanner.borrow_mut();
+        let mut scanner = lock(&self.scanner);
         if scanner.is_armed() && scanner.feed(bytes) == Some(Verdict::Ambiguous) {
-            self.ambiguous.set(true);
+            self.ambiguous.store(true, Relaxed);
         }
     }
+}
+
+/// Locks a mutex only this connection's thread takes (never contended, never poisoned in
+/// practice; a poisoned one is used as it is).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The client socket, counting bytes and showing each read to the [`ConnCtx`].
 struct Tracked {
     stream: TcpStream,
-    ctx: Rc<ConnCtx>,
+    ctx: Arc<ConnCtx>,
     stats: Arc<ThreadStats>,
 }
 
@@ -204,11 +237,11 @@ enum Expired {
 /// What the watchdog should do at `now`: close the connection, or look again at a deadline.
 fn next_check(ctx: &ConnCtx, now: Instant) -> Result<Instant, Expired> {
     let (header, keepalive) = (ctx.header_timeout, ctx.keepalive_timeout);
-    if ctx.in_flight.get() > 0 {
+    if ctx.in_flight.load(Relaxed) > 0 {
         // An exchange in progress: its own timeouts apply; look again later.
         return Ok(now + header.min(keepalive));
     }
-    if let Some(started) = ctx.head_started.get() {
+    if let Some(started) = ctx.head_started() {
         let deadline = started + header;
         return if now >= deadline {
             Err(Expired::HeaderTimeout)
@@ -216,7 +249,7 @@ fn next_check(ctx: &ConnCtx, now: Instant) -> Result<Instant, Expired> {
             Ok(deadline)
         };
     }
-    let deadline = ctx.idle_since.get() + keepalive;
+    let deadline = ctx.instant(ctx.idle_since.load(Relaxed)) + keepalive;
     if now >= deadline {
         Err(Expired::Idle)
     } else {
@@ -224,15 +257,15 @@ fn next_check(ctx: &ConnCtx, now: Instant) -> Result<Instant, Expired> {
     }
 }
 
-async fn watchdog(ctx: Rc<ConnCtx>) -> Expired {
-    let sleep = tokio::time::sleep_until(ctx.dog_deadline.get().into());
+async fn watchdog(ctx: Arc<ConnCtx>) -> Expired {
+    let sleep = tokio::time::sleep_until(ctx.dog_deadline().into());
     tokio::pin!(sleep);
     loop {
         std::future::poll_fn(|cx| {
-            if ctx.dog_kicked.replace(false) {
+            if ctx.dog_kicked.swap(false, Relaxed) {
                 return Poll::Ready(());
             }
-            let mut slot = ctx.dog_waker.borrow_mut();
+            let mut slot = lock(&ctx.dog_waker);
             if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *slot = Some(cx.waker().clone());
             }
@@ -242,7 +275,7 @@ async fn watchdog(ctx: Rc<ConnCtx>) -> Expired {
         match next_check(&ctx, Instant::now()) {
             Err(expired) => return expired,
             Ok(deadline) => {
-                ctx.dog_deadline.set(deadline);
+                ctx.dog_deadline.store(ctx.stamp(deadline), Relaxed);
                 sleep.as_mut().reset(deadline.into());
             }
         }
@@ -280,27 +313,28 @@ pub async fn serve(
             return;
         }
     };
-    let ctx = Rc::new(ConnCtx::new(
+    let ctx = Arc::new(ConnCtx::new(
         peer,
         cfg.client_header_timeout,
         cfg.client_keepalive_timeout,
     ));
-    ctx.http2.set(http2);
+    ctx.http2.store(http2, Relaxed);
     let io = TokioIo::new(Tracked {
         stream,
-        ctx: Rc::clone(&ctx),
+        ctx: Arc::clone(&ctx),
         stats: Arc::clone(&stats),
     });
-    let (w, c) = (Rc::clone(&worker), Rc::clone(&ctx));
+    let (w, c) = (Rc::clone(&worker), Arc::clone(&ctx));
     let service = hyper::service::service_fn(move |req| {
-        let (w, c) = (Rc::clone(&w), Rc::clone(&c));
+        let (w, c) = (Rc::clone(&w), Arc::clone(&c));
         async move { Ok::<_, Infallible>(w.handle(c, req).await) }
     });
     if http2 {
         let conn = worker.http2.serve_connection(io, service);
         drive(conn, &ctx, &stats, shutdown).await;
     } else {
-        let conn = worker.http1.serve_connection(io, service);
+        // With upgrades: a WebSocket handshake hands the connection to its tunnel.
+        let conn = worker.http1.serve_connection(io, service).with_upgrades();
         drive(conn, &ctx, &stats, shutdown).await;
     }
     stats.conns_closed.bump(1);
@@ -311,10 +345,10 @@ trait Graceful: Future<Output = Result<(), hyper::Error>> {
     fn graceful(self: Pin<&mut Self>);
 }
 
-impl<I, S> Graceful for hyper::server::conn::http1::Connection<I, S>
+impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
 where
     Self: Future<Output = Result<(), hyper::Error>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming>,
     S::ResBody: 'static,
     <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -341,12 +375,12 @@ where
 /// Drives `conn` until it ends, the watchdog expires, or shutdown drains it.
 async fn drive<C: Graceful>(
     conn: C,
-    ctx: &Rc<ConnCtx>,
+    ctx: &Arc<ConnCtx>,
     stats: &Arc<ThreadStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::pin!(conn);
-    let dog = watchdog(Rc::clone(ctx));
+    let dog = watchdog(Arc::clone(ctx));
     tokio::pin!(dog);
     let mut draining = *shutdown.borrow();
     if draining {
