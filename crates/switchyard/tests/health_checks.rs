@@ -330,7 +330,12 @@ async fn a_script_past_health_timeout_fails_and_is_killed() {
     let (ok, failed) = health_counts(&proxy, 0).await;
     assert_eq!(ok, 0);
     assert!(failed >= 2, "{failed}");
-    // A sleeper started by some check is gone well before its 30 seconds.
+    // A sleeper started by some check is gone well before its 30 seconds. (On a loaded
+    // machine a check may be killed before its shell wrote the file: wait for one that did.)
+    wait_for(DEADLINE, "a check to record its pid", || async {
+        std::fs::read_to_string(&pidfile).is_ok_and(|t| t.trim().parse::<u32>().is_ok())
+    })
+    .await;
     let pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
