@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# bench/h2c.sh - HTTP/2 with prior knowledge (h2c) through switchyard and HAProxy, against an
+# nginx backend, with h2load; plus h2load straight to nginx's own h2c port ("direct"). nginx
+# speaks h2c only as a backend here (as a proxy it offers HTTP/2 over TLS only), so the proxy
+# comparison is with HAProxy (`bind ... proto h2`, one thread). Both proxies talk HTTP/1.1 to
+# the backend with keep-alive. The proxy runs on PROXY_CPU, the backend and h2load on LOAD_CPU.
+#
+# Usage: bench/h2c.sh            (builds switchyard unless SWITCHYARD_BIN is set)
+# Knobs (default): SWITCHYARD_BIN, ROUNDS=2, DURATION=10 (s), WARMUP=2 (s), CLIENTS=16,
+#   STREAMS=10 (concurrent streams per client), BASE_PORT=29180, PROXY_CPU=0, LOAD_CPU=1.
+# Prints a markdown table: req/s (mean over rounds), ratio to HAProxy and to direct, and
+# h2load's mean request time. Missing tools (nginx, haproxy, h2load) are apt-get installed as
+# root. Every process started here is killed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2}
+CLIENTS=${CLIENTS:-16} STREAMS=${STREAMS:-10} BASE_PORT=${BASE_PORT:-29180}
+PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
+BACKEND=$BASE_PORT DIRECT=$((BASE_PORT + 1)) SY=$((BASE_PORT + 2)) HA=$((BASE_PORT + 3))
+
+die() { echo "h2c.sh: $*" >&2; exit 1; }
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+missing=()
+command -v nginx >/dev/null || missing+=(nginx)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]}"
+  apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+if [ -z "${SWITCHYARD_BIN:-}" ]; then
+  cargo build --release -q -p switchyard
+  SWITCHYARD_BIN=${CARGO_TARGET_DIR:-target}/release/switchyard
+fi
+[ -x "$SWITCHYARD_BIN" ] || die "no switchyard binary at $SWITCHYARD_BIN"
+
+T=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+start() { # start CPU CMD...: in its own process group, pinned
+  local cpu=$1; shift
+  taskset -c "$cpu" setsid "$@" >>"$T/procs.log" 2>&1 </dev/null &
+  pids+=($!)
+}
+
+body=$(printf 'x%.0s' $(seq 1 128))
+cat >"$T/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $T/nginx.pid;
+error_log $T/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$BACKEND;
+    listen 127.0.0.1:$DIRECT http2;
+    location / { return 200 "$body"; }
+  }
+}
+NGINX
+cat >"$T/haproxy.cfg" <<HAPROXY
+global
+  nbthread 1
+  maxconn 5000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$HA proto h2
+  default_backend b
+backend b
+  server s1 127.0.0.1:$BACKEND
+HAPROXY
+
+start "$LOAD_CPU" nginx -c "$T/nginx.conf"
+start "$PROXY_CPU" "$SWITCHYARD_BIN" proxy --listen "127.0.0.1:$SY" --to "127.0.0.1:$BACKEND" --threads 1
+start "$PROXY_CPU" haproxy -f "$T/haproxy.cfg"
+for port in $DIRECT $SY $HA; do
+  ok=
+  for _ in $(seq 1 100); do
+    if h2load -n 1 -c 1 "http://127.0.0.1:$port/" 2>/dev/null | grep -q '1 succeeded'; then ok=1; break; fi
+    sleep 0.1
+  done
+  [ -n "$ok" ] || die "nothing answers h2c on port $port (see $T/procs.log)"
+done
+
+declare -A total count mean_ms
+systems=(direct switchyard haproxy)
+port_of() { case $1 in direct) echo "$DIRECT" ;; switchyard) echo "$SY" ;; haproxy) echo "$HA" ;; esac; }
+for round in $(seq 1 "$ROUNDS"); do
+  order=("${systems[@]}")
+  [ $((round % 2)) -eq 0 ] && order=(haproxy switchyard direct)
+  for s in "${order[@]}"; do
+    out=$(taskset -c "$LOAD_CPU" h2load -c "$CLIENTS" -m "$STREAMS" -D "$DURATION" \
+      --warm-up-time "$WARMUP" "http://127.0.0.1:$(port_of "$s")/" 2>&1)
+    rps=$(sed -n 's/.*finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
+    failed=$(sed -n 's/.* \([0-9]*\) failed,.*/\1/p' <<<"$out" | head -1)
+    mean=$(awk '/^time for request:/ { print $6 }' <<<"$out")
+    [ -n "$rps" ] || die "h2load said nothing usable for $s: $out"
+    log "round $round $s: $rps req/s, mean request $mean, failed ${failed:-?}"
+    total[$s]=$(awk -v a="${total[$s]:-0}" -v b="$rps" 'BEGIN { print a + b }')
+    count[$s]=$(( ${count[$s]:-0} + 1 ))
+    mean_ms[$s]="$mean"
+  done
+done
+
+avg() { awk -v t="${total[$1]}" -v n="${count[$1]}" 'BEGIN { printf "%.0f", t / n }'; }
+echo "| system | req/s | vs HAProxy | vs direct | mean request time (last round) |"
+echo "|---|--:|--:|--:|--:|"
+for s in "${systems[@]}"; do
+  printf '| %s | %s | %.2fx | %.2fx | %s |\n' "$s" "$(avg "$s")" \
+    "$(awk -v a="$(avg "$s")" -v b="$(avg haproxy)" 'BEGIN { print a / b }')" \
+    "$(awk -v a="$(avg "$s")" -v b="$(avg direct)" 'BEGIN { print a / b }')" \
+    "${mean_ms[$s]}"
+done
+echo
+echo "h2load -c $CLIENTS -m $STREAMS -D $DURATION --warm-up-time $WARMUP; rounds: $ROUNDS; proxy on CPU $PROXY_CPU, nginx and h2load on CPU $LOAD_CPU; $(date -u +%F)"
