@@ -1,8 +1,9 @@
 //! `protocol = tcp`: accept a client, connect to a backend, copy bytes both ways.
 //!
 //! A tunnel is two copy loops (client to backend, backend to client) in one task, each with
-//! its own [`BUFFER_BYTES`] buffer, so a tunnel holds at most that much per direction however
-//! fast one side sends and however slowly the other reads. When one side ends its stream
+//! its own buffer: [`START_BUFFER_BYTES`], grown to [`BUFFER_BYTES`] the first time a read
+//! fills it, so a tunnel holds at most that much per direction however fast one side sends and
+//! however slowly the other reads, and an idle one little. When one side ends its stream
 //! (EOF), the write half of the other side is shut down and the opposite direction goes on
 //! until it ends too (half-close), so request/response protocols that signal "done" by
 //! closing their write side work. An error on either side closes both; so does
@@ -27,7 +28,10 @@ use crate::server::Shared;
 use crate::upstream::directory::Backend;
 
 /// Bytes buffered per direction of a tunnel.
-pub const BUFFER_BYTES: usize = 16 * 1024;
+pub const BUFFER_BYTES: usize = 64 * 1024;
+/// What a direction's buffer starts at; it grows to [`BUFFER_BYTES`] once a read fills it
+/// (a bulk transfer), so a quiet tunnel costs little.
+pub const START_BUFFER_BYTES: usize = 8 * 1024;
 
 /// One `[l4 NAME]` listener as one reactor thread runs it: its backend group, its own
 /// balancer instance and the thread's counters.
@@ -217,9 +221,13 @@ async fn pipe(
     last: &Cell<Instant>,
     count: impl Fn(u64),
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; BUFFER_BYTES];
+    let mut buf = vec![0u8; START_BUFFER_BYTES];
     loop {
         let n = from.read(&mut buf).await?;
+        if n == buf.len() && buf.len() < BUFFER_BYTES {
+            // A full read: more is waiting. Larger reads and writes halve the system calls.
+            buf.resize(BUFFER_BYTES, 0);
+        }
         if n == 0 {
             to.shutdown().await?;
             return Ok(());
