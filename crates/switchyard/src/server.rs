@@ -474,12 +474,14 @@ fn reactor(
         };
         let _ = shutdown.wait_for(|v| *v).await;
         let deadline = Instant::now() + shared.config.server.drain_timeout;
-        while active.get() > 0 && Instant::now() < deadline {
+        // Upgraded (WebSocket) connections left hyper's hands: their tunnels are counted apart.
+        let open = || active.get() + worker.tunnels.get();
+        while open() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if active.get() > 0 {
+        if open() > 0 {
             tracing::warn!(
-                connections = active.get(),
+                connections = open(),
                 "reactor {index}: drain timeout, closing remaining connections"
             );
         }

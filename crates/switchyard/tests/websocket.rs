@@ -139,3 +139,32 @@ async fn an_idle_tunnel_is_closed() {
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_open_tunnel_finish() {
+    let proxy = proxy::new().to(backend(true).await).start();
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    c.write_all(HANDSHAKE).await.unwrap();
+    let (head, mut early) = read_head(&mut c).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    proxy.shutdown();
+    // Draining: the tunnel still carries bytes both ways.
+    c.write_all(b"after shutdown").await.unwrap();
+    let want = b"helloafter shutdown".len();
+    while early.len() < want {
+        let mut b = [0u8; 64];
+        let n = c.read(&mut b).await.unwrap();
+        assert!(n > 0, "tunnel closed during the drain");
+        early.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(early, b"helloafter shutdown");
+    // The client leaves; the server's threads then end (well before the 5 s drain timeout).
+    drop(c);
+    let started = tokio::time::Instant::now();
+    proxy.join().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

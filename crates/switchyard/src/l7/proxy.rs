@@ -40,6 +40,8 @@ pub struct Worker {
     pub(crate) pool: Pool,
     /// Response-header deadlines, expired by the reactor's ticker.
     pub(crate) deadlines: Deadlines,
+    /// WebSocket tunnels open on this thread (drained on shutdown like connections).
+    pub(crate) tunnels: std::cell::Cell<usize>,
     balancers: RefCell<Vec<Box<dyn Balancer>>>,
     /// Seeds the balancers (rebuilt when their group's members change).
     seed: u64,
@@ -137,6 +139,7 @@ impl Worker {
             membership: RefCell::new(Rc::new(membership)),
             retry_tokens: std::cell::Cell::new(RETRY_BURST),
             deadlines: Deadlines::default(),
+            tunnels: std::cell::Cell::new(0),
             http1,
             shared,
         }
@@ -202,7 +205,12 @@ impl Worker {
                 // The backend stays busy for the tunnel's life.
                 let in_flight = exchange.in_flight.take();
                 let idle = self.shared.config.server.client_keepalive_timeout;
-                tokio::task::spawn_local(tunnel(upgrade, answer.conn, idle, in_flight));
+                let worker = Rc::clone(&self);
+                worker.tunnels.set(worker.tunnels.get() + 1);
+                tokio::task::spawn_local(async move {
+                    tunnel(upgrade, answer.conn, idle, in_flight).await;
+                    worker.tunnels.set(worker.tunnels.get() - 1);
+                });
                 let mut resp = Response::new(ProxyBody::full(Bytes::new(), exchange));
                 *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
                 *resp.headers_mut() = headers;
