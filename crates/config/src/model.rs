@@ -353,6 +353,8 @@ pub struct RouteConfig {
     pub hash_key: HashKey,
     /// `explain`: add an `x-switchyard-route` response header saying why the backend was picked.
     pub explain: bool,
+    /// `max_websockets`: WebSocket tunnels open at once on this route; 0 refuses upgrades.
+    pub max_websockets: u32,
 }
 
 /// The request property that `consistent_hash` keeps on one backend (`hash_key`).

@@ -145,6 +145,15 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
                 String::new()
             },
         ),
+        // The default is left out.
+        (
+            "max_websockets",
+            if r.max_websockets == crate::sections::DEFAULT_MAX_WEBSOCKETS {
+                String::new()
+            } else {
+                r.max_websockets.to_string()
+            },
+        ),
     ]
 }
 

@@ -66,6 +66,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "hash_key",
     "versions",
     "explain",
+    "max_websockets",
 ];
 /// The keys of `[l4 NAME]`, in the order they are rendered.
 pub(crate) const L4_KEYS: &[&str] = &[
@@ -91,6 +92,10 @@ pub(crate) const MAX_UPSTREAM_KEEPALIVE: u64 = 65_536;
 pub(crate) const MAX_HEALTH_JITTER: u64 = 50;
 /// The most `max_registered_backends` accepts.
 pub(crate) const MAX_REGISTERED_BACKENDS: u64 = 4096;
+/// The default `max_websockets`.
+pub(crate) const DEFAULT_MAX_WEBSOCKETS: u32 = 10_000;
+/// The most `max_websockets` accepts.
+pub(crate) const MAX_WEBSOCKETS: u64 = 1_000_000;
 /// The most `weight` accepts.
 pub(crate) const MAX_WEIGHT: u64 = 10_000;
 
@@ -414,6 +419,11 @@ pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
         hash_key: r.value("hash_key", HashKey::default(), |s| s.parse()),
         versions: r.value("versions", Vec::new(), crate::versions::parse_versions),
         explain: r.value("explain", false, boolean),
+        max_websockets: r.value(
+            "max_websockets",
+            DEFAULT_MAX_WEBSOCKETS,
+            number(0, MAX_WEBSOCKETS),
+        ),
     };
     // A route open to registered backends may start with none of its own.
     let mut config = config;

@@ -82,6 +82,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str)
         balancer: bal.into(),
         hash_key: HashKey::default(),
         explain: false,
+        max_websockets: 10_000,
         discovery: false,
         versions: Vec::new(),
     }

@@ -254,6 +254,7 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
                     backends,
                     balancer: balancer.to_string(),
                     explain: hash_key != HashKey::ClientIp,
+                    max_websockets: if discovery { 0 } else { 10_000 },
                     hash_key,
                     discovery,
                     versions: if versions.is_empty() {

@@ -217,6 +217,7 @@ pub fn quick_config(
             balancer: balancer.into(),
             hash_key: Default::default(),
             explain: false,
+            max_websockets: 10_000,
             discovery: false,
             versions: Vec::new(),
         }],

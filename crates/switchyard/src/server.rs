@@ -44,6 +44,8 @@ pub struct Shared {
     /// share what it shares, such as `prefix_cache`'s index), with the directory version it
     /// was built for.
     pub prototypes: Vec<std::sync::Mutex<(u64, Box<dyn switchyard_balance::Balancer>)>>,
+    /// Per route, WebSocket tunnels open (or being set up) on every thread.
+    pub websockets: Vec<std::sync::atomic::AtomicU32>,
     /// Per route, its backend group's settings.
     pub groups: Vec<Group>,
     /// The routing table.
@@ -326,6 +328,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .collect(),
         health: (0..directory.capacity())
             .map(|_| Default::default())
+            .collect(),
+        websockets: config
+            .routes
+            .iter()
+            .map(|_| std::sync::atomic::AtomicU32::new(0))
             .collect(),
         prototypes: config
             .routes

@@ -168,3 +168,33 @@ async fn shutdown_lets_an_open_tunnel_finish() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_holds_at_most_max_websockets_tunnels() {
+    let proxy = proxy::new()
+        .to(backend(true).await)
+        .max_websockets(1)
+        .start();
+    let mut first = TcpStream::connect(proxy.addr()).await.unwrap();
+    first.write_all(HANDSHAKE).await.unwrap();
+    let (head, _) = read_head(&mut first).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    // The route is full: the next handshake is refused before reaching a backend.
+    let mut second = TcpStream::connect(proxy.addr()).await.unwrap();
+    second.write_all(HANDSHAKE).await.unwrap();
+    let (head, _) = read_head(&mut second).await;
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(
+        head.contains("x-switchyard-error: websocket_limit"),
+        "{head}"
+    );
+    proxy.expect_errors("websocket_limit", 1).await;
+    // The first one closes: its slot is free again.
+    drop(first);
+    support::wait_for(support::DEADLINE, "a new tunnel to be accepted", || async {
+        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+        c.write_all(HANDSHAKE).await.unwrap();
+        read_head(&mut c).await.0.starts_with("http/1.1 101")
+    })
+    .await;
+}

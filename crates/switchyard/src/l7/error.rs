@@ -61,6 +61,13 @@ pub enum ProxyError {
         /// The models the route serves.
         served: Vec<String>,
     },
+    /// The route has `max_websockets` tunnels open already.
+    TooManyWebSockets {
+        /// The route's name.
+        route: String,
+        /// Its limit.
+        max: u32,
+    },
 }
 
 impl ProxyError {
@@ -76,6 +83,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
             ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            ProxyError::TooManyWebSockets { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -91,6 +99,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
             ProxyError::ClientAborted => ErrorKind::ClientError,
             ProxyError::UnknownModel { .. } => ErrorKind::UnknownModel,
+            ProxyError::TooManyWebSockets { .. } => ErrorKind::WebSocketLimit,
         }
     }
 
@@ -117,6 +126,9 @@ impl ProxyError {
             }
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => "400 Bad Request\n",
             ProxyError::UnknownModel { .. } => "404 Not Found: unknown model\n",
+            ProxyError::TooManyWebSockets { .. } => {
+                "503 Service Unavailable: too many WebSocket connections\n"
+            }
         }
     }
 }
@@ -146,6 +158,12 @@ impl fmt::Display for ProxyError {
             ProxyError::BadRequest(why) => write!(f, "bad request: {why}"),
             ProxyError::ClientAborted => write!(f, "the client's request body broke off"),
             ProxyError::UnknownModel { model, .. } => write!(f, "unknown model {model:?}"),
+            ProxyError::TooManyWebSockets { route, max } => {
+                write!(
+                    f,
+                    "route {route:?}: {max} WebSocket tunnels open (max_websockets)"
+                )
+            }
         }
     }
 }

@@ -95,6 +95,40 @@ struct Upgrade {
     on_upgrade: hyper::upgrade::OnUpgrade,
     /// The protocol asked for (`Upgrade: websocket`), which a 101 agrees to.
     protocol: HeaderValue,
+    /// The route's tunnel count, taken for this one (released when this is dropped).
+    slot: Option<TunnelSlot>,
+}
+
+/// One of a route's `max_websockets` tunnels, held from the handshake to the tunnel's end.
+struct TunnelSlot {
+    shared: Arc<Shared>,
+    route: usize,
+}
+
+impl TunnelSlot {
+    /// Takes a slot of `route`, or says the route is full.
+    fn take(shared: &Arc<Shared>, route: usize) -> Result<Self, ProxyError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let max = shared.config.routes[route].max_websockets;
+        let open = &shared.websockets[route];
+        if open.fetch_add(1, Relaxed) >= max {
+            open.fetch_sub(1, Relaxed);
+            return Err(ProxyError::TooManyWebSockets {
+                route: shared.config.routes[route].name.clone(),
+                max,
+            });
+        }
+        Ok(TunnelSlot {
+            shared: Arc::clone(shared),
+            route,
+        })
+    }
+}
+
+impl Drop for TunnelSlot {
+    fn drop(&mut self) {
+        self.shared.websockets[self.route].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Which backend answered, on which connection, with which head.
@@ -285,6 +319,7 @@ impl Worker {
                 Upgrade {
                     on_upgrade,
                     protocol,
+                    slot: None,
                 },
             )
         });
@@ -327,13 +362,17 @@ impl Worker {
             rest: body,
         };
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
-        let mut upgrade = upgrade.map(|(value, u)| {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, value);
-            u
-        });
+        let mut upgrade = match upgrade {
+            None => None,
+            Some((value, mut u)) => {
+                u.slot = Some(TunnelSlot::take(&self.shared, route)?);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                parts.headers.insert(header::UPGRADE, value);
+                Some(u)
+            }
+        };
         if parts.uri.scheme().is_some() {
             // absolute-form (a client that treats us as a forward proxy): the target's
             // authority becomes Host, and the backend gets origin-form.
@@ -793,7 +832,10 @@ async fn tunnel(
     idle: std::time::Duration,
     in_flight: Option<switchyard_balance::InFlight>,
 ) {
-    let Ok(client) = upgrade.on_upgrade.await else {
+    let Upgrade {
+        on_upgrade, slot, ..
+    } = upgrade;
+    let Ok(client) = on_upgrade.await else {
         return;
     };
     let mut client = hyper_util::rt::TokioIo::new(client);
@@ -807,6 +849,7 @@ async fn tunnel(
     }
     let (ended, moved) = super::tunnel::splice(client, stream, idle).await;
     drop(in_flight);
+    drop(slot);
     tracing::debug!(
         ?ended,
         up = moved.up,

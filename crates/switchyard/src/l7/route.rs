@@ -121,6 +121,7 @@ mod tests {
             balancer: "round_robin".into(),
             hash_key: Default::default(),
             explain: false,
+            max_websockets: 10_000,
             discovery: false,
             versions: Vec::new(),
         }

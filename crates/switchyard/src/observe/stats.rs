@@ -52,11 +52,13 @@ pub enum ErrorKind {
     UnknownModel,
     /// A connection's first bytes were no protocol served on its listener (closed).
     UnknownProtocol,
+    /// A WebSocket upgrade found its route at `max_websockets` (503).
+    WebSocketLimit,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -69,6 +71,7 @@ impl ErrorKind {
         ErrorKind::ClientError,
         ErrorKind::UnknownModel,
         ErrorKind::UnknownProtocol,
+        ErrorKind::WebSocketLimit,
     ];
 
     /// The name used in `/stats`.
@@ -86,6 +89,7 @@ impl ErrorKind {
             ErrorKind::ClientError => "client_error",
             ErrorKind::UnknownModel => "unknown_model",
             ErrorKind::UnknownProtocol => "unknown_protocol",
+            ErrorKind::WebSocketLimit => "websocket_limit",
         }
     }
 

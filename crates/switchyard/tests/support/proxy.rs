@@ -117,9 +117,18 @@ impl Builder {
             balancer: balancer.into(),
             hash_key: Default::default(),
             explain: false,
+            max_websockets: 10_000,
             discovery: false,
             versions: Vec::new(),
         });
+        self
+    }
+
+    /// Sets `max_websockets` on the route added last.
+    pub fn max_websockets(mut self, max: u32) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            r.max_websockets = max;
+        }
         self
     }
 
