@@ -310,8 +310,11 @@ fn the_docs_complete_example_is_valid() {
     let (heading, example) = &doc_blocks()[0];
     assert_eq!(heading, "## Complete example");
     let config = parse(example, "config.md").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.backends.len(), 4);
+    assert_eq!(config.backends.len(), 5);
     assert_eq!(config.routes.len(), 3);
+    assert_eq!(config.l4.len(), 1);
+    let chat = config.route("chat").unwrap();
+    assert!(chat.discovery && chat.versions.len() == 1 && chat.balancer == "prefix_cache");
 }
 
 #[test]
