@@ -19,36 +19,9 @@ CLIENTS=${CLIENTS:-16} STREAMS=${STREAMS:-10} BASE_PORT=${BASE_PORT:-29180}
 PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
 BACKEND=$BASE_PORT DIRECT=$((BASE_PORT + 1)) SY=$((BASE_PORT + 2)) HA=$((BASE_PORT + 3))
 
-die() { echo "h2c.sh: $*" >&2; exit 1; }
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
-missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v h2load >/dev/null || missing+=(nghttp2-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]}"
-  apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2
-fi
-
-if [ -z "${SWITCHYARD_BIN:-}" ]; then
-  cargo build --release -q -p switchyard
-  SWITCHYARD_BIN=${CARGO_TARGET_DIR:-target}/release/switchyard
-fi
-[ -x "$SWITCHYARD_BIN" ] || die "no switchyard binary at $SWITCHYARD_BIN"
-
-T=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-start() { # start CPU CMD...: in its own process group, pinned
-  local cpu=$1; shift
-  taskset -c "$cpu" setsid "$@" >>"$T/procs.log" 2>&1 </dev/null &
-  pids+=($!)
-}
+NAME=h2c.sh TOOLS="nginx:nginx haproxy:haproxy h2load:nghttp2-client"
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 body=$(printf 'x%.0s' $(seq 1 128))
 cat >"$T/nginx.conf" <<NGINX
@@ -96,7 +69,7 @@ for port in $DIRECT $SY $HA; do
   [ -n "$ok" ] || die "nothing answers h2c on port $port (see $T/procs.log)"
 done
 
-declare -A total count mean_ms
+declare -A mean_ms
 systems=(direct switchyard haproxy)
 port_of() { case $1 in direct) echo "$DIRECT" ;; switchyard) echo "$SY" ;; haproxy) echo "$HA" ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
@@ -110,19 +83,16 @@ for round in $(seq 1 "$ROUNDS"); do
     mean=$(awk '/^time for request:/ { print $6 }' <<<"$out")
     [ -n "$rps" ] || die "h2load said nothing usable for $s: $out"
     log "round $round $s: $rps req/s, mean request $mean, failed ${failed:-?}"
-    total[$s]=$(awk -v a="${total[$s]:-0}" -v b="$rps" 'BEGIN { print a + b }')
-    count[$s]=$(( ${count[$s]:-0} + 1 ))
+    add_sample "$s" "$rps"
     mean_ms[$s]="$mean"
   done
 done
 
-avg() { awk -v t="${total[$1]}" -v n="${count[$1]}" 'BEGIN { printf "%.0f", t / n }'; }
 echo "| system | req/s | vs HAProxy | vs direct | mean request time (last round) |"
 echo "|---|--:|--:|--:|--:|"
 for s in "${systems[@]}"; do
   printf '| %s | %s | %.2fx | %.2fx | %s |\n' "$s" "$(avg "$s")" \
-    "$(awk -v a="$(avg "$s")" -v b="$(avg haproxy)" 'BEGIN { print a / b }')" \
-    "$(awk -v a="$(avg "$s")" -v b="$(avg direct)" 'BEGIN { print a / b }')" \
+    "$(ratio "$(avg "$s")" "$(avg haproxy)")" "$(ratio "$(avg "$s")" "$(avg direct)")" \
     "${mean_ms[$s]}"
 done
 echo

@@ -15,34 +15,9 @@ PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
 SERVER=$BASE_PORT SY=$((BASE_PORT + 1)) HA=$((BASE_PORT + 2)) SY_HTTP=$((BASE_PORT + 3))
 SY_ADMIN=$((BASE_PORT + 4))
 
-die() { echo "tcp.sh: $*" >&2; exit 1; }
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
-missing=()
-command -v iperf3 >/dev/null || missing+=(iperf3)
-command -v haproxy >/dev/null || missing+=(haproxy)
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]}"
-  apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2
-fi
-if [ -z "${SWITCHYARD_BIN:-}" ]; then
-  cargo build --release -q -p switchyard
-  SWITCHYARD_BIN=${CARGO_TARGET_DIR:-target}/release/switchyard
-fi
-[ -x "$SWITCHYARD_BIN" ] || die "no switchyard binary at $SWITCHYARD_BIN"
-
-T=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-start() { # start CPU CMD...: in its own process group, pinned
-  local cpu=$1; shift
-  taskset -c "$cpu" setsid "$@" >>"$T/procs.log" 2>&1 </dev/null &
-  pids+=($!)
-}
+NAME=tcp.sh TOOLS="iperf3:iperf3 haproxy:haproxy"
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 cat >"$T/switchyard.ini" <<INI
 [server]
@@ -79,7 +54,6 @@ start "$PROXY_CPU" "$SWITCHYARD_BIN" run --config "$T/switchyard.ini"
 start "$PROXY_CPU" haproxy -f "$T/haproxy.cfg"
 sleep 1
 
-declare -A total count
 systems=(direct switchyard haproxy)
 port_of() { case $1 in direct) echo "$SERVER" ;; switchyard) echo "$SY" ;; haproxy) echo "$HA" ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
@@ -90,18 +64,15 @@ for round in $(seq 1 "$ROUNDS"); do
     mibs=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "MBytes/sec") print $(i - 1) }' <<<"$out")
     [ -n "$mibs" ] || die "iperf3 said nothing usable for $s: $out"
     log "round $round $s: $mibs MiB/s"
-    total[$s]=$(awk -v a="${total[$s]:-0}" -v b="$mibs" 'BEGIN { print a + b }')
-    count[$s]=$(( ${count[$s]:-0} + 1 ))
+    add_sample "$s" "$mibs"
   done
 done
 
-avg() { awk -v t="${total[$1]}" -v n="${count[$1]}" 'BEGIN { printf "%.0f", t / n }'; }
 echo "| system | MiB/s | vs HAProxy | vs direct |"
 echo "|---|--:|--:|--:|"
 for s in "${systems[@]}"; do
   printf '| %s | %s | %.2fx | %.2fx |\n' "$s" "$(avg "$s")" \
-    "$(awk -v a="$(avg "$s")" -v b="$(avg haproxy)" 'BEGIN { print a / b }')" \
-    "$(awk -v a="$(avg "$s")" -v b="$(avg direct)" 'BEGIN { print a / b }')"
+    "$(ratio "$(avg "$s")" "$(avg haproxy)")" "$(ratio "$(avg "$s")" "$(avg direct)")"
 done
 echo
 echo "iperf3 -t $DURATION, one stream; rounds: $ROUNDS; proxy on CPU $PROXY_CPU, iperf3 on CPU $LOAD_CPU; $(date -u +%F)"

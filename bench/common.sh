@@ -1,0 +1,45 @@
+# bench/common.sh - shared by bench/h2c.sh and bench/tcp.sh (sourced, not run). Defines
+# die/log, installs missing tools, finds or builds switchyard, and starts pinned processes in
+# their own process groups, all killed on exit, in a temp dir $T removed on exit.
+#
+# Before sourcing, set NAME (for messages) and TOOLS: "command:package" pairs.
+
+die() { echo "$NAME: $*" >&2; exit 1; }
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+missing=()
+for pair in $TOOLS; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]}"
+  apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+if [ -z "${SWITCHYARD_BIN:-}" ]; then
+  cargo build --release -q -p switchyard
+  SWITCHYARD_BIN=${CARGO_TARGET_DIR:-target}/release/switchyard
+fi
+[ -x "$SWITCHYARD_BIN" ] || die "no switchyard binary at $SWITCHYARD_BIN"
+
+T=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+start() { # start CPU CMD...: in its own process group, pinned
+  local cpu=$1; shift
+  taskset -c "$cpu" setsid "$@" >>"$T/procs.log" 2>&1 </dev/null &
+  pids+=($!)
+}
+
+# avg NAME: the mean of the values added with add_sample NAME VALUE.
+declare -A total count
+add_sample() {
+  total[$1]=$(awk -v a="${total[$1]:-0}" -v b="$2" 'BEGIN { print a + b }')
+  count[$1]=$(( ${count[$1]:-0} + 1 ))
+}
+avg() { awk -v t="${total[$1]}" -v n="${count[$1]}" 'BEGIN { printf "%.0f", t / n }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
