@@ -1,6 +1,6 @@
 //! The shared, lock-free state of one backend.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Weight of a new latency sample in the moving average (the rest is the old average).
@@ -15,9 +15,8 @@ pub const PEAK_EWMA_DECAY_MS: f64 = 10_000.0;
 /// All fields are atomics updated with relaxed ordering: they are statistics that guide choices,
 /// not synchronisation, so a slightly stale read is harmless and no lock is ever taken.
 ///
-/// Up/down is passive: [`record_connect_failure`](Self::record_connect_failure) counts
-/// consecutive failures and, at a threshold, marks the backend down until a time on the caller's
-/// clock; [`record_success`](Self::record_success) resets the count.
+/// Up/down is set from outside: passive health (see [`crate::outlier`]) and active checks mark
+/// the backend down until a time on the caller's clock.
 #[derive(Debug)]
 pub struct BackendState {
     name: String,
@@ -25,7 +24,6 @@ pub struct BackendState {
     in_flight: AtomicU64,
     /// EWMA of latency in microseconds, as `f64` bits; 0 until the first sample.
     ewma_us: AtomicU64,
-    consecutive_failures: AtomicU32,
     /// Down until this time (caller's milliseconds); 0 when up.
     down_until_ms: AtomicU64,
     /// Peak-EWMA of response latency in microseconds, as `f64` bits; 0 until the first sample.
@@ -82,7 +80,6 @@ impl BackendState {
             weight: weight.max(1),
             in_flight: AtomicU64::new(0),
             ewma_us: AtomicU64::new(0f64.to_bits()),
-            consecutive_failures: AtomicU32::new(0),
             down_until_ms: AtomicU64::new(0),
             peak_ewma_us: AtomicU64::new(0f64.to_bits()),
             peak_ewma_at_ms: AtomicU64::new(0),
@@ -126,45 +123,16 @@ impl BackendState {
         !self.is_available(now_ms)
     }
 
-    /// Records a failed connection attempt at `now_ms`. After `threshold` consecutive failures
-    /// (0 disables marking down) the backend is down for `down_for_ms`. Returns `true` when this
-    /// call is the one that marked it down.
-    pub fn record_connect_failure(&self, now_ms: u64, threshold: u32, down_for_ms: u64) -> bool {
-        let failures = self
-            .consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        if threshold == 0 || failures < threshold {
-            return false;
-        }
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-        let until = now_ms.saturating_add(down_for_ms.max(1));
-        // fetch_max: never shortens a longer mark (an active health check's "until it passes").
-        let previous = self.down_until_ms.fetch_max(until, Ordering::Relaxed);
-        previous == 0 || previous <= now_ms
-    }
-
-    /// Records a successful exchange: the consecutive-failure count starts again from zero.
-    pub fn record_success(&self) {
-        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Marks the backend down until `until_ms` (an operator action or an active health check).
+    /// Marks the backend down until `until_ms` (an ejection or an active health check). Never
+    /// shortens a longer mark: an ejection does not end a health check's "until it passes".
     pub fn mark_down_until(&self, until_ms: u64) {
-        self.down_until_ms.store(until_ms.max(1), Ordering::Relaxed);
+        self.down_until_ms
+            .fetch_max(until_ms.max(1), Ordering::Relaxed);
     }
 
     /// Marks the backend up at once.
     pub fn mark_up(&self) {
         self.down_until_ms.store(0, Ordering::Relaxed);
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-    }
-
-    /// Consecutive connect failures since the last success or the last time it was marked down.
-    pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures.load(Ordering::Relaxed)
     }
 
     /// Feeds one latency sample, in microseconds, into the moving average.
@@ -326,37 +294,6 @@ mod tests {
         assert_eq!(b.in_flight(), 1);
         drop(g2);
         assert_eq!(b.in_flight(), 0);
-    }
-
-    #[test]
-    fn down_after_threshold_then_up_after_timeout() {
-        let b = BackendState::new("a", 1);
-        assert!(!b.record_connect_failure(1_000, 3, 10_000));
-        assert!(!b.record_connect_failure(1_001, 3, 10_000));
-        assert!(b.is_available(1_002));
-        assert!(b.record_connect_failure(1_002, 3, 10_000));
-        assert!(b.is_down(1_003));
-        assert!(b.is_down(11_001));
-        assert!(b.is_available(11_002));
-    }
-
-    #[test]
-    fn success_resets_failure_count() {
-        let b = BackendState::new("a", 1);
-        b.record_connect_failure(0, 3, 100);
-        b.record_connect_failure(0, 3, 100);
-        b.record_success();
-        assert!(!b.record_connect_failure(0, 3, 100));
-        assert!(b.is_available(0));
-    }
-
-    #[test]
-    fn threshold_zero_never_marks_down() {
-        let b = BackendState::new("a", 1);
-        for t in 0..100 {
-            assert!(!b.record_connect_failure(t, 0, 100));
-        }
-        assert!(b.is_available(100));
     }
 
     #[test]

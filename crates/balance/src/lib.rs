@@ -39,7 +39,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy)]
 pub struct PickContext<'a> {
     /// Milliseconds on the caller's monotonic clock; compared with the times given to
-    /// [`BackendState::record_connect_failure`].
+    /// [`BackendState::mark_down_until`].
     pub now_ms: u64,
     /// Indices (into the slice given to [`Balancer::pick`]) that must not be chosen, for
     /// instance a backend that just refused the connection this request is being retried after.

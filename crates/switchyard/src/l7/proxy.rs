@@ -598,7 +598,6 @@ impl Worker {
                     let micros = exchange.start.elapsed().as_micros() as u64;
                     bstats.latency.record(micros);
                     state.observe_latency_us(micros);
-                    state.record_success();
                     if outlier::is_failure_status(head.status.as_u16()) {
                         self.backend_failed(backend, members, &head.status);
                     } else {
