@@ -225,6 +225,40 @@ pub struct BackendConfig {
     pub models: Vec<ModelId>,
     /// `health`: the active health check, if any.
     pub health: Option<HealthCheck>,
+    /// `protocol`: how requests are sent to this backend.
+    pub protocol: BackendProtocol,
+}
+
+/// A `[backend NAME]` section's `protocol`: what the proxy speaks to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum BackendProtocol {
+    /// `http1`: HTTP/1.1 over a pool of keep-alive connections (the default).
+    #[default]
+    Http1,
+    /// `h2c`: HTTP/2 with prior knowledge, every request a stream of one multiplexed
+    /// connection per reactor thread. Needed for gRPC (trailers).
+    H2c,
+}
+
+impl std::fmt::Display for BackendProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendProtocol::Http1 => "http1",
+            BackendProtocol::H2c => "h2c",
+        })
+    }
+}
+
+impl std::str::FromStr for BackendProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "http1" => Ok(BackendProtocol::Http1),
+            "h2c" => Ok(BackendProtocol::H2c),
+            _ => Err("expected `http1` or `h2c`".to_string()),
+        }
+    }
 }
 
 /// A model a backend serves: `name` or `name@version`.

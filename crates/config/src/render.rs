@@ -101,6 +101,7 @@ pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
                 .map(format_duration)
                 .unwrap_or_default(),
         ),
+        ("protocol", b.protocol.to_string()),
     ]
 }
 

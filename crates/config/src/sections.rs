@@ -8,9 +8,9 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, HashKey, HealthCheck, L4Config, L4Protocol, MetricsEndpoint, ModelId,
-    RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_PATH_PREFIX,
-    DEFAULT_WEIGHT,
+    BackendConfig, BackendProtocol, HashKey, HealthCheck, L4Config, L4Protocol, MetricsEndpoint,
+    ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_L4_IDLE_TIMEOUT,
+    DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
 use crate::suggest::suggest;
@@ -55,6 +55,7 @@ pub(crate) const BACKEND_KEYS: &[&str] = &[
     "models",
     "health",
     "progress_timeout",
+    "protocol",
 ];
 /// The keys of `[route NAME]`, in the order they are rendered.
 pub(crate) const ROUTE_KEYS: &[&str] = &[
@@ -291,6 +292,7 @@ pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<Back
     let models = r.value("models", Vec::new(), model_list);
     let health = r.value("health", None, |s| s.parse::<HealthCheck>().map(Some));
     let progress_timeout = r.value("progress_timeout", None, |s| duration(false)(s).map(Some));
+    let protocol = r.value("protocol", BackendProtocol::default(), |s| s.parse());
     if let Some(m) = &mut metrics {
         m.progress_timeout = progress_timeout;
     } else if progress_timeout.is_some() && r.get("metrics").is_none() {
@@ -313,6 +315,7 @@ pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<Back
         metrics,
         models,
         health,
+        protocol,
     })
 }
 

@@ -160,13 +160,14 @@ fn unknown_key_lists_valid_keys_and_suggests() {
                 "models".into(),
                 "health".into(),
                 "progress_timeout".into(),
+                "protocol".into(),
             ],
         }
     );
     assert_eq!(
         e.to_string(),
         "t.ini:3: [backend a] weigth: unknown key (did you mean `weight`?); \
-         valid keys here: address, weight, metrics, models, health, progress_timeout"
+         valid keys here: address, weight, metrics, models, health, progress_timeout, protocol"
     );
     // Keys are case-sensitive.
     let e = one(&format!("[server]\nThreads = 2\n{TAIL}"));
@@ -490,4 +491,30 @@ fn messages_match_the_reference_docs() {
         let documented = line.split(", threads, ").next().unwrap_or(line);
         assert!(docs.contains(documented), "docs do not show: {documented}");
     }
+}
+
+#[test]
+fn backend_protocol_is_http1_h2c_or_an_error() {
+    let c = parse(TAIL, "t.ini").unwrap();
+    assert_eq!(
+        c.backends[0].protocol,
+        switchyard_config::BackendProtocol::Http1
+    );
+    let c = parse(
+        "[backend a]\naddress = h:1\nprotocol = h2c\n[route r]\nbackends = a\n",
+        "t.ini",
+    )
+    .unwrap();
+    assert_eq!(
+        c.backends[0].protocol,
+        switchyard_config::BackendProtocol::H2c
+    );
+    let (value, reason) = invalid(
+        "[backend a]\naddress = h:1\nprotocol = h3\n[route r]\nbackends = a\n",
+        3,
+        "backend a",
+        "protocol",
+    );
+    assert_eq!(value, "h3");
+    assert!(reason.contains("`http1` or `h2c`"), "{reason}");
 }

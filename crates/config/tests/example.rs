@@ -70,6 +70,7 @@ fn backend(name: &str, host: &str, port: u16, weight: u32) -> BackendConfig {
         metrics: None,
         models: Vec::new(),
         health: None,
+        protocol: Default::default(),
     }
 }
 

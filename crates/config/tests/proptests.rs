@@ -7,8 +7,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
-    parse, Address, BackendConfig, Config, HashKey, HealthCheck, L4Config, L4Protocol,
-    MetricsEndpoint, RouteConfig, ServerConfig,
+    parse, Address, BackendConfig, BackendProtocol, Config, HashKey, HealthCheck, L4Config,
+    L4Protocol, MetricsEndpoint, RouteConfig, ServerConfig,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -188,6 +188,7 @@ fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
     let health = (
         prop::option::of(health_check()),
         prop::option::of(duration()),
+        prop::bool::ANY,
     );
     prop::collection::btree_map(
         name(),
@@ -197,16 +198,23 @@ fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
     .prop_map(|m| {
         m.into_iter()
             .map(
-                |(name, (address, weight, metrics, models, (health, progress)))| BackendConfig {
-                    name,
-                    address,
-                    weight,
-                    metrics: metrics.map(|m: MetricsEndpoint| MetricsEndpoint {
-                        progress_timeout: progress,
-                        ..m
-                    }),
-                    health,
-                    models,
+                |(name, (address, weight, metrics, models, (health, progress, h2c)))| {
+                    BackendConfig {
+                        name,
+                        address,
+                        weight,
+                        metrics: metrics.map(|m: MetricsEndpoint| MetricsEndpoint {
+                            progress_timeout: progress,
+                            ..m
+                        }),
+                        health,
+                        protocol: if h2c {
+                            BackendProtocol::H2c
+                        } else {
+                            BackendProtocol::Http1
+                        },
+                        models,
+                    }
                 },
             )
             .collect()

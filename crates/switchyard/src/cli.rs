@@ -200,6 +200,7 @@ pub fn quick_config(
             metrics: None,
             models: Vec::new(),
             health: None,
+            protocol: Default::default(),
         });
     }
     let config = Config {

@@ -243,6 +243,7 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
             metrics,
             models,
             health,
+            protocol: Default::default(),
         },
         id,
         addr,

@@ -145,6 +145,7 @@ mod tests {
             metrics: None,
             models: models.iter().map(|m| m.parse().unwrap()).collect(),
             health: None,
+            protocol: Default::default(),
         }
     }
 

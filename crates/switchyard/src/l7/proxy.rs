@@ -1,9 +1,13 @@
-//! The HTTP/1.1 request path, in phases: check framing, route, select a backend, acquire a
-//! pooled connection, forward, stream the response back.
+//! The request path (HTTP/1.1 and HTTP/2 clients alike), in phases: check framing, route,
+//! select a backend, acquire a pooled connection (HTTP/1.1 backends) or a stream of the
+//! backend's multiplexed connection (`protocol = h2c`, see [`forward_h2`]), forward, stream
+//! the response back.
 //!
 //! A [`Worker`] is one reactor thread's view of the server: the shared, immutable parts
 //! (routes, backend states) plus what the thread owns alone (its balancer instances, its
 //! connection pool, its counters). Nothing here takes a lock.
+
+mod forward_h2;
 
 use crate::observe::stats::Bump;
 use std::cell::RefCell;
@@ -17,10 +21,11 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use switchyard_balance::{outlier, Balancer, PickContext};
-use switchyard_config::HashKey;
+use switchyard_config::{BackendProtocol, HashKey};
 
 use super::body::{Exchange, ProxyBody, RequestBody, Upstream};
 use super::error::ProxyError;
+use super::grpc;
 use super::headers;
 use super::model::{find_model, model_from_path, Scan};
 use super::models::choose_version;
@@ -31,6 +36,7 @@ use crate::server::Shared;
 use crate::upstream::codec::{BodyDecoder, ResponseHead};
 use crate::upstream::conn::{UpstreamConn, UpstreamError};
 use crate::upstream::directory::{Backend, Members, Membership};
+use crate::upstream::h2::H2Conns;
 use crate::upstream::pool::Pool;
 
 /// One reactor thread's state.
@@ -57,10 +63,16 @@ pub struct Worker {
     retry_tokens: std::cell::Cell<f64>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
     pub(crate) http2: hyper::server::conn::http2::Builder<LocalExec>,
+    /// Connections to `protocol = h2c` backends, one per backend.
+    h2: H2Conns,
+    h2_client: hyper::client::conn::http2::Builder<LocalExec>,
 }
 
 /// Most concurrent streams a client may open on one HTTP/2 connection.
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Largest header list accepted from an HTTP/2 backend (as for HTTP/1.1 backends).
+const MAX_UPSTREAM_HEADER_LIST: u32 = crate::upstream::codec::MAX_HEAD_BYTES as u32;
 
 /// Runs HTTP/2 stream tasks on the reactor thread's own task set (they are not `Send`).
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +98,7 @@ enum Reply {
     },
     /// The backend switched protocols (WebSocket): the client gets the 101, then the two
     /// connections are spliced.
-    Upgrade(Answer, Upgrade),
+    Upgrade(ResponseHead, Box<UpstreamConn>, Upgrade),
 }
 
 /// A client's request to switch protocols, kept until the backend agrees.
@@ -131,11 +143,19 @@ impl Drop for TunnelSlot {
     }
 }
 
+/// Where a response's body comes from.
+enum Via {
+    /// An HTTP/1.1 connection (pooled again when the body ends).
+    Http1(Box<UpstreamConn>),
+    /// A stream of an HTTP/2 connection.
+    H2(Incoming),
+}
+
 /// Which backend answered, on which connection, with which head.
 struct Answer {
     backend: usize,
     generation: u64,
-    conn: Box<UpstreamConn>,
+    via: Via,
     head: ResponseHead,
     /// Why the backend was picked, on routes with `explain`.
     explained: Option<Box<str>>,
@@ -159,8 +179,12 @@ impl Worker {
         http2
             .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
             .max_header_list_size(cfg.max_header_bytes as u32);
+        let mut h2_client = hyper::client::conn::http2::Builder::new(LocalExec);
+        h2_client.max_header_list_size(MAX_UPSTREAM_HEADER_LIST);
         Worker {
             http2,
+            h2: H2Conns::new(shared.directory.capacity()),
+            h2_client,
             stats: shared.stats.thread(index),
             pool: Pool::new(
                 shared.directory.capacity(),
@@ -194,6 +218,7 @@ impl Worker {
             route: None,
             start,
             in_flight: None,
+            grpc: false,
         };
         match self.proxy(req, &ctx, &mut exchange).await {
             Ok(Reply::Local { content_type, body }) => {
@@ -206,20 +231,26 @@ impl Worker {
             Ok(Reply::Upstream(Answer {
                 backend,
                 generation,
-                conn,
+                via,
                 head,
                 explained,
             })) => {
                 self.stats.response(exchange.route, head.status.as_u16());
-                let upstream = Upstream {
-                    conn: Some(conn),
-                    backend,
-                    generation,
-                    decoder: BodyDecoder::new(head.framing),
-                    keep_alive: head.keep_alive,
-                    failed: None,
+                let body = match via {
+                    Via::Http1(conn) => {
+                        let upstream = Upstream {
+                            conn: Some(conn),
+                            backend,
+                            generation,
+                            decoder: BodyDecoder::new(head.framing),
+                            keep_alive: head.keep_alive,
+                            failed: None,
+                        };
+                        ProxyBody::upstream(upstream, exchange)
+                    }
+                    Via::H2(incoming) => ProxyBody::h2(incoming, exchange),
                 };
-                let mut resp = Response::new(ProxyBody::upstream(upstream, exchange));
+                let mut resp = Response::new(body);
                 *resp.status_mut() = head.status;
                 *resp.headers_mut() = head.headers;
                 headers::to_downstream(resp.headers_mut());
@@ -228,11 +259,11 @@ impl Worker {
                 }
                 resp
             }
-            Ok(Reply::Upgrade(answer, upgrade)) => {
+            Ok(Reply::Upgrade(head, conn, upgrade)) => {
                 self.stats.response(exchange.route, 101);
                 // The response's hop-by-hop fields were dropped while parsing it; a 101 to a
                 // WebSocket handshake agrees to the protocol asked for.
-                let mut headers = answer.head.headers;
+                let mut headers = head.headers;
                 headers::to_downstream(&mut headers);
                 headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 headers.insert(header::UPGRADE, upgrade.protocol.clone());
@@ -242,7 +273,7 @@ impl Worker {
                 let worker = Rc::clone(&self);
                 worker.tunnels.set(worker.tunnels.get() + 1);
                 tokio::task::spawn_local(async move {
-                    tunnel(upgrade, answer.conn, idle, in_flight).await;
+                    tunnel(upgrade, conn, idle, in_flight).await;
                     worker.tunnels.set(worker.tunnels.get() - 1);
                 });
                 let mut resp = Response::new(ProxyBody::full(Bytes::new(), exchange));
@@ -265,6 +296,21 @@ impl Worker {
             tracing::debug!(error = %e, "request failed");
         }
         let close = matches!(e, ProxyError::BadRequest(_));
+        if exchange.grpc {
+            // A trailers-only gRPC response: HTTP 200, the status in the headers, no body.
+            let mut resp = Response::new(ProxyBody::empty(exchange));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            grpc::set_status(h, grpc::code_of(&e), &e.to_string());
+            h.insert(
+                "x-switchyard-error",
+                HeaderValue::from_static(e.kind().name()),
+            );
+            return resp;
+        }
         let (body, content_type) = match &e {
             // OpenAI clients expect their error shape, and the list helps whoever mistyped.
             ProxyError::UnknownModel { model, served } => (
@@ -309,6 +355,7 @@ impl Worker {
         ctx: &Arc<ConnCtx>,
         exchange: &mut Exchange,
     ) -> Result<Reply, ProxyError> {
+        exchange.grpc = grpc::is_grpc(req.headers());
         // A WebSocket upgrade: its `Upgrade` value goes to the backend (hop-by-hop headers are
         // otherwise removed), and the client connection is claimed if the backend agrees.
         let upgrade = websocket_upgrade(&req).map(|value| {
@@ -359,7 +406,7 @@ impl Worker {
         let (mut parts, body) = req.into_parts();
         let mut body = RequestBody {
             prefix: None,
-            rest: body,
+            rest: Some(body),
         };
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
         let mut upgrade = match upgrade {
@@ -453,7 +500,15 @@ impl Worker {
         // either the method is idempotent (the exchange failed) or the backend refused with
         // 503/429 before any of its body reached the client. At most `retries` other backends,
         // within the retry budget.
-        let resendable = http_body::Body::is_end_stream(&body.rest);
+        let resendable = body.rest_is_end();
+        // A gRPC call's deadline bounds the wait for the response head, and the backend is
+        // told what is left of it.
+        let server_timeout = self.shared.config.server.upstream_response_timeout;
+        let grpc_deadline = if exchange.grpc {
+            grpc::timeout(&parts.headers)
+        } else {
+            None
+        };
         let max_tries = (self.shared.config.server.retries as usize).min(MAX_RETRIES);
         self.earn_retry_token();
         let mut excluded = [usize::MAX; MAX_RETRIES];
@@ -508,6 +563,22 @@ impl Worker {
             if missing_host {
                 parts.headers.insert(header::HOST, backend.host.clone());
             }
+            let response_timeout = match grpc_deadline {
+                None => server_timeout,
+                Some(deadline) => {
+                    let left = deadline.saturating_sub(exchange.start.elapsed());
+                    if left.is_zero() {
+                        return Err(ProxyError::ResponseTimeout {
+                            backend: backend.name().to_string(),
+                            after: deadline,
+                        });
+                    }
+                    parts
+                        .headers
+                        .insert(&grpc::GRPC_TIMEOUT, grpc::encode_timeout(left));
+                    left.min(server_timeout)
+                }
+            };
             let forwarded = self
                 .forward(
                     backend,
@@ -516,6 +587,7 @@ impl Worker {
                     &mut body,
                     exchange,
                     group.tracks_latency,
+                    response_timeout,
                 )
                 .await;
             match forwarded {
@@ -529,10 +601,11 @@ impl Worker {
                         held = Some(answer); // answered if no other backend can be tried
                         continue;
                     }
-                    if answer.head.status == StatusCode::SWITCHING_PROTOCOLS {
-                        if let Some(u) = upgrade.take() {
-                            return Ok(Reply::Upgrade(answer, u));
+                    if answer.head.status == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+                        if let (Via::Http1(conn), Some(u)) = (answer.via, upgrade.take()) {
+                            return Ok(Reply::Upgrade(answer.head, conn, u));
                         }
+                        return Err(ProxyError::BadRequest("switching protocols over HTTP/2"));
                     }
                     return Ok(Reply::Upstream(answer));
                 }
@@ -560,6 +633,7 @@ impl Worker {
     /// head. A connect failure comes back retryable (nothing was sent); a reused connection
     /// that the backend closed under the request is replaced by a new one when the request can
     /// safely be sent again (see [`crate::upstream::conn::Failure::may_resend`]).
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         backend: &Backend,
@@ -568,7 +642,21 @@ impl Worker {
         body: &mut RequestBody,
         exchange: &mut Exchange,
         tracks_latency: bool,
+        timeout: std::time::Duration,
     ) -> Result<Answer, ProxyError> {
+        if backend.config.protocol == BackendProtocol::H2c {
+            return self
+                .forward_h2(
+                    backend,
+                    members,
+                    parts,
+                    body,
+                    exchange,
+                    tracks_latency,
+                    timeout,
+                )
+                .await;
+        }
         let state = &backend.state;
         let bstats = &self.stats.backends[backend.slot];
         let mut pooled = self.pool.take(backend.slot);
@@ -590,32 +678,15 @@ impl Worker {
                 bstats.conns_reused.bump(1);
             }
             exchange.in_flight = Some(state.start_request());
-            let timeout = self.shared.config.server.upstream_response_timeout;
             let name = || backend.name().to_string();
             let result = conn.exchange(parts, body, timeout, &self.deadlines).await;
             match result {
                 Ok(head) => {
-                    let micros = exchange.start.elapsed().as_micros() as u64;
-                    bstats.latency.record(micros);
-                    state.observe_latency_us(micros);
-                    if outlier::is_failure_status(head.status.as_u16()) {
-                        self.backend_failed(backend, members, &head.status);
-                    } else {
-                        backend.outlier.success();
-                    }
-                    if tracks_latency {
-                        let now_ms = self.shared.clock.ms_at(coarse_now());
-                        state.observe_peak_latency_us(micros, now_ms);
-                        if head.status == StatusCode::TOO_MANY_REQUESTS
-                            || head.status == StatusCode::SERVICE_UNAVAILABLE
-                        {
-                            state.penalize_until(now_ms + retry_after_ms(&head.headers));
-                        }
-                    }
+                    self.observe_head(backend, members, &head, exchange, tracks_latency);
                     return Ok(Answer {
                         backend: backend.slot,
                         generation: backend.generation,
-                        conn,
+                        via: Via::Http1(conn),
                         head,
                         explained: None,
                     });
@@ -642,6 +713,36 @@ impl Worker {
                         },
                     });
                 }
+            }
+        }
+    }
+
+    /// Records a backend's response head: its latency, and whether it counts as a failure
+    /// (outlier ejection) or a refusal (a penalty for latency-tracking balancers).
+    fn observe_head(
+        &self,
+        backend: &Backend,
+        members: &Members,
+        head: &ResponseHead,
+        exchange: &Exchange,
+        tracks_latency: bool,
+    ) {
+        let state = &backend.state;
+        let micros = exchange.start.elapsed().as_micros() as u64;
+        self.stats.backends[backend.slot].latency.record(micros);
+        state.observe_latency_us(micros);
+        if outlier::is_failure_status(head.status.as_u16()) {
+            self.backend_failed(backend, members, &head.status);
+        } else {
+            backend.outlier.success();
+        }
+        if tracks_latency {
+            let now_ms = self.shared.clock.ms_at(coarse_now());
+            state.observe_peak_latency_us(micros, now_ms);
+            if head.status == StatusCode::TOO_MANY_REQUESTS
+                || head.status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                state.penalize_until(now_ms + retry_after_ms(&head.headers));
             }
         }
     }
@@ -690,6 +791,7 @@ impl Worker {
             };
             if !same {
                 self.pool.clear_backend(slot);
+                self.h2.clear(slot);
                 if let Some(s) = self.stats.backends.get(slot) {
                     s.reset();
                 }
@@ -921,7 +1023,7 @@ async fn request_model(
             Scan::NeedMore if buf.len() >= MODEL_SCAN_LIMIT => break None,
             Scan::NeedMore => {}
         }
-        match http_body_util::BodyExt::frame(&mut body.rest).await {
+        match body.next_frame().await {
             None => break None,
             Some(Err(_)) => return Err(ProxyError::ClientAborted),
             Some(Ok(frame)) => {
@@ -947,9 +1049,9 @@ async fn read_ahead(body: &mut RequestBody, limit: usize) -> Result<bool, ProxyE
     if let Some(p) = body.prefix.take() {
         buf.extend_from_slice(&p);
     }
-    let mut complete = http_body::Body::is_end_stream(&body.rest);
+    let mut complete = body.rest_is_end();
     while !complete && buf.len() <= limit {
-        match http_body_util::BodyExt::frame(&mut body.rest).await {
+        match body.next_frame().await {
             None => complete = true,
             Some(Err(_)) => return Err(ProxyError::ClientAborted),
             Some(Ok(frame)) => {

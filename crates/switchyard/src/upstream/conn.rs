@@ -46,6 +46,8 @@ pub enum UpstreamError {
     ClientBody(hyper::Error),
     /// No response head within `upstream_response_timeout` of the request's last byte.
     Timeout(Duration),
+    /// The HTTP/2 exchange failed (the stream was reset, the connection closed, ...).
+    H2(hyper::Error),
 }
 
 impl fmt::Display for UpstreamError {
@@ -58,6 +60,7 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Codec(e) => write!(f, "{e}"),
             UpstreamError::ClientBody(e) => write!(f, "reading the client's request body: {e}"),
             UpstreamError::Timeout(after) => write!(f, "no response head within {after:?}"),
+            UpstreamError::H2(e) => write!(f, "HTTP/2: {e}"),
         }
     }
 }
@@ -190,7 +193,7 @@ impl UpstreamConn {
             f.body_touched = true;
             let prefix = body.prefix.clone();
             let chunked = framing == RequestFraming::Chunked;
-            if let Err(e) = self.send_body(prefix, &mut body.rest, chunked).await {
+            if let Err(e) = self.send_body(prefix, body.rest.as_mut(), chunked).await {
                 // A backend that answers early and closes makes the upload fail; its answer
                 // may already be here, and it is what the client should see.
                 if let UpstreamError::Io(_) = e {
@@ -240,7 +243,7 @@ impl UpstreamConn {
     async fn send_body(
         &mut self,
         mut prefix: Option<bytes::Bytes>,
-        body: &mut Incoming,
+        mut body: Option<&mut Incoming>,
         chunked: bool,
     ) -> Result<(), UpstreamError> {
         let (read, mut write) = self.stream.split();
@@ -257,7 +260,12 @@ impl UpstreamConn {
                     self.intact = false;
                     return Ok(());
                 }
-                frame = body.frame() => frame,
+                frame = async {
+                    match body.as_mut() {
+                        Some(b) => b.frame().await,
+                        None => None,
+                    }
+                } => frame,
             };
             let data = match frame {
                 None => break,

@@ -472,6 +472,7 @@ mod tests {
                 metrics: None,
                 models: models.iter().map(|m| m.parse().unwrap()).collect(),
                 health: None,
+                protocol: Default::default(),
             },
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             ttl: Duration::from_secs(10),

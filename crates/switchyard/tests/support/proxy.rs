@@ -52,7 +52,16 @@ impl Builder {
             metrics: None,
             models: Vec::new(),
             health: None,
+            protocol: Default::default(),
         });
+        self
+    }
+
+    /// Sets `protocol` (`http1` or `h2c`) on the backend added last.
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        if let Some(b) = self.config.backends.last_mut() {
+            b.protocol = protocol.parse().expect("valid backend protocol");
+        }
         self
     }
 

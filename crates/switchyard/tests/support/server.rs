@@ -59,8 +59,38 @@ where
     serve_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), handler)
 }
 
+/// Serves `handler` over HTTP/2 with prior knowledge (h2c) on a new port.
+pub async fn serve_h2<F, Fut>(handler: F) -> Backend
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve_with(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        handler,
+        true,
+    )
+}
+
+/// Serves `handler` over HTTP/2 with prior knowledge on `listener`.
+pub fn serve_h2_on<F, Fut>(listener: TcpListener, handler: F) -> Backend
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve_with(listener, handler, true)
+}
+
 /// Serves `handler` on `listener`.
 pub fn serve_on<F, Fut>(listener: TcpListener, handler: F) -> Backend
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve_with(listener, handler, false)
+}
+
+fn serve_with<F, Fut>(listener: TcpListener, handler: F, h2: bool) -> Backend
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -84,9 +114,18 @@ where
                         let fut = handler(req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
+                    let io = TokioIo::new(stream);
+                    if h2 {
+                        let _ = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, svc)
                         .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .await;
+                    }
                 });
             }
         })
@@ -114,7 +153,16 @@ pub async fn fixed(text: &'static str) -> Backend {
 /// A backend answering with a JSON description of the request: `method`, `uri`, `headers`
 /// (a list of `[name, value]` in order) and `body` (as text).
 pub async fn echo() -> Backend {
-    serve(|req: Request<Incoming>| async move {
+    serve(echo_handler).await
+}
+
+/// [`echo`] over HTTP/2 with prior knowledge; the document also has the request's `version`.
+pub async fn echo_h2() -> Backend {
+    serve_h2(echo_handler).await
+}
+
+async fn echo_handler(req: Request<Incoming>) -> Response<Body> {
+    {
         let (parts, body) = req.into_parts();
         let headers: Vec<(String, String)> = parts
             .headers
@@ -132,6 +180,7 @@ pub async fn echo() -> Backend {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         let doc = json!({
+            "version": format!("{:?}", parts.version),
             "method": parts.method.as_str(),
             "uri": parts.uri.to_string(),
             "headers": headers,
@@ -143,8 +192,7 @@ pub async fn echo() -> Backend {
             http::HeaderValue::from_static("application/json"),
         );
         r
-    })
-    .await
+    }
 }
 
 /// All values of header `name` in an [`echo`] document (names are lowercase).
