@@ -46,7 +46,7 @@ pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use health::MAX_BODY_SUBSTRING;
 pub use model::{
-    BackendConfig, BackendProtocol, Config, HashKey, HealthCheck, L4Config, L4Protocol,
+    BackendConfig, BackendProtocol, Config, H2Settings, HashKey, HealthCheck, L4Config, L4Protocol,
     MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
 };
 pub use parse::parse;

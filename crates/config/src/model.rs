@@ -174,6 +174,36 @@ pub struct ServerConfig {
     pub retries: u32,
     /// `retry_budget`: retries allowed as a percentage of requests (0..=100).
     pub retry_budget: u32,
+    /// The `h2_*` keys: HTTP/2 limits towards clients.
+    pub h2: H2Settings,
+}
+
+/// HTTP/2 limits and flow control for client connections (`[server]` `h2_*` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Settings {
+    /// `h2_max_concurrent_streams`: streams a client may have open at once on one connection
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); 1..=10000.
+    pub max_concurrent_streams: u32,
+    /// `h2_stream_window`: the initial flow-control window of each stream, in bytes: how
+    /// much of a request body a client may send ahead of the proxy reading it.
+    pub stream_window: u32,
+    /// `h2_connection_window`: the initial flow-control window of a whole connection.
+    pub connection_window: u32,
+    /// `h2_max_reset_streams`: streams a client may reset before the proxy has taken them up
+    /// (rapid reset, CVE-2023-44487); past it the connection gets GOAWAY
+    /// `ENHANCE_YOUR_CALM`.
+    pub max_reset_streams: u32,
+}
+
+impl Default for H2Settings {
+    fn default() -> Self {
+        H2Settings {
+            max_concurrent_streams: 256,
+            stream_window: 1 << 20,
+            connection_window: 1 << 20,
+            max_reset_streams: 20,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -206,6 +236,7 @@ impl Default for ServerConfig {
             health_jitter: 10,
             retries: 1,
             retry_budget: 20,
+            h2: H2Settings::default(),
         }
     }
 }

@@ -33,6 +33,16 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("max_header_bytes", format_size(s.max_header_bytes)),
         ("max_headers", s.max_headers.to_string()),
         (
+            "h2_max_concurrent_streams",
+            s.h2.max_concurrent_streams.to_string(),
+        ),
+        ("h2_stream_window", format_size(s.h2.stream_window as usize)),
+        (
+            "h2_connection_window",
+            format_size(s.h2.connection_window as usize),
+        ),
+        ("h2_max_reset_streams", s.h2.max_reset_streams.to_string()),
+        (
             "upstream_connect_timeout",
             format_duration(s.upstream_connect_timeout),
         ),

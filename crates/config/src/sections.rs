@@ -8,8 +8,8 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, BackendProtocol, HashKey, HealthCheck, L4Config, L4Protocol, MetricsEndpoint,
-    ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_L4_IDLE_TIMEOUT,
+    BackendConfig, BackendProtocol, H2Settings, HashKey, HealthCheck, L4Config, L4Protocol,
+    MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_L4_IDLE_TIMEOUT,
     DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
@@ -27,6 +27,10 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "client_keepalive_timeout",
     "max_header_bytes",
     "max_headers",
+    "h2_max_concurrent_streams",
+    "h2_stream_window",
+    "h2_connection_window",
+    "h2_max_reset_streams",
     "upstream_connect_timeout",
     "upstream_response_timeout",
     "upstream_keepalive_timeout",
@@ -87,6 +91,8 @@ pub(crate) const MAX_THREADS: u64 = 1024;
 pub(crate) const HEADER_BYTES_RANGE: (usize, usize) = (8 * 1024, 1024 * 1024);
 /// The most `max_headers` accepts.
 pub(crate) const MAX_HEADERS: u64 = 1000;
+/// The most `h2_max_concurrent_streams` and `h2_max_reset_streams` accept.
+pub(crate) const MAX_H2_STREAMS: u64 = 10_000;
 /// The most `upstream_keepalive` accepts.
 pub(crate) const MAX_UPSTREAM_KEEPALIVE: u64 = 65_536;
 /// The most `health_jitter` accepts, in percent.
@@ -123,6 +129,16 @@ fn number<T: TryFrom<u64>>(lo: u64, hi: u64) -> impl Fn(&str) -> Result<T, Strin
         }
         T::try_from(n).map_err(|_| format!("must be between {lo} and {hi}"))
     }
+}
+
+/// An HTTP/2 flow-control window: from the protocol's initial 65535 bytes to its largest,
+/// 2^31 - 1.
+fn h2_window(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if !(65_535..=(i32::MAX as usize)).contains(&n) {
+        return Err("must be between 65535 bytes and 2147483647 bytes (2^31 - 1)".to_string());
+    }
+    Ok(n as u32)
 }
 
 fn header_bytes(s: &str) -> Result<usize, String> {
@@ -199,6 +215,20 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         ),
         max_header_bytes: r.value("max_header_bytes", d.max_header_bytes, header_bytes),
         max_headers: r.value("max_headers", d.max_headers, number(1, MAX_HEADERS)),
+        h2: H2Settings {
+            max_concurrent_streams: r.value(
+                "h2_max_concurrent_streams",
+                d.h2.max_concurrent_streams,
+                number(1, MAX_H2_STREAMS),
+            ),
+            stream_window: r.value("h2_stream_window", d.h2.stream_window, h2_window),
+            connection_window: r.value("h2_connection_window", d.h2.connection_window, h2_window),
+            max_reset_streams: r.value(
+                "h2_max_reset_streams",
+                d.h2.max_reset_streams,
+                number(1, MAX_H2_STREAMS),
+            ),
+        },
         upstream_connect_timeout: r.value(
             "upstream_connect_timeout",
             d.upstream_connect_timeout,

@@ -518,3 +518,31 @@ fn backend_protocol_is_http1_h2c_or_an_error() {
     assert_eq!(value, "h3");
     assert!(reason.contains("`http1` or `h2c`"), "{reason}");
 }
+
+#[test]
+fn h2_limits_are_checked() {
+    for (key, value, reason) in [
+        ("h2_max_concurrent_streams", "0", "between 1 and 10000"),
+        ("h2_max_concurrent_streams", "10001", "between 1 and 10000"),
+        ("h2_stream_window", "1k", "between 65535 bytes"),
+        ("h2_connection_window", "4g", "2147483647"),
+        ("h2_max_reset_streams", "0", "between 1 and 10000"),
+    ] {
+        let (v, r) = invalid(
+            &format!("[server]\n{key} = {value}\n{TAIL}"),
+            2,
+            "server",
+            key,
+        );
+        assert_eq!(v, value);
+        assert!(r.contains(reason), "{key} = {value}: {r}");
+    }
+    let c = parse(
+        &format!("[server]\nh2_stream_window = 128k\nh2_connection_window = 16m\n{TAIL}"),
+        "t.ini",
+    )
+    .unwrap();
+    assert_eq!(c.server.h2.stream_window, 128 * 1024);
+    assert_eq!(c.server.h2.connection_window, 16 << 20);
+    assert_eq!(c.server.h2.max_concurrent_streams, 256);
+}

@@ -122,6 +122,7 @@ fn expected() -> Config {
             health_jitter: 10,
             retries: 1,
             retry_budget: 20,
+            h2: Default::default(),
         },
         backends: vec![
             backend("llama-a", "10.0.0.1", 8000, 2),

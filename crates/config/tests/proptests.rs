@@ -62,8 +62,14 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             duration(),
         ),
         (duration(), duration(), 1..=100u32, 1..=100u32, 0..=50u32),
+        (
+            1..=10_000u32,
+            65_535..=i32::MAX as u32,
+            65_535..=i32::MAX as u32,
+            1..=10_000u32,
+        ),
     )
-        .prop_map(|(a, b, c, d, e, h)| ServerConfig {
+        .prop_map(|(a, b, c, d, e, h, w)| ServerConfig {
             listen: a.0,
             threads: a.1,
             admin_listen: a.2,
@@ -91,6 +97,12 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             health_jitter: h.4,
             retries: 1,
             retry_budget: 20,
+            h2: switchyard_config::H2Settings {
+                max_concurrent_streams: w.0,
+                stream_window: w.1,
+                connection_window: w.2,
+                max_reset_streams: w.3,
+            },
         })
 }
 

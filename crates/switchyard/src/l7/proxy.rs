@@ -68,8 +68,8 @@ pub struct Worker {
     h2_client: hyper::client::conn::http2::Builder<LocalExec>,
 }
 
-/// Most concurrent streams a client may open on one HTTP/2 connection.
-pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Streams a client's errors may make the server reset on one connection before it is closed.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
 /// Largest header list accepted from an HTTP/2 backend (as for HTTP/1.1 backends).
 const MAX_UPSTREAM_HEADER_LIST: u32 = crate::upstream::codec::MAX_HEAD_BYTES as u32;
@@ -176,11 +176,21 @@ impl Worker {
             http1.max_headers(cfg.max_headers);
         }
         let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
+        // Streams and windows bounded by configuration; a client that resets streams faster
+        // than they are taken up (rapid reset) or makes the server reset many for its
+        // errors gets GOAWAY.
         http2
-            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_concurrent_streams(cfg.h2.max_concurrent_streams)
+            .initial_stream_window_size(cfg.h2.stream_window)
+            .initial_connection_window_size(cfg.h2.connection_window)
+            .max_pending_accept_reset_streams(cfg.h2.max_reset_streams as usize)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
             .max_header_list_size(cfg.max_header_bytes as u32);
         let mut h2_client = hyper::client::conn::http2::Builder::new(LocalExec);
-        h2_client.max_header_list_size(MAX_UPSTREAM_HEADER_LIST);
+        h2_client
+            .max_header_list_size(MAX_UPSTREAM_HEADER_LIST)
+            .initial_stream_window_size(cfg.h2.stream_window)
+            .initial_connection_window_size(cfg.h2.connection_window);
         Worker {
             http2,
             h2: H2Conns::new(shared.directory.capacity()),
