@@ -46,8 +46,8 @@ pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use health::MAX_BODY_SUBSTRING;
 pub use model::{
-    BackendConfig, BackendProtocol, Config, H2Settings, HashKey, HealthCheck, L4Config, L4Protocol,
-    MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
+    BackendConfig, BackendProtocol, BackendTls, Config, H2Settings, HashKey, HealthCheck, L4Config,
+    L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
 };
 pub use parse::parse;
 

@@ -258,6 +258,19 @@ pub struct BackendConfig {
     pub health: Option<HealthCheck>,
     /// `protocol`: how requests are sent to this backend.
     pub protocol: BackendProtocol,
+    /// `tls = true` (with `tls_ca`, `tls_server_name`): connections to the backend use TLS.
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS to a backend: `tls = true`, and how its certificate is verified.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackendTls {
+    /// `tls_ca`: a PEM file of the certificate authorities that may have issued the
+    /// backend's certificate; `None`: the system's trusted roots.
+    pub ca: Option<String>,
+    /// `tls_server_name`: the name sent in SNI and checked against the certificate; `None`:
+    /// the host of `address` (a name, or an IP address checked as such).
+    pub server_name: Option<String>,
 }
 
 /// A `[backend NAME]` section's `protocol`: what the proxy speaks to it.

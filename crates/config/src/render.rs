@@ -112,6 +112,28 @@ pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
                 .unwrap_or_default(),
         ),
         ("protocol", b.protocol.to_string()),
+        (
+            "tls",
+            if b.tls.is_some() {
+                "true".into()
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "tls_ca",
+            b.tls
+                .as_ref()
+                .and_then(|t| t.ca.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "tls_server_name",
+            b.tls
+                .as_ref()
+                .and_then(|t| t.server_name.clone())
+                .unwrap_or_default(),
+        ),
     ]
 }
 

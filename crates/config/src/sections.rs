@@ -8,9 +8,9 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, BackendProtocol, H2Settings, HashKey, HealthCheck, L4Config, L4Protocol,
-    MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER, DEFAULT_L4_IDLE_TIMEOUT,
-    DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
+    BackendConfig, BackendProtocol, BackendTls, H2Settings, HashKey, HealthCheck, L4Config,
+    L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER,
+    DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
 use crate::suggest::suggest;
@@ -60,6 +60,9 @@ pub(crate) const BACKEND_KEYS: &[&str] = &[
     "health",
     "progress_timeout",
     "protocol",
+    "tls",
+    "tls_ca",
+    "tls_server_name",
 ];
 /// The keys of `[route NAME]`, in the order they are rendered.
 pub(crate) const ROUTE_KEYS: &[&str] = &[
@@ -323,6 +326,19 @@ pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<Back
     let health = r.value("health", None, |s| s.parse::<HealthCheck>().map(Some));
     let progress_timeout = r.value("progress_timeout", None, |s| duration(false)(s).map(Some));
     let protocol = r.value("protocol", BackendProtocol::default(), |s| s.parse());
+    let tls_on = r.value("tls", false, boolean);
+    let ca = r.value("tls_ca", None, |s| non_empty(s).map(Some));
+    let server_name = r.value("tls_server_name", None, |s| server_name(s).map(Some));
+    for key in ["tls_ca", "tls_server_name"] {
+        if !tls_on && r.get(key).is_some() {
+            let kind = ErrorKind::NeedsKey {
+                needed: "tls = true".to_string(),
+                reason: format!("`{key}` only applies to TLS connections"),
+            };
+            r.error(r.line_of(key), Some(key), kind);
+        }
+    }
+    let tls = tls_on.then_some(BackendTls { ca, server_name });
     if let Some(m) = &mut metrics {
         m.progress_timeout = progress_timeout;
     } else if progress_timeout.is_some() && r.get("metrics").is_none() {
@@ -346,7 +362,29 @@ pub(crate) fn read_backend(r: &mut SectionReader<'_>, name: &str) -> Option<Back
         models,
         health,
         protocol,
+        tls,
     })
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// A DNS name or IP address for SNI and certificate checks.
+fn server_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    if valid {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err("expected a DNS name or an IP address".to_string())
+    }
 }
 
 /// A route as read, before the cross-checks that need the whole file.

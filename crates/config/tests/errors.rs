@@ -161,13 +161,17 @@ fn unknown_key_lists_valid_keys_and_suggests() {
                 "health".into(),
                 "progress_timeout".into(),
                 "protocol".into(),
+                "tls".into(),
+                "tls_ca".into(),
+                "tls_server_name".into(),
             ],
         }
     );
     assert_eq!(
         e.to_string(),
         "t.ini:3: [backend a] weigth: unknown key (did you mean `weight`?); \
-         valid keys here: address, weight, metrics, models, health, progress_timeout, protocol"
+         valid keys here: address, weight, metrics, models, health, progress_timeout, protocol, \
+         tls, tls_ca, tls_server_name"
     );
     // Keys are case-sensitive.
     let e = one(&format!("[server]\nThreads = 2\n{TAIL}"));
@@ -545,4 +549,29 @@ fn h2_limits_are_checked() {
     assert_eq!(c.server.h2.stream_window, 128 * 1024);
     assert_eq!(c.server.h2.connection_window, 16 << 20);
     assert_eq!(c.server.h2.max_concurrent_streams, 256);
+}
+
+#[test]
+fn backend_tls_keys() {
+    let c = parse(
+        "[backend a]\naddress = 10.0.0.1:443\ntls = true\ntls_ca = /etc/ca.pem\n\
+         tls_server_name = API.internal\n[route r]\nbackends = a\n",
+        "t.ini",
+    )
+    .unwrap();
+    let tls = c.backends[0].tls.as_ref().unwrap();
+    assert_eq!(tls.ca.as_deref(), Some("/etc/ca.pem"));
+    assert_eq!(tls.server_name.as_deref(), Some("api.internal"));
+    assert!(parse(TAIL, "t.ini").unwrap().backends[0].tls.is_none());
+    // Options without `tls = true` are a mistake worth telling.
+    let e = one("[backend a]\naddress = h:1\ntls_ca = /etc/ca.pem\n[route r]\nbackends = a\n");
+    at(&e, 3, Some("backend a"), Some("tls_ca"));
+    assert!(e.to_string().contains("needs `tls = true`"), "{e}");
+    let (_, reason) = invalid(
+        "[backend a]\naddress = h:1\ntls = true\ntls_server_name = a b\n[route r]\nbackends = a\n",
+        4,
+        "backend a",
+        "tls_server_name",
+    );
+    assert!(reason.contains("DNS name"), "{reason}");
 }

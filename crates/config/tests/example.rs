@@ -71,6 +71,7 @@ fn backend(name: &str, host: &str, port: u16, weight: u32) -> BackendConfig {
         models: Vec::new(),
         health: None,
         protocol: Default::default(),
+        tls: None,
     }
 }
 

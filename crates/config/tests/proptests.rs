@@ -225,6 +225,15 @@ fn backends() -> impl Strategy<Value = Vec<BackendConfig>> {
                         } else {
                             BackendProtocol::Http1
                         },
+                        // TLS with and without its options, on some backends.
+                        tls: match weight % 4 {
+                            0 => None,
+                            1 => Some(switchyard_config::BackendTls::default()),
+                            _ => Some(switchyard_config::BackendTls {
+                                ca: Some(format!("/etc/ca/{weight}.pem")),
+                                server_name: Some("api.internal".into()),
+                            }),
+                        },
                         models,
                     }
                 },

@@ -201,6 +201,7 @@ pub fn quick_config(
             models: Vec::new(),
             health: None,
             protocol: Default::default(),
+            tls: None,
         });
     }
     let config = Config {

@@ -17,6 +17,7 @@ use crate::l7::route::Router;
 use crate::net::{conn, listener};
 use crate::observe::Stats;
 use crate::upstream::directory::Directory;
+use crate::upstream::tls::UpstreamTls;
 
 /// What a route's backend group does with its members (who the members are is in the
 /// [`Directory`], as they change with registrations).
@@ -116,6 +117,13 @@ pub enum StartError {
     Runtime(std::io::Error),
     /// A backend's `metrics` address does not resolve.
     Metrics(String),
+    /// A backend's TLS settings cannot be used (its CA file, say).
+    Tls {
+        /// The backend's name.
+        backend: String,
+        /// What is wrong.
+        source: crate::upstream::tls::TlsConfigError,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -140,6 +148,7 @@ impl fmt::Display for StartError {
             }
             StartError::Runtime(e) => write!(f, "cannot start reactor threads: {e}"),
             StartError::Metrics(e) => write!(f, "{e}"),
+            StartError::Tls { backend, source } => write!(f, "backend {backend}: {source}"),
         }
     }
 }
@@ -253,7 +262,17 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let threads = thread_count(config.server.threads);
     let addrs = resolve(&config)?;
     crate::upstream::scrape::check_targets(&config).map_err(StartError::Metrics)?;
-    let directory = Directory::new(&config, &addrs, config.server.max_registered_backends);
+    let tls = config
+        .backends
+        .iter()
+        .map(|b| {
+            UpstreamTls::for_backend(b).map_err(|source| StartError::Tls {
+                backend: b.name.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let directory = Directory::new(&config, &addrs, &tls, config.server.max_registered_backends);
     let groups = config
         .routes
         .iter()

@@ -244,6 +244,7 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
             models,
             health,
             protocol: Default::default(),
+            tls: None,
         },
         id,
         addr,

@@ -146,6 +146,7 @@ mod tests {
             models: models.iter().map(|m| m.parse().unwrap()).collect(),
             health: None,
             protocol: Default::default(),
+            tls: None,
         }
     }
 

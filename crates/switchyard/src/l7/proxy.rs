@@ -760,7 +760,13 @@ impl Worker {
     async fn connect(&self, backend: &Backend) -> Result<Box<UpstreamConn>, ProxyError> {
         let cfg = &self.shared.config.server;
         let name = || backend.name().to_string();
-        match UpstreamConn::connect(backend.addr, cfg.upstream_connect_timeout).await {
+        match UpstreamConn::connect(
+            backend.addr,
+            cfg.upstream_connect_timeout,
+            backend.tls.as_deref(),
+        )
+        .await
+        {
             Err(()) => Err(ProxyError::ConnectTimeout {
                 backend: name(),
                 after: cfg.upstream_connect_timeout,

@@ -19,7 +19,7 @@ use http::request::Parts;
 use http::Method;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clock::{coarse_now, Deadlines};
@@ -27,6 +27,7 @@ use crate::clock::{coarse_now, Deadlines};
 use crate::l7::body::RequestBody;
 
 use super::codec::{self, CodecError, RequestFraming, ResponseHead};
+use super::tls::{UpStream, UpstreamTls};
 
 /// First read size; doubled after every read that fills it, up to [`MAX_READ`].
 const MIN_READ: usize = 8 * 1024;
@@ -99,7 +100,7 @@ impl Failure {
 /// buffer for request heads.
 #[derive(Debug)]
 pub struct UpstreamConn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: UpStream,
     pub(crate) buf: BytesMut,
     head: Vec<u8>,
     next_read: usize,
@@ -111,20 +112,27 @@ impl UpstreamConn {
     /// Opens a connection to `addr` within `timeout`. `Ok(Err(..))` is a failed connect,
     /// `Err(())` a timeout. Boxed: the connection moves between the pool, the request and
     /// the response body many times per request, and a pointer is cheaper to move.
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<io::Result<Box<Self>>, ()> {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    /// With `tls`, the TLS handshake is part of the connect and of its timeout.
+    pub async fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<io::Result<Box<Self>>, ()> {
+        let open = async {
+            let tcp = TcpStream::connect(addr).await?;
+            let _ = tcp.set_nodelay(true);
+            UpStream::open(tcp, tls).await
+        };
+        match tokio::time::timeout(timeout, open).await {
             Err(_) => Err(()),
             Ok(Err(e)) => Ok(Err(e)),
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(Ok(Box::new(UpstreamConn {
-                    stream,
-                    buf: BytesMut::new(),
-                    head: Vec::with_capacity(512),
-                    next_read: MIN_READ,
-                    intact: true,
-                })))
-            }
+            Ok(Ok(stream)) => Ok(Ok(Box::new(UpstreamConn {
+                stream,
+                buf: BytesMut::new(),
+                head: Vec::with_capacity(512),
+                next_read: MIN_READ,
+                intact: true,
+            }))),
         }
     }
 
@@ -144,9 +152,21 @@ impl UpstreamConn {
         if !self.buf.is_empty() {
             return false;
         }
-        match self.stream.try_read_buf(&mut self.buf) {
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-            Ok(_) => false, // closed (0) or unsolicited bytes
+        match &mut self.stream {
+            UpStream::Plain(tcp) => match tcp.try_read_buf(&mut self.buf) {
+                Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+                Ok(_) => false, // closed (0) or unsolicited bytes
+            },
+            UpStream::Tls(tls) => {
+                // One read that must not wait: TLS records that carry no data (session
+                // tickets, say) are consumed; data or a close means the connection is spent.
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut byte = [0u8; 1];
+                let mut buf = tokio::io::ReadBuf::new(&mut byte);
+                Pin::new(tls.as_mut())
+                    .poll_read(&mut cx, &mut buf)
+                    .is_pending()
+            }
         }
     }
 
@@ -246,7 +266,15 @@ impl UpstreamConn {
         mut body: Option<&mut Incoming>,
         chunked: bool,
     ) -> Result<(), UpstreamError> {
-        let (read, mut write) = self.stream.split();
+        // The early-response watch looks at the TCP socket, which over TLS also carries
+        // records that are not a response (session tickets): it is for cleartext only.
+        let (read, mut write) = match &mut self.stream {
+            UpStream::Plain(tcp) => {
+                let (r, w) = tcp.split();
+                (Some(r), Writer::Plain(w))
+            }
+            UpStream::Tls(tls) => (None, Writer::Tls(tls.as_mut())),
+        };
         loop {
             if let Some(data) = prefix.take() {
                 write_data(&mut write, &data, chunked).await?;
@@ -254,7 +282,12 @@ impl UpstreamConn {
             }
             let frame = tokio::select! {
                 biased;
-                _ = read.readable() => {
+                _ = async {
+                    match &read {
+                        Some(r) => r.readable().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     // An early response: stop sending; the caller reads it. The backend
                     // saw a partial request, so the connection is not reused.
                     self.intact = false;
@@ -324,6 +357,50 @@ impl UpstreamConn {
     }
 }
 
+/// The writing side of a connection while the request body is sent.
+enum Writer<'a> {
+    Plain(tokio::net::tcp::WriteHalf<'a>),
+    Tls(&'a mut tokio_rustls::client::TlsStream<TcpStream>),
+}
+
+impl AsyncWrite for Writer<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            Writer::Tls(w) => Pin::new(&mut **w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            Writer::Tls(w) => Pin::new(&mut **w).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Plain(w) => Pin::new(w).poll_flush(cx),
+            Writer::Tls(w) => Pin::new(&mut **w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            Writer::Tls(w) => Pin::new(&mut **w).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Writes one piece of request body, as a chunk when `chunked`.
 async fn write_data<W: AsyncWrite + Unpin>(
     w: &mut W,
@@ -345,11 +422,14 @@ async fn write_data<W: AsyncWrite + Unpin>(
     };
     write_all_vectored(w, &mut slices)
         .await
-        .map_err(UpstreamError::Io)
+        .map_err(UpstreamError::Io)?;
+    w.flush().await.map_err(UpstreamError::Io)
 }
 
+/// Writes `bytes` and flushes them (a no-op on TCP; TLS holds records until flushed).
 async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
-    w.write_all(bytes).await
+    w.write_all(bytes).await?;
+    w.flush().await
 }
 
 async fn write_all_vectored<W: AsyncWrite + Unpin>(

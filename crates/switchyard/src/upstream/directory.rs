@@ -14,6 +14,7 @@
 //! *generation*, so pooled connections and counters of the old occupant are never mistaken for
 //! the new one's.
 
+use super::tls::UpstreamTls;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +63,8 @@ pub struct Backend {
     pub expires_ms: AtomicU64,
     /// Its run of failures and ejections (passive health).
     pub outlier: Outlier,
+    /// With `tls = true`, how to open TLS to it.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Backend {
@@ -212,7 +215,13 @@ struct Writer {
 impl Directory {
     /// The directory of a config's static backends (`addrs` resolved, in config order), with
     /// room for `max_registered` more.
-    pub fn new(config: &Config, addrs: &[SocketAddr], max_registered: usize) -> Self {
+    /// `tls` holds each static backend's TLS settings, in config order (missing: none).
+    pub fn new(
+        config: &Config,
+        addrs: &[SocketAddr],
+        tls: &[Option<Arc<UpstreamTls>>],
+        max_registered: usize,
+    ) -> Self {
         let mut slots: Vec<Option<Arc<Backend>>> = config
             .backends
             .iter()
@@ -236,6 +245,7 @@ impl Directory {
                     routes,
                     expires_ms: AtomicU64::new(u64::MAX),
                     outlier: Outlier::default(),
+                    tls: tls.get(i).cloned().flatten(),
                     config: b.clone(),
                 }))
             })
@@ -344,6 +354,7 @@ impl Directory {
             routes: reg.routes,
             expires_ms: AtomicU64::new(now_ms.saturating_add(reg.ttl.as_millis() as u64)),
             outlier: Outlier::default(),
+            tls: None,
             config: reg.config,
         });
         let mut slots = cur.slots.clone();
@@ -473,6 +484,7 @@ mod tests {
                 models: models.iter().map(|m| m.parse().unwrap()).collect(),
                 health: None,
                 protocol: Default::default(),
+                tls: None,
             },
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             ttl: Duration::from_secs(10),
@@ -483,7 +495,7 @@ mod tests {
     #[test]
     fn registrations_take_free_slots_and_keep_state_when_only_models_change() {
         let c = config();
-        let d = Directory::new(&c, &["127.0.0.1:1".parse().unwrap()], 2);
+        let d = Directory::new(&c, &["127.0.0.1:1".parse().unwrap()], &[], 2);
         assert_eq!(d.capacity(), 3);
         let (a, how) = d.register(reg("a", 2, &["m"]), 0).unwrap();
         assert_eq!((a.slot, how), (1, Registered::Created));

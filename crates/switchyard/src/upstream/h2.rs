@@ -27,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::tls::{UpStream, UpstreamTls};
 use crate::l7::body::RequestBody;
 use crate::l7::proxy::LocalExec;
 
@@ -230,17 +231,23 @@ pub enum ConnectError {
 
 /// Opens a connection to `addr` and runs the HTTP/2 handshake, spawning the task that drives
 /// the connection on this thread.
+/// With `tls`, the TLS handshake (ALPN `h2`) is part of the connect and of its timeout.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<&UpstreamTls>,
     builder: &Builder<LocalExec>,
 ) -> Result<Sender, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let open = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        UpStream::open(tcp, tls).await
+    };
+    let stream = match tokio::time::timeout(timeout, open).await {
         Err(_) => return Err(ConnectError::Timeout),
         Ok(Err(e)) => return Err(ConnectError::Io(e)),
         Ok(Ok(s)) => s,
     };
-    let _ = stream.set_nodelay(true);
     let handshake = builder.handshake(TokioIo::new(stream));
     let (sender, conn) = match tokio::time::timeout(timeout, handshake).await {
         Err(_) => return Err(ConnectError::Timeout),

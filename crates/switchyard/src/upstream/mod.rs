@@ -8,3 +8,4 @@ pub mod health;
 pub mod metrics;
 pub mod pool;
 pub mod scrape;
+pub mod tls;

@@ -43,6 +43,8 @@ pub struct Target {
     pub host: String,
     /// Request path.
     pub path: String,
+    /// TLS, when the figures come from a `tls = true` backend's own address.
+    pub tls: Option<Arc<crate::upstream::tls::UpstreamTls>>,
 }
 
 /// Checks that every static backend's exporter address resolves (an error names the
@@ -70,20 +72,25 @@ pub fn check_targets(config: &switchyard_config::Config) -> Result<(), String> {
 /// resolved here; `None` while it does not resolve).
 async fn target(backend: &Backend) -> Option<Target> {
     let m = backend.config.metrics.as_ref()?;
-    let (addr, host) = match &m.address {
-        None => (backend.addr, backend.config.address.to_string()),
+    let (addr, host, tls) = match &m.address {
+        None => (
+            backend.addr,
+            backend.config.address.to_string(),
+            backend.tls.clone(),
+        ),
         Some(a) => {
             let addr = tokio::net::lookup_host((a.host.as_str(), a.port))
                 .await
                 .ok()
                 .and_then(|mut it| it.next())?;
-            (addr, a.to_string())
+            (addr, a.to_string(), None)
         }
     };
     Some(Target {
         addr,
         host,
         path: m.path.clone(),
+        tls,
     })
 }
 
@@ -199,8 +206,9 @@ async fn scrape_loop(shared: Arc<Shared>, backend: Arc<Backend>) {
 }
 
 async fn fetch(t: &Target) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = TcpStream::connect(t.addr).await?;
-    let _ = stream.set_nodelay(true);
+    let tcp = TcpStream::connect(t.addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let stream = crate::upstream::tls::UpStream::open(tcp, t.tls.as_deref()).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(async move {
         let _ = conn.await;

@@ -53,6 +53,7 @@ impl Builder {
             models: Vec::new(),
             health: None,
             protocol: Default::default(),
+            tls: None,
         });
         self
     }
@@ -61,6 +62,14 @@ impl Builder {
     pub fn protocol(mut self, protocol: &str) -> Self {
         if let Some(b) = self.config.backends.last_mut() {
             b.protocol = protocol.parse().expect("valid backend protocol");
+        }
+        self
+    }
+
+    /// Sets `tls = true` (with its options) on the backend added last.
+    pub fn tls(mut self, tls: switchyard_config::BackendTls) -> Self {
+        if let Some(b) = self.config.backends.last_mut() {
+            b.tls = Some(tls);
         }
         self
     }

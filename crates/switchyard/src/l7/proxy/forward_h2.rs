@@ -135,8 +135,13 @@ impl Worker {
             conns: &self.h2,
             slot: backend.slot,
         };
-        let result =
-            up_h2::connect(backend.addr, cfg.upstream_connect_timeout, &self.h2_client).await;
+        let result = up_h2::connect(
+            backend.addr,
+            cfg.upstream_connect_timeout,
+            backend.tls.as_deref(),
+            &self.h2_client,
+        )
+        .await;
         let err = match result {
             Ok(sender) => {
                 std::mem::forget(opening);

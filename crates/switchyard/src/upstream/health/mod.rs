@@ -156,6 +156,8 @@ pub struct Target {
     pub address: Address,
     /// The models it declares.
     pub models: Vec<ModelId>,
+    /// With `tls = true`, HTTP checks run over TLS.
+    pub tls: Option<Arc<crate::upstream::tls::UpstreamTls>>,
 }
 
 /// Checks `backend` forever (until the monitor aborts the task: the backend left its slot).
@@ -168,6 +170,7 @@ pub async fn check_loop(shared: Arc<Shared>, backend: Arc<Backend>, check: Healt
         addr: backend.addr,
         address: b.address.clone(),
         models: b.models.clone(),
+        tls: backend.tls.clone(),
     };
     let stats = &shared.health[i];
     let state = &backend.state;

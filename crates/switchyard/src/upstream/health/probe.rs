@@ -317,10 +317,13 @@ async fn exchange(
         request: request.clone(),
         source,
     };
-    let stream = TcpStream::connect(target.addr)
+    let tcp = TcpStream::connect(target.addr)
         .await
         .map_err(ProbeError::Connect)?;
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let stream = crate::upstream::tls::UpStream::open(tcp, target.tls.as_deref())
+        .await
+        .map_err(ProbeError::Connect)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(http_err)?;
