@@ -157,6 +157,7 @@ fn expected() -> Config {
             ),
         ],
         l4: Vec::new(),
+        listeners: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ pub fn new() -> Builder {
             backends: Vec::new(),
             routes: Vec::new(),
             l4: Vec::new(),
+            listeners: Vec::new(),
         },
     }
 }
