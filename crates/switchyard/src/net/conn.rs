@@ -58,6 +58,9 @@ pub struct ConnCtx {
     dog_waker: Mutex<Option<Waker>>,
     /// HTTP/2: reads are frames, not request heads (hyper's HTTP/2 state machine checks them).
     http2: AtomicBool,
+    /// Where ACME HTTP-01 challenges are answered from on this connection (a plain-HTTP
+    /// connection of a `[listener]` with `acme_challenge_dir`).
+    pub acme_dir: Option<Arc<std::path::Path>>,
 }
 
 /// A time stamp that is not set.
@@ -82,6 +85,7 @@ impl ConnCtx {
             dog_kicked: AtomicBool::new(false),
             dog_waker: Mutex::new(None),
             http2: AtomicBool::new(false),
+            acme_dir: None,
         }
     }
 
@@ -160,14 +164,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The client socket, counting bytes and showing each read to the [`ConnCtx`].
-struct Tracked {
-    stream: TcpStream,
+/// The client socket (or the TLS stream over it), counting bytes and showing each read to the
+/// [`ConnCtx`].
+struct Tracked<S> {
+    stream: S,
     ctx: Arc<ConnCtx>,
     stats: Arc<ThreadStats>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -187,7 +192,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -313,11 +318,32 @@ pub async fn serve(
             return;
         }
     };
-    let ctx = Arc::new(ConnCtx::new(
+    serve_http(worker, stream, peer, http2, None, shutdown).await;
+    stats.conns_closed.bump(1);
+}
+
+/// Serves HTTP (`http2`: HTTP/2, else HTTP/1.1) on a connection whose protocol is decided:
+/// a client socket, or a TLS stream over one. `acme_dir`: answer ACME HTTP-01 challenges
+/// from there.
+pub async fn serve_http<S>(
+    worker: Rc<Worker>,
+    stream: S,
+    peer: SocketAddr,
+    http2: bool,
+    acme_dir: Option<Arc<std::path::Path>>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let stats = Arc::clone(&worker.stats);
+    let cfg = &worker.shared.config.server;
+    let mut ctx = ConnCtx::new(
         peer,
         cfg.client_header_timeout,
         cfg.client_keepalive_timeout,
-    ));
+    );
+    ctx.acme_dir = acme_dir;
+    let ctx = Arc::new(ctx);
     ctx.http2.store(http2, Relaxed);
     let io = TokioIo::new(Tracked {
         stream,
@@ -337,7 +363,6 @@ pub async fn serve(
         let conn = worker.http1.serve_connection(io, service).with_upgrades();
         drive(conn, &ctx, &stats, shutdown).await;
     }
-    stats.conns_closed.bump(1);
 }
 
 /// A hyper connection that can be asked to finish gracefully.
