@@ -268,6 +268,9 @@ impl<'a> Parser<'a> {
                     errors.push((*section, read.fallback_line, "fallback", kind));
                 }
             }
+            // A listener's own addresses are checked for duplicates only, like `[server]`'s
+            // (sockets bind IPv6 only, so `0.0.0.0:P` and `[::]:P` may go together).
+            let mut own = Vec::new();
             for &listen in &config.listen {
                 if let Some((_, other)) = taken.iter().find(|(a, _)| collide(*a, listen)) {
                     let kind = ErrorKind::ListenConflict {
@@ -276,9 +279,10 @@ impl<'a> Parser<'a> {
                     };
                     errors.push((*section, read.listen_line, "listen", kind));
                 } else {
-                    taken.push((listen, format!("[{}] listen {listen}", section.label)));
+                    own.push((listen, format!("[{}] listen {listen}", section.label)));
                 }
             }
+            taken.extend(own);
         }
         for (section, line, key, kind) in errors {
             self.section_error(section, line, key, kind);

@@ -371,7 +371,7 @@ impl Worker {
             prefix: None,
             rest: body,
         };
-        headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
+        headers::to_upstream(&mut parts.headers, &ctx.client_ip, ctx.scheme);
         let mut upgrade = match upgrade {
             None => None,
             Some((value, mut u)) => {

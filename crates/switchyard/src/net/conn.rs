@@ -61,6 +61,8 @@ pub struct ConnCtx {
     /// Where ACME HTTP-01 challenges are answered from on this connection (a plain-HTTP
     /// connection of a `[listener]` with `acme_challenge_dir`).
     pub acme_dir: Option<Arc<std::path::Path>>,
+    /// The scheme the client used (`https` over TLS), for `X-Forwarded-Proto`.
+    pub scheme: &'static str,
 }
 
 /// A time stamp that is not set.
@@ -86,6 +88,7 @@ impl ConnCtx {
             dog_waker: Mutex::new(None),
             http2: AtomicBool::new(false),
             acme_dir: None,
+            scheme: "http",
         }
     }
 
@@ -318,19 +321,33 @@ pub async fn serve(
             return;
         }
     };
-    serve_http(worker, stream, peer, http2, None, shutdown).await;
+    let how = Http {
+        http2,
+        tls: false,
+        acme_dir: None,
+    };
+    serve_http(worker, stream, peer, how, shutdown).await;
     stats.conns_closed.bump(1);
 }
 
-/// Serves HTTP (`http2`: HTTP/2, else HTTP/1.1) on a connection whose protocol is decided:
-/// a client socket, or a TLS stream over one. `acme_dir`: answer ACME HTTP-01 challenges
-/// from there.
+/// How to serve a connection whose protocol is decided.
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    /// HTTP/2, else HTTP/1.1.
+    pub http2: bool,
+    /// Over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
+    /// Answer ACME HTTP-01 challenges from this directory.
+    pub acme_dir: Option<Arc<std::path::Path>>,
+}
+
+/// Serves HTTP on a connection whose protocol is decided: a client socket, or a TLS stream
+/// over one.
 pub async fn serve_http<S>(
     worker: Rc<Worker>,
     stream: S,
     peer: SocketAddr,
-    http2: bool,
-    acme_dir: Option<Arc<std::path::Path>>,
+    how: Http,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -342,7 +359,11 @@ pub async fn serve_http<S>(
         cfg.client_header_timeout,
         cfg.client_keepalive_timeout,
     );
-    ctx.acme_dir = acme_dir;
+    ctx.acme_dir = how.acme_dir;
+    if how.tls {
+        ctx.scheme = "https";
+    }
+    let http2 = how.http2;
     let ctx = Arc::new(ctx);
     ctx.http2.store(http2, Relaxed);
     let io = TokioIo::new(Tracked {

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::{self, CertError, ReloadStats, Watched};
+use super::conn::Http;
 use super::detect::{self, Protocol, Undetected};
 use super::tls::{self, HandshakeError, Resolver};
 use crate::l4::tcp::Listener as Tunnels;
@@ -302,12 +303,19 @@ async fn serve(
     match decide(&state.protocols, tunnels.is_some(), detected) {
         Action::Http1 => {
             stats.http1.bump(1);
-            let acme = state.acme_dir.clone();
-            super::conn::serve_http(worker, stream, peer, false, acme, shutdown).await;
+            let how = Http {
+                acme_dir: state.acme_dir.clone(),
+                ..Http::default()
+            };
+            super::conn::serve_http(worker, stream, peer, how, shutdown).await;
         }
         Action::H2c => {
             stats.h2c.bump(1);
-            super::conn::serve_http(worker, stream, peer, true, None, shutdown).await;
+            let how = Http {
+                http2: true,
+                ..Http::default()
+            };
+            super::conn::serve_http(worker, stream, peer, how, shutdown).await;
         }
         Action::Tls => {
             let Some(t) = &state.tls else {
@@ -321,7 +329,12 @@ async fn serve(
                     if h2 {
                         stats.alpn_h2.bump(1);
                     }
-                    super::conn::serve_http(worker, tls_stream, peer, h2, None, shutdown).await;
+                    let how = Http {
+                        http2: h2,
+                        tls: true,
+                        acme_dir: None,
+                    };
+                    super::conn::serve_http(worker, tls_stream, peer, how, shutdown).await;
                 }
                 Err(HandshakeError::Timeout) => stats.handshake_timeouts.bump(1),
                 Err(HandshakeError::Failed(e)) => {
