@@ -1,7 +1,7 @@
 //! TLS termination on a `[listener NAME]`: certificates chosen by SNI with a default, TLS 1.2
-//! and 1.3 (older refused), ALPN h2 and http/1.1 served by the usual HTTP paths, certificates
-//! reloaded from disk, stalled or broken handshakes closed in time, and certificate files that
-//! cannot be used reported at start with their path.
+//! and 1.3 (older refused), ALPN h2 and http/1.1 (WebSocket included) served by the usual HTTP
+//! paths, certificates reloaded from disk, stalled or broken handshakes closed in time, and
+//! certificate files that cannot be used reported at start with their path.
 
 mod support;
 
@@ -376,4 +376,49 @@ fn unusable_certificate_files_stop_the_start_naming_the_path() {
     // A certificate file with no certificate in it.
     let e = start(&leaf.key, &leaf.key);
     assert!(e.contains("CERTIFICATE"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // A WebSocket backend echoing data messages.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        ws.send(msg).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let pki = Pki::new("wss");
+    let leaf = pki.leaf("default", &["api.example.com"], None);
+    let proxy = proxy::new()
+        .to(backend)
+        .listener("edge", |l| {
+            l.protocols = ALL;
+            l.tls_certificate = Some(leaf.cert.clone());
+            l.tls_key = Some(leaf.key.clone());
+        })
+        .start();
+    let c = pki.client(&[], &[b"http/1.1"], true);
+    let tls = connect(&c, proxy.listener_addr("edge"), "api.example.com")
+        .await
+        .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async("wss://api.example.com/socket", tls)
+        .await
+        .expect("WebSocket handshake over TLS");
+    assert_eq!(resp.status(), 101);
+    let blob: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    ws.send(Message::binary(blob.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(blob));
+    ws.send(Message::text("over tls")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("over tls"));
+    ws.close(None).await.unwrap();
 }

@@ -225,3 +225,89 @@ pub fn run(mut watched: Vec<Watched>, shutdown: watch::Receiver<bool>) {
         std::thread::sleep(pause.min(SHUTDOWN_CHECK));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(name: &str) -> Dir {
+        let d =
+            std::env::temp_dir().join(format!("switchyard-certs-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    /// Writes a self-signed certificate for `name` (and its key) to `dir`; returns its DER.
+    fn write_cert(dir: &Path, name: &str, key: &rcgen::KeyPair) -> Vec<u8> {
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(key)
+            .unwrap();
+        std::fs::write(dir.join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("k.pem"), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    fn listener(dir: &Path) -> ListenerConfig {
+        let text = format!(
+            "[backend a]\naddress = h:1\n[route r]\nbackends = a\n[listener l]\n\
+             listen = 127.0.0.1:0\nprotocols = tls\ntls_certificate = {0}/c.pem\n\
+             tls_key = {0}/k.pem\n",
+            dir.display()
+        );
+        switchyard_config::parse(&text, "t").unwrap().listeners[0].clone()
+    }
+
+    #[test]
+    fn a_change_reloads_and_a_broken_file_keeps_the_old_set() {
+        let d = dir("reload");
+        let provider = super::super::tls::provider();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let first = write_cert(&d.0, "a.test", &key);
+        let config = listener(&d.0);
+        let resolver = Arc::new(Resolver::new(load_set(&config, &provider).unwrap()));
+        let stats = Arc::new(ReloadStats::default());
+        let mut w = Watched::new(config, Arc::clone(&resolver), Arc::clone(&stats));
+        assert!(w.poll(&provider).is_none(), "no change, no reload");
+        // A longer name makes a longer file: the size changes even within one mtime tick.
+        let second = write_cert(&d.0, "renewed.a.test", &key);
+        assert_eq!(w.poll(&provider), Some(Ok(())));
+        assert_eq!(resolver.certificate_for(None).cert[0].as_ref(), &second[..]);
+        assert_ne!(first, second);
+        std::fs::write(d.0.join("c.pem"), "not pem").unwrap();
+        let e = w.poll(&provider).unwrap().unwrap_err();
+        assert!(
+            e.path.ends_with("c.pem") && e.key == "tls_certificate",
+            "{e}"
+        );
+        assert_eq!(resolver.certificate_for(None).cert[0].as_ref(), &second[..]);
+        assert_eq!(stats.reloads.load(Relaxed), 1);
+        assert_eq!(stats.errors.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn mismatched_and_oversized_files_are_refused() {
+        let d = dir("refused");
+        let provider = super::super::tls::provider();
+        write_cert(&d.0, "a.test", &rcgen::KeyPair::generate().unwrap());
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(d.0.join("k.pem"), other.serialize_pem()).unwrap();
+        let e = load_set(&listener(&d.0), &provider).unwrap_err();
+        assert!(
+            e.to_string().contains("unusable with the certificate"),
+            "{e}"
+        );
+        std::fs::write(d.0.join("c.pem"), vec![b'a'; MAX_PEM_BYTES as usize + 1]).unwrap();
+        let e = load_set(&listener(&d.0), &provider).unwrap_err();
+        assert!(e.reason.contains("larger than"), "{e}");
+    }
+}
