@@ -62,6 +62,21 @@ pub enum Change {
         /// The new value.
         new: String,
     },
+    /// A `[listener NAME]` section was added.
+    ListenerAdded(String),
+    /// A `[listener NAME]` section was removed.
+    ListenerRemoved(String),
+    /// A key of a `[listener NAME]` present in both configs changed.
+    ListenerChanged {
+        /// The listener's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// The old value.
+        old: String,
+        /// The new value.
+        new: String,
+    },
 }
 
 /// Shows an empty value (an unset `host`) readably.
@@ -107,6 +122,14 @@ impl fmt::Display for Change {
                 old,
                 new,
             } => write!(f, "l4 {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::ListenerAdded(name) => write!(f, "listener {name}: added"),
+            Change::ListenerRemoved(name) => write!(f, "listener {name}: removed"),
+            Change::ListenerChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "listener {name}: {key} {} -> {}", Shown(old), Shown(new)),
         }
     }
 }
@@ -213,5 +236,31 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             changes.push(Change::L4Added(n.name.clone()));
         }
     }
+    listener_changes(old, new, &mut changes);
     changes
+}
+
+/// The `[listener NAME]` differences from `old` to `new`.
+fn listener_changes(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    use crate::listener::listener_values;
+    for o in &old.listeners {
+        match new.listener(&o.name) {
+            None => changes.push(Change::ListenerRemoved(o.name.clone())),
+            Some(n) => changes.extend(
+                changed_keys(listener_values(o), listener_values(n))
+                    .into_iter()
+                    .map(|(key, old, new)| Change::ListenerChanged {
+                        name: o.name.clone(),
+                        key,
+                        old,
+                        new,
+                    }),
+            ),
+        }
+    }
+    for n in &new.listeners {
+        if old.listener(&n.name).is_none() {
+            changes.push(Change::ListenerAdded(n.name.clone()));
+        }
+    }
 }

@@ -120,6 +120,15 @@ pub enum ErrorKind {
         /// What it collides with, e.g. `[server] listen 127.0.0.1:8080`.
         other: String,
     },
+    /// A listener's `fallback = tcp:GROUP` names no `[l4 GROUP]` section with `protocol = tcp`.
+    UnknownGroup {
+        /// The group as written.
+        name: String,
+        /// The TCP `[l4 NAME]` sections the file defines.
+        known: Vec<String>,
+        /// A defined group within edit distance 2 of `name`, if any.
+        suggestion: Option<String>,
+    },
     /// Two routes match exactly the same hosts and the same `path_prefix`, so the second could
     /// never be chosen.
     DuplicateRoute {
@@ -209,6 +218,22 @@ impl fmt::Display for ErrorKind {
                 f,
                 "listen {listen} collides with {other}; use another address or port"
             ),
+            ErrorKind::UnknownGroup {
+                name,
+                known,
+                suggestion,
+            } => {
+                write!(f, "no [l4 {name}] section with protocol = tcp")?;
+                did_you_mean(f, suggestion)?;
+                if known.is_empty() {
+                    write!(
+                        f,
+                        "; the file defines no TCP [l4 NAME] sections to fall back to"
+                    )
+                } else {
+                    write!(f, "; TCP groups defined: {}", known.join(", "))
+                }
+            }
             ErrorKind::DuplicateRoute { first, first_line } => write!(
                 f,
                 "same host list and path_prefix as [route {first}] on line {first_line}, \

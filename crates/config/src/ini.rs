@@ -5,7 +5,7 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::suggest::suggest;
 
 /// The section types, as written in headers.
-pub(crate) const SECTION_TYPES: [&str; 4] = ["server", "backend", "route", "l4"];
+pub(crate) const SECTION_TYPES: [&str; 5] = ["server", "backend", "route", "l4", "listener"];
 
 /// What a section header declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub(crate) enum Header {
     Route(String),
     /// `[l4 NAME]`.
     L4(String),
+    /// `[listener NAME]`.
+    Listener(String),
     /// A header with an error already reported; its entries are lexed but not validated.
     /// `route` is set when it was meant to be a route (so "no routes" is not reported on top).
     Ignored {
@@ -151,12 +153,12 @@ impl Lexer<'_> {
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: false }
             }
-            ("backend" | "route" | "l4", 1) => {
+            ("backend" | "route" | "l4" | "listener", 1) => {
                 let k = invalid(&format!("missing name; expected [{kind} NAME]"));
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
             }
-            ("backend" | "route" | "l4", 2) if !is_valid_name(tokens[1]) => {
+            ("backend" | "route" | "l4" | "listener", 2) if !is_valid_name(tokens[1]) => {
                 let k = invalid("a name may only contain A-Z a-z 0-9 _ . -");
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
@@ -164,7 +166,8 @@ impl Lexer<'_> {
             ("backend", 2) => Header::Backend(tokens[1].to_string()),
             ("route", 2) => Header::Route(tokens[1].to_string()),
             ("l4", 2) => Header::L4(tokens[1].to_string()),
-            ("backend" | "route" | "l4", _) => {
+            ("listener", 2) => Header::Listener(tokens[1].to_string()),
+            ("backend" | "route" | "l4" | "listener", _) => {
                 let k = invalid(&format!(
                     "expected [{kind} NAME] with a single name (no spaces)"
                 ));

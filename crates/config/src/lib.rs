@@ -31,6 +31,7 @@ mod diff;
 mod error;
 mod health;
 mod ini;
+mod listener;
 mod model;
 mod parse;
 mod reader;
@@ -45,6 +46,10 @@ pub use address::Address;
 pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use health::MAX_BODY_SUBSTRING;
+pub use listener::{
+    Fallback, ListenerConfig, Protocols, SniCertificate, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    DEFAULT_TLS_RELOAD_INTERVAL, MAX_SNI_CERTIFICATES,
+};
 pub use model::{
     BackendConfig, BackendProtocol, BackendTls, Config, H2Settings, HashKey, HealthCheck, L4Config,
     L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,

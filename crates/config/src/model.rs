@@ -30,6 +30,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The `[l4 NAME]` sections (raw TCP listeners), in file order.
     pub l4: Vec<L4Config>,
+    /// The `[listener NAME]` sections (client ports with configured protocols), in file order.
+    pub listeners: Vec<crate::ListenerConfig>,
 }
 
 impl Config {
@@ -46,6 +48,11 @@ impl Config {
     /// The L4 listener named `name`, if there is one.
     pub fn l4_listener(&self, name: &str) -> Option<&L4Config> {
         self.l4.iter().find(|l| l.name == name)
+    }
+
+    /// The `[listener NAME]` section named `name`, if there is one.
+    pub fn listener(&self, name: &str) -> Option<&crate::ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
     }
 }
 

@@ -5,13 +5,16 @@ use std::collections::HashMap;
 
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::ini::{lex, Header, Section};
-use crate::model::{BackendConfig, Config, ServerConfig};
+use crate::listener::{read_listener, ListenerRead, LISTENER_KEYS};
+use crate::model::{BackendConfig, Config, L4Config, L4Protocol, ServerConfig};
 use crate::reader::SectionReader;
 use crate::sections::{
     collide, read_backend, read_l4, read_route, read_server, L4Read, RouteRead, BACKEND_KEYS,
     L4_KEYS, ROUTE_KEYS, SERVER_KEYS,
 };
 use crate::suggest::suggest;
+use crate::Fallback;
+use std::net::SocketAddr;
 
 /// Parses and validates a config file.
 ///
@@ -41,6 +44,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         any_route: false,
         l4: Vec::new(),
         l4_lines: HashMap::new(),
+        listeners: Vec::new(),
+        listener_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -74,6 +79,10 @@ struct Parser<'a> {
     l4: Vec<(L4Read, &'a Section)>,
     /// Every declared L4 listener name and its header line.
     l4_lines: HashMap<&'a str, usize>,
+    /// The `[listener NAME]` sections read (duplicates already dropped), with their sections.
+    listeners: Vec<(ListenerRead, &'a Section)>,
+    /// Every declared listener name and its header line.
+    listener_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -140,6 +149,16 @@ impl<'a> Parser<'a> {
                     self.l4.push((read, section));
                 }
             }
+            Header::Listener(name) => {
+                let first = self.listener_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, LISTENER_KEYS, &mut self.errors);
+                let read = read_listener(&mut r, name);
+                if first.is_none() {
+                    self.listener_lines.insert(name, section.line);
+                    self.listeners.push((read, section));
+                }
+            }
         }
     }
 
@@ -202,6 +221,75 @@ impl<'a> Parser<'a> {
         self.l4 = l4;
     }
 
+    /// The listener checks that need the whole file: `fallback` names a TCP `[l4 GROUP]`, and
+    /// no `listen` address collides with `[server]`'s, a TCP L4 listener's or an earlier
+    /// listener's.
+    fn cross_check_listeners(&mut self) {
+        let listeners = std::mem::take(&mut self.listeners);
+        let server = self
+            .server
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .unwrap_or_default();
+        let tcp_groups: Vec<&L4Config> = self
+            .l4
+            .iter()
+            .filter_map(|(r, _)| r.config.as_ref())
+            .filter(|c| c.protocol == L4Protocol::Tcp)
+            .collect();
+        let known: Vec<String> = tcp_groups.iter().map(|c| c.name.clone()).collect();
+        let mut taken: Vec<(SocketAddr, String)> = server
+            .listen
+            .iter()
+            .map(|a| (*a, format!("[server] listen {a}")))
+            .chain(
+                server
+                    .admin_listen
+                    .map(|a| (a, format!("[server] admin_listen {a}"))),
+            )
+            .chain(
+                tcp_groups
+                    .iter()
+                    .map(|c| (c.listen, format!("[l4 {}] listen {}", c.name, c.listen))),
+            )
+            .collect();
+        let mut errors = Vec::new();
+        for (read, section) in &listeners {
+            let Some(config) = &read.config else {
+                continue;
+            };
+            if let Some(Fallback::Tcp(group)) = &config.fallback {
+                if !known.contains(group) {
+                    let kind = ErrorKind::UnknownGroup {
+                        name: group.clone(),
+                        known: known.clone(),
+                        suggestion: suggest(group, known.iter().map(String::as_str)),
+                    };
+                    errors.push((*section, read.fallback_line, "fallback", kind));
+                }
+            }
+            // A listener's own addresses are checked for duplicates only, like `[server]`'s
+            // (sockets bind IPv6 only, so `0.0.0.0:P` and `[::]:P` may go together).
+            let mut own = Vec::new();
+            for &listen in &config.listen {
+                if let Some((_, other)) = taken.iter().find(|(a, _)| collide(*a, listen)) {
+                    let kind = ErrorKind::ListenConflict {
+                        listen,
+                        other: other.clone(),
+                    };
+                    errors.push((*section, read.listen_line, "listen", kind));
+                } else {
+                    own.push((listen, format!("[{}] listen {listen}", section.label)));
+                }
+            }
+            taken.extend(own);
+        }
+        for (section, line, key, kind) in errors {
+            self.section_error(section, line, key, kind);
+        }
+        self.listeners = listeners;
+    }
+
     fn route_error(
         &mut self,
         route: &PendingRoute<'_>,
@@ -260,6 +348,7 @@ impl<'a> Parser<'a> {
         }
         self.routes = routes;
         self.cross_check_l4(&known);
+        self.cross_check_listeners();
         if !self.any_route {
             self.errors.push(ConfigError {
                 file: self.file.to_string(),
@@ -287,6 +376,11 @@ impl<'a> Parser<'a> {
                 .map(|r| r.read.config)
                 .collect(),
             l4: self.l4.into_iter().filter_map(|(r, _)| r.config).collect(),
+            listeners: self
+                .listeners
+                .into_iter()
+                .filter_map(|(r, _)| r.config)
+                .collect(),
         })
     }
 }

@@ -232,5 +232,9 @@ pub(crate) fn to_ini(config: &Config) -> String {
     for l in &config.l4 {
         section(&mut out, &format!("l4 {}", l.name), l4_values(l));
     }
+    for l in &config.listeners {
+        let values = crate::listener::listener_values(l);
+        section(&mut out, &format!("listener {}", l.name), values);
+    }
     out
 }

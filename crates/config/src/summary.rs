@@ -71,6 +71,29 @@ pub(crate) fn summary(config: &Config) -> String {
             l.balancer
         );
     }
+    if !config.listeners.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}:",
+            plural(config.listeners.len(), "listener", "listeners")
+        );
+    }
+    for l in &config.listeners {
+        let listen: Vec<String> = l.listen.iter().map(ToString::to_string).collect();
+        let fallback = l
+            .fallback
+            .as_ref()
+            .map(|f| format!(", else {f}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}: {} on {}{}",
+            l.name,
+            l.protocols,
+            format_list(&listen),
+            fallback
+        );
+    }
     out.truncate(out.trim_end().len());
     out
 }

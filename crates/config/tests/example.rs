@@ -160,6 +160,7 @@ fn expected() -> Config {
             ),
         ],
         l4: Vec::new(),
+        listeners: Vec::new(),
     }
 }
 
@@ -316,6 +317,8 @@ fn the_docs_complete_example_is_valid() {
     assert_eq!(config.backends.len(), 5);
     assert_eq!(config.routes.len(), 3);
     assert_eq!(config.l4.len(), 1);
+    let public = config.listener("public").unwrap();
+    assert!(public.protocols.tls && public.acme_challenge_dir.is_some());
     let chat = config.route("chat").unwrap();
     assert!(chat.discovery && chat.versions.len() == 1 && chat.balancer == "prefix_cache");
 }
@@ -367,6 +370,30 @@ fn every_key_example_in_the_docs_is_valid() {
                     "[l4 t]\nlisten = 127.0.0.1:7000\nbackends = b\n{line}\n\
                      [route r]\nbackends = b\n"
                 ),
+                "## `[listener NAME]`" => {
+                    let mut text = String::from("[listener p]\n");
+                    if key != "listen" {
+                        text.push_str("listen = 127.0.0.1:8443\n");
+                    }
+                    let tls =
+                        key.starts_with("tls_") || (key == "protocols" && line.contains("tls"));
+                    if tls {
+                        for (k, v) in [
+                            ("protocols", "tls"),
+                            ("tls_certificate", "/c.pem"),
+                            ("tls_key", "/k.pem"),
+                        ] {
+                            if k != key {
+                                text.push_str(&format!("{k} = {v}\n"));
+                            }
+                        }
+                    }
+                    text.push_str(&format!(
+                        "{line}\n[l4 ssh]\nlisten = 127.0.0.1:2222\nbackends = b\n\
+                         [route r]\nbackends = b\n"
+                    ));
+                    text
+                }
                 other => panic!("ini block under unexpected heading {other}"),
             };
             let text = if text.contains("[backend") {

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
     parse, Address, BackendConfig, BackendProtocol, Config, HashKey, HealthCheck, L4Config,
-    L4Protocol, MetricsEndpoint, RouteConfig, ServerConfig,
+    L4Protocol, ListenerConfig, MetricsEndpoint, Protocols, RouteConfig, ServerConfig,
+    SniCertificate,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -329,10 +330,75 @@ fn l4s(backend_names: Vec<String>) -> impl Strategy<Value = Vec<L4Config>> {
     })
 }
 
+fn path() -> impl Strategy<Value = std::path::PathBuf> {
+    "/?[a-z0-9_.-]{1,8}(/[a-z0-9_.-]{1,8}){0,2}".prop_map(std::path::PathBuf::from)
+}
+
+fn seconds(lo: u64, hi: u64) -> impl Strategy<Value = Duration> {
+    (lo..=hi).prop_map(Duration::from_secs)
+}
+
+/// `[listener NAME]` sections; `fallback` picks one of `groups` (by index, when there are
+/// any); their ports are 0, so they never collide.
+fn listeners() -> impl Strategy<Value = Vec<(ListenerConfig, Option<usize>)>> {
+    let protocols = (any::<bool>(), any::<bool>(), any::<bool>())
+        .prop_filter("one protocol at least", |(a, b, c)| *a || *b || *c)
+        .prop_map(|(http1, h2c, tls)| Protocols { http1, h2c, tls });
+    let sni =
+        (host_pattern(), path(), path()).prop_map(|(host, certificate, key)| SniCertificate {
+            host,
+            certificate,
+            key,
+        });
+    let one = (
+        prop::collection::btree_set(ip(), 1..3),
+        protocols,
+        prop::option::of(any::<usize>()),
+        prop::option::of(seconds(1, 300)),
+        (path(), path(), prop::collection::vec(sni, 0..3)),
+        (seconds(1, 300), prop_oneof![Just(0u64), 1..=3600u64]),
+        prop::option::of(path()),
+    );
+    prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(
+                |(name, (ips, protocols, fallback, sniff, tls, timing, acme))| {
+                    let (cert, key, mut sni) = tls;
+                    let mut seen = BTreeSet::new();
+                    sni.retain(|s| seen.insert(s.host.clone()));
+                    let on = protocols.tls;
+                    let config = ListenerConfig {
+                        name,
+                        listen: ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
+                        protocols,
+                        fallback: None,
+                        sniff_timeout: sniff,
+                        tls_certificate: on.then_some(cert),
+                        tls_key: on.then_some(key),
+                        tls_sni: if on { sni } else { Vec::new() },
+                        tls_handshake_timeout: if on {
+                            timing.0
+                        } else {
+                            switchyard_config::DEFAULT_TLS_HANDSHAKE_TIMEOUT
+                        },
+                        tls_reload_interval: if on {
+                            Duration::from_secs(timing.1)
+                        } else {
+                            switchyard_config::DEFAULT_TLS_RELOAD_INTERVAL
+                        },
+                        acme_challenge_dir: acme.filter(|_| protocols.http1),
+                    };
+                    (config, fallback)
+                },
+            )
+            .collect()
+    })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (server(), backends()).prop_flat_map(|(server, backends)| {
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        (routes(names.clone()), l4s(names)).prop_map(move |(routes, l4)| {
+        (routes(names.clone()), l4s(names), listeners()).prop_map(move |(routes, l4, listeners)| {
             // Keep only listeners whose port no other listener uses (port 0 never collides).
             let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
             ports.extend(server.admin_listen.map(|a| a.port()));
@@ -344,12 +410,23 @@ fn config() -> impl Strategy<Value = Config> {
                     ports.push(p);
                     free
                 })
+                .collect::<Vec<L4Config>>();
+            let listeners = listeners
+                .into_iter()
+                .map(|(mut l, fallback)| {
+                    if let Some(i) = fallback.filter(|_| !l4.is_empty()) {
+                        let group = l4[i % l4.len()].name.clone();
+                        l.fallback = Some(switchyard_config::Fallback::Tcp(group));
+                    }
+                    l
+                })
                 .collect();
             Config {
                 server: server.clone(),
                 backends: backends.clone(),
                 routes,
                 l4,
+                listeners,
             }
         })
     })
@@ -378,6 +455,12 @@ fn ini_line() -> impl Strategy<Value = String> {
         "protocol",
         "idle_timeout",
         "connect_timeout",
+        "protocols",
+        "fallback",
+        "tls_certificate",
+        "tls_key",
+        "tls_sni",
+        "acme_challenge_dir",
         "bogus",
         "",
     ]);
@@ -392,6 +475,9 @@ fn ini_line() -> impl Strategy<Value = String> {
         Just("least_conn".to_string()),
         Just("tcp".to_string()),
         Just("udp".to_string()),
+        Just("http1, h2c, tls".to_string()),
+        Just("tcp:t".to_string()),
+        Just("a.example.com /c.pem /k.pem".to_string()),
         Just("/metrics".to_string()),
         Just("ai completion".to_string()),
         Just("http /h 200 \"ok\"".to_string()),
@@ -411,6 +497,7 @@ fn ini_line() -> impl Strategy<Value = String> {
             "route s",
             "l4 t",
             "l4",
+            "listener p",
             "x",
             "",
             "route"

@@ -97,11 +97,11 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Check { file } => match load(&file) {
-            Ok(cfg) => {
+            Ok(cfg) => check_certificates(&file, &cfg).unwrap_or_else(|| {
                 println!("{}: ok", file.display());
                 println!("{}", cfg.summary());
                 ExitCode::SUCCESS
-            }
+            }),
             Err(code) => code,
         },
         Command::Demo { listen, admin } => crate::demo::run(listen, admin),
@@ -156,6 +156,14 @@ fn loadgen(args: LoadgenArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Reads the listeners' certificates as the server would at start; on failure prints why
+/// and gives exit code 2.
+fn check_certificates(file: &Path, config: &Config) -> Option<ExitCode> {
+    let e = crate::net::listeners::build(config, 1).err()?;
+    eprintln!("{}: {e}", file.display());
+    Some(ExitCode::from(2))
 }
 
 /// Reads and validates a config file; on failure prints every error and gives exit code 2.
@@ -225,6 +233,7 @@ pub fn quick_config(
         }],
         backends,
         l4: Vec::new(),
+        listeners: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

@@ -65,6 +65,8 @@ pub struct Shared {
     pub health: Vec<crate::upstream::health::HealthStats>,
     /// Per `[l4 NAME]` listener, its bound address (with the real port when the config said 0).
     pub l4_addrs: Vec<SocketAddr>,
+    /// Per `[listener NAME]`, its addresses, TLS state and counters.
+    pub listeners: Vec<crate::net::listeners::ListenerState>,
 }
 
 impl Shared {
@@ -118,12 +120,14 @@ pub enum StartError {
     /// A backend's `metrics` address does not resolve.
     Metrics(String),
     /// A backend's TLS settings cannot be used (its CA file, say).
-    Tls {
+    BackendTls {
         /// The backend's name.
         backend: String,
         /// What is wrong.
         source: crate::upstream::tls::TlsConfigError,
     },
+    /// A listener's certificate or key file is missing or unusable.
+    Tls(crate::net::certs::CertError),
 }
 
 impl fmt::Display for StartError {
@@ -148,7 +152,8 @@ impl fmt::Display for StartError {
             }
             StartError::Runtime(e) => write!(f, "cannot start reactor threads: {e}"),
             StartError::Metrics(e) => write!(f, "{e}"),
-            StartError::Tls { backend, source } => write!(f, "backend {backend}: {source}"),
+            StartError::BackendTls { backend, source } => write!(f, "backend {backend}: {source}"),
+            StartError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
@@ -185,6 +190,17 @@ impl ServerHandle {
     /// when the config said 0).
     pub fn l4_addrs(&self) -> &[SocketAddr] {
         &self.l4_addrs
+    }
+
+    /// The bound addresses of the `[listener NAME]` named `name` (with the real port when the
+    /// config said 0); empty if there is no such listener.
+    pub fn listener_addrs(&self, name: &str) -> &[SocketAddr] {
+        self.shared
+            .config
+            .listeners
+            .iter()
+            .position(|l| l.name == name)
+            .map_or(&[], |i| &self.shared.listeners[i].addrs)
     }
 
     /// The bound admin address, if the admin listener is enabled.
@@ -266,7 +282,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         .backends
         .iter()
         .map(|b| {
-            UpstreamTls::for_backend(b).map_err(|source| StartError::Tls {
+            UpstreamTls::for_backend(b).map_err(|source| StartError::BackendTls {
                 backend: b.name.clone(),
                 source,
             })
@@ -298,6 +314,27 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         listen_addrs.push(sockets[0].local_addr().map_err(StartError::Runtime)?);
         for (i, s) in sockets.into_iter().enumerate() {
             per_thread[i].push(s);
+        }
+    }
+    // `[listener NAME]` ports: certificates first (a bad file stops the start), then one
+    // SO_REUSEPORT socket per thread and address, like `listen`.
+    let mut listener_states =
+        crate::net::listeners::build(&config, threads).map_err(StartError::Tls)?;
+    let mut per_thread_listeners: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for (index, l) in config.listeners.iter().enumerate() {
+        for addr in &l.listen {
+            let sockets =
+                listener::bind_reuseport(*addr, threads).map_err(|source| StartError::Bind {
+                    what: "listener",
+                    addr: *addr,
+                    source,
+                })?;
+            let bound = sockets[0].local_addr().map_err(StartError::Runtime)?;
+            listener_states[index].addrs.push(bound);
+            for (i, s) in sockets.into_iter().enumerate() {
+                per_thread_listeners[i].push((index, s));
+            }
         }
     }
     // `[l4 NAME]` listeners: one SO_REUSEPORT socket per thread each, like `listen`.
@@ -339,6 +376,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             config.l4.len(),
         ),
         l4_addrs: l4_addrs.clone(),
+        listeners: listener_states,
         clock: Clock::new(),
         threads,
         nofile_limit,
@@ -377,12 +415,25 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let (tx, rx) = watch::channel(false);
     let mut handles = Vec::new();
-    for (i, (listeners, l4)) in per_thread.into_iter().zip(per_thread_l4).enumerate() {
+    let per_thread_all = per_thread
+        .into_iter()
+        .zip(per_thread_l4)
+        .zip(per_thread_listeners);
+    for (i, ((listeners, l4), ports)) in per_thread_all.enumerate() {
         let shared = Arc::clone(&shared);
         let rx = rx.clone();
         let h = std::thread::Builder::new()
             .name(format!("switchyard-reactor-{i}"))
-            .spawn(move || reactor(i, shared, listeners, l4, rx))
+            .spawn(move || reactor(i, shared, listeners, (l4, ports), rx))
+            .map_err(StartError::Runtime)?;
+        handles.push(h);
+    }
+    let watched = crate::net::listeners::watched(&shared.config, &shared.listeners);
+    if !watched.is_empty() {
+        let rx = rx.clone();
+        let h = std::thread::Builder::new()
+            .name("switchyard-certs".into())
+            .spawn(move || crate::net::certs::run(watched, rx))
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }
@@ -423,12 +474,15 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     })
 }
 
+/// Sockets with the index of the `[l4 NAME]` or `[listener NAME]` they belong to.
+type Indexed = Vec<(usize, std::net::TcpListener)>;
+
 /// One reactor thread: a current-thread runtime running its accept loops and connections.
 fn reactor(
     index: usize,
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
-    l4_listeners: Vec<(usize, std::net::TcpListener)>,
+    (l4_listeners, ports): (Indexed, Indexed),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -483,6 +537,7 @@ fn reactor(
                 shutdown.clone(),
             ));
         }
+        spawn_listeners(index, &shared, &worker, ports, &active, &shutdown);
         let sweeper = {
             let worker = Rc::clone(&worker);
             tokio::task::spawn_local(async move {
@@ -514,6 +569,47 @@ fn reactor(
         sweeper.abort();
         worker.pool.clear();
     });
+}
+
+/// Starts the accept loops of this thread's `[listener NAME]` sockets, each with its fallback
+/// group's tunnels when it has one.
+fn spawn_listeners(
+    thread: usize,
+    shared: &Arc<Shared>,
+    worker: &Rc<Worker>,
+    ports: Vec<(usize, std::net::TcpListener)>,
+    active: &Rc<std::cell::Cell<usize>>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    for (index, l) in ports {
+        let name = &shared.config.listeners[index].name;
+        let l = match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "reactor {thread}: cannot register listener {name}");
+                continue;
+            }
+        };
+        let tunnels = match shared.listeners[index].fallback {
+            None => None,
+            Some(group) => match crate::l4::tcp::Listener::new(Arc::clone(shared), thread, group) {
+                Ok(t) => Some(Rc::new(t)),
+                Err(e) => {
+                    tracing::error!(error = %e, "reactor {thread}: listener {name}: no fallback");
+                    None
+                }
+            },
+        };
+        tokio::task::spawn_local(crate::net::listeners::accept_loop(
+            l,
+            Rc::clone(worker),
+            index,
+            thread,
+            tunnels,
+            Rc::clone(active),
+            shutdown.clone(),
+        ));
+    }
 }
 
 async fn accept_loop(

@@ -186,6 +186,28 @@ fn check_accepts_a_good_file_and_prints_a_summary() {
 }
 
 #[test]
+fn check_reads_listener_certificates() {
+    let missing = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-such-cert.pem");
+    let path = write_file(
+        "tls.ini",
+        &format!(
+            "[backend a]\naddress = 10.0.0.1:8000\n[route r]\nbackends = a\n\
+             [listener edge]\nlisten = 127.0.0.1:8443\nprotocols = http1, tls\n\
+             tls_certificate = {0}\ntls_key = {0}\n",
+            missing.display()
+        ),
+    );
+    let out = run(&["check", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
+    assert!(
+        err.contains("[listener edge] tls_certificate")
+            && err.contains(&missing.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_of_a_missing_file_exits_2() {
     let out = run(&["check", "/nonexistent/switchyard.ini"]);
     assert_eq!(out.status.code(), Some(2));

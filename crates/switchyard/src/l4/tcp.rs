@@ -130,6 +130,14 @@ impl Listener {
         }
     }
 
+    /// Serves a client connection accepted elsewhere (a `[listener]` whose `fallback` names
+    /// this group), counted as one of this group's.
+    pub async fn serve_fallback(&self, client: TcpStream, peer: SocketAddr) {
+        self.counters().connections.bump(1);
+        self.serve(client, peer).await;
+        self.counters().closed.bump(1);
+    }
+
     /// Connects to a backend the balancer picks; after a failure, to each other backend once.
     /// Returns the stream, the backend's index in the group and its in-flight guard.
     async fn connect(&self, peer: SocketAddr) -> Option<(TcpStream, usize, InFlight)> {

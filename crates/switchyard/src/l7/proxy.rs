@@ -230,6 +230,16 @@ impl Worker {
             in_flight: None,
             grpc: false,
         };
+        // ACME HTTP-01 challenges, before routing (listeners with `acme_challenge_dir`).
+        if let Some(dir) = &ctx.acme_dir {
+            let acme = crate::net::acme::answer(dir, req.method(), req.uri().path()).await;
+            if let Some((status, body)) = acme {
+                self.stats.response(None, status.as_u16());
+                let mut resp = Response::new(ProxyBody::full(body, exchange));
+                *resp.status_mut() = status;
+                return resp;
+            }
+        }
         match self.proxy(req, &ctx, &mut exchange).await {
             Ok(Reply::Local { content_type, body }) => {
                 self.stats.response(exchange.route, 200);
@@ -418,7 +428,7 @@ impl Worker {
             prefix: None,
             rest: Some(body),
         };
-        headers::to_upstream(&mut parts.headers, &ctx.client_ip, "http");
+        headers::to_upstream(&mut parts.headers, &ctx.client_ip, ctx.scheme);
         let mut upgrade = match upgrade {
             None => None,
             Some((value, mut u)) => {

@@ -58,6 +58,11 @@ pub struct ConnCtx {
     dog_waker: Mutex<Option<Waker>>,
     /// HTTP/2: reads are frames, not request heads (hyper's HTTP/2 state machine checks them).
     http2: AtomicBool,
+    /// Where ACME HTTP-01 challenges are answered from on this connection (a plain-HTTP
+    /// connection of a `[listener]` with `acme_challenge_dir`).
+    pub acme_dir: Option<Arc<std::path::Path>>,
+    /// The scheme the client used (`https` over TLS), for `X-Forwarded-Proto`.
+    pub scheme: &'static str,
 }
 
 /// A time stamp that is not set.
@@ -82,6 +87,8 @@ impl ConnCtx {
             dog_kicked: AtomicBool::new(false),
             dog_waker: Mutex::new(None),
             http2: AtomicBool::new(false),
+            acme_dir: None,
+            scheme: "http",
         }
     }
 
@@ -160,14 +167,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The client socket, counting bytes and showing each read to the [`ConnCtx`].
-struct Tracked {
-    stream: TcpStream,
+/// The client socket (or the TLS stream over it), counting bytes and showing each read to the
+/// [`ConnCtx`].
+struct Tracked<S> {
+    stream: S,
     ctx: Arc<ConnCtx>,
     stats: Arc<ThreadStats>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -187,7 +195,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -313,11 +321,50 @@ pub async fn serve(
             return;
         }
     };
-    let ctx = Arc::new(ConnCtx::new(
+    let how = Http {
+        http2,
+        tls: false,
+        acme_dir: None,
+    };
+    serve_http(worker, stream, peer, how, shutdown).await;
+    stats.conns_closed.bump(1);
+}
+
+/// How to serve a connection whose protocol is decided.
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    /// HTTP/2, else HTTP/1.1.
+    pub http2: bool,
+    /// Over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
+    /// Answer ACME HTTP-01 challenges from this directory.
+    pub acme_dir: Option<Arc<std::path::Path>>,
+}
+
+/// Serves HTTP on a connection whose protocol is decided: a client socket, or a TLS stream
+/// over one.
+pub async fn serve_http<S>(
+    worker: Rc<Worker>,
+    stream: S,
+    peer: SocketAddr,
+    how: Http,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let stats = Arc::clone(&worker.stats);
+    let cfg = &worker.shared.config.server;
+    let mut ctx = ConnCtx::new(
         peer,
         cfg.client_header_timeout,
         cfg.client_keepalive_timeout,
-    ));
+    );
+    ctx.acme_dir = how.acme_dir;
+    if how.tls {
+        ctx.scheme = "https";
+    }
+    let http2 = how.http2;
+    let ctx = Arc::new(ctx);
     ctx.http2.store(http2, Relaxed);
     let io = TokioIo::new(Tracked {
         stream,
@@ -337,7 +384,6 @@ pub async fn serve(
         let conn = worker.http1.serve_connection(io, service).with_upgrades();
         drive(conn, &ctx, &stats, shutdown).await;
     }
-    stats.conns_closed.bump(1);
 }
 
 /// A hyper connection that can be asked to finish gracefully.

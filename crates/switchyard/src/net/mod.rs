@@ -1,5 +1,9 @@
 //! Listeners and client connections.
 
+pub mod acme;
+pub mod certs;
 pub mod conn;
 pub mod detect;
 pub mod listener;
+pub mod listeners;
+pub mod tls;

@@ -135,6 +135,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "routes": routes,
         "backends": backends,
         "l4": l4,
+        "listeners": crate::net::listeners::report(&shared.config, &shared.listeners),
     })
 }
 

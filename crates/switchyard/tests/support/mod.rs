@@ -11,6 +11,7 @@ pub mod client;
 pub mod proxy;
 pub mod raw;
 pub mod server;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchyard::server::ServerHandle;
-use switchyard_config::{BackendConfig, Config, L4Config, L4Protocol, RouteConfig, ServerConfig};
+use switchyard_config::{
+    BackendConfig, Config, L4Config, L4Protocol, ListenerConfig, RouteConfig, ServerConfig,
+};
 
 use super::client;
 
@@ -27,6 +29,7 @@ pub fn new() -> Builder {
             backends: Vec::new(),
             routes: Vec::new(),
             l4: Vec::new(),
+            listeners: Vec::new(),
         },
     }
 }
@@ -214,6 +217,27 @@ impl Builder {
         self
     }
 
+    /// Adds `[listener name]` on 127.0.0.1:0 with the defaults (`protocols = http1, h2c`),
+    /// then lets `f` change it; its bound address is [`Proxy::listener_addr`].
+    pub fn listener(mut self, name: &str, f: impl FnOnce(&mut ListenerConfig)) -> Self {
+        let mut l = ListenerConfig {
+            name: name.into(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            protocols: Default::default(),
+            fallback: None,
+            sniff_timeout: None,
+            tls_certificate: None,
+            tls_key: None,
+            tls_sni: Vec::new(),
+            tls_handshake_timeout: switchyard_config::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            tls_reload_interval: switchyard_config::DEFAULT_TLS_RELOAD_INTERVAL,
+            acme_challenge_dir: None,
+        };
+        f(&mut l);
+        self.config.listeners.push(l);
+        self
+    }
+
     /// One backend `b0` at `addr` behind a route for every path.
     pub fn to(self, addr: SocketAddr) -> Self {
         self.backend("b0", addr)
@@ -249,6 +273,11 @@ impl Proxy {
     /// The bound address of L4 listener `index` (config order).
     pub fn l4_addr(&self, index: usize) -> SocketAddr {
         self.handle().l4_addrs()[index]
+    }
+
+    /// The (first) bound address of `[listener name]`.
+    pub fn listener_addr(&self, name: &str) -> SocketAddr {
+        self.handle().listener_addrs(name)[0]
     }
 
     /// The admin address.
