@@ -47,7 +47,8 @@ pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use health::MAX_BODY_SUBSTRING;
 pub use model::{
     BackendConfig, Config, HashKey, HealthCheck, L4Config, L4Protocol, MetricsEndpoint, ModelId,
-    RouteConfig, ServerConfig,
+    RouteConfig, ServerConfig, DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT,
+    DEFAULT_UDP_MAX_DATAGRAM, DEFAULT_UDP_MAX_SESSIONS,
 };
 pub use parse::parse;
 
