@@ -310,9 +310,10 @@ fn the_docs_complete_example_is_valid() {
     let (heading, example) = &doc_blocks()[0];
     assert_eq!(heading, "## Complete example");
     let config = parse(example, "config.md").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.backends.len(), 5);
+    assert_eq!(config.backends.len(), 6);
     assert_eq!(config.routes.len(), 3);
-    assert_eq!(config.l4.len(), 1);
+    assert_eq!(config.l4.len(), 2);
+    assert_eq!(config.l4[1].protocol, switchyard_config::L4Protocol::Udp);
     let chat = config.route("chat").unwrap();
     assert!(chat.discovery && chat.versions.len() == 1 && chat.balancer == "prefix_cache");
 }
@@ -360,6 +361,11 @@ fn every_key_example_in_the_docs_is_valid() {
                     }
                     text
                 }
+                // The UDP-only keys need `protocol = udp`.
+                "## `[l4 NAME]`" if key == "max_sessions" || key == "max_datagram" => format!(
+                    "[l4 t]\nlisten = 127.0.0.1:7000\nprotocol = udp\nbackends = b\n{line}\n\
+                     [route r]\nbackends = b\n"
+                ),
                 "## `[l4 NAME]`" => format!(
                     "[l4 t]\nlisten = 127.0.0.1:7000\nbackends = b\n{line}\n\
                      [route r]\nbackends = b\n"
