@@ -159,6 +159,14 @@ impl Listener {
         peer: SocketAddr,
         now: Instant,
     ) -> Option<Opened> {
+        // `peer` has no live session: one still in the table has expired; end it first, so
+        // its slot is free for the new one.
+        let stale = self.table.borrow_mut().remove_if(peer, |_| true);
+        if stale.is_some() {
+            drop(stale);
+            self.counters().sessions_expired.bump(1);
+            self.counters().sessions_closed.bump(1);
+        }
         let Some(slot) = self.slots.try_acquire(self.max_sessions) else {
             self.counters().sessions_rejected.bump(1);
             return None;
@@ -203,15 +211,17 @@ impl Listener {
                 backend: i,
                 upstream: Rc::clone(&session.upstream),
             };
-            match self.table.borrow_mut().insert(peer, session, now) {
+            let inserted = self.table.borrow_mut().insert(peer, session, now);
+            match inserted {
                 Inserted::New => {}
+                // Neither is reached (the stale session was removed above, and the slots cap
+                // the table first), but both are handled.
                 Inserted::Replaced(old) => {
                     drop(old);
                     self.counters().sessions_expired.bump(1);
                     self.counters().sessions_closed.bump(1);
                 }
                 Inserted::Full(_) => {
-                    // Not reached: the slots cap the table first.
                     self.counters().sessions_rejected.bump(1);
                     return None;
                 }
