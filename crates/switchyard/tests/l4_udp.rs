@@ -42,6 +42,27 @@ impl Echo {
     }
 }
 
+/// A UDP backend that answers `flood` with `count` datagrams of 1400 bytes, and echoes
+/// anything else.
+async fn flooding_echo(count: usize) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf[1..]).await {
+            buf[0] = b'f';
+            if &buf[1..n + 1] == b"flood" {
+                for _ in 0..count {
+                    let _ = socket.send_to(&[b'f'; 1400], from).await;
+                }
+            } else {
+                let _ = socket.send_to(&buf[..n + 1], from).await;
+            }
+        }
+    });
+    addr
+}
+
 /// A client socket connected to the proxy's UDP listener `to`.
 async fn client(to: SocketAddr) -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -307,6 +328,58 @@ async fn a_dead_backend_does_not_hold_up_other_clients() {
     })
     .await;
     assert_eq!(proxy.backend_stats(0).await["in_flight"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_hold_up_another() {
+    let backend = flooding_echo(5_000).await;
+    let proxy = proxy::new()
+        .backend("f", backend)
+        .route("default", "/", &["f"], "round_robin")
+        .l4_udp("flood", &["f"], "round_robin")
+        .start();
+    let addr = proxy.l4_addr(0);
+    // Its replies (7 MB) overflow its receive buffer; the proxy must not wait on it.
+    let silent = client(addr).await;
+    silent.send(b"flood").await.unwrap();
+    let busy = client(addr).await;
+    for i in 0..50u8 {
+        assert_eq!(ask(&busy, &[i]).await, (b'f', vec![i]));
+    }
+    // Some of the flood reached the proxy and was relayed (the kernel drops what overflows
+    // the session socket's buffer, as UDP may), besides the busy client's 50 replies.
+    wait_for(DEADLINE, "the flood relayed", || async {
+        proxy.backend_stats(0).await["udp_datagrams_in"]
+            .as_u64()
+            .unwrap()
+            > 50
+    })
+    .await;
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_conn_sees_open_sessions() {
+    let a = Echo::start(b'a').await;
+    let b = Echo::start(b'b').await;
+    let proxy = proxy::new()
+        .backend("a", a.addr)
+        .backend("b", b.addr)
+        .route("default", "/", &["a", "b"], "round_robin")
+        .l4_udp("lc", &["a", "b"], "least_conn")
+        .start();
+    let mut clients = Vec::new();
+    let mut tags = Vec::new();
+    for _ in 0..4 {
+        let s = client(proxy.l4_addr(0)).await;
+        tags.push(ask(&s, b"x").await.0);
+        clients.push(s);
+    }
+    // Each open session is one in flight on its backend, so they alternate.
+    tags.sort_unstable();
+    assert_eq!(tags, [b'a', b'a', b'b', b'b']);
+    assert_eq!(proxy.backend_stats(0).await["in_flight"], 2);
+    assert_eq!(proxy.backend_stats(1).await["in_flight"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
