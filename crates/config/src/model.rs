@@ -28,7 +28,7 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// The `[route NAME]` sections, in file order.
     pub routes: Vec<RouteConfig>,
-    /// The `[l4 NAME]` sections (raw TCP listeners), in file order.
+    /// The `[l4 NAME]` sections (raw TCP and UDP listeners), in file order.
     pub l4: Vec<L4Config>,
 }
 
