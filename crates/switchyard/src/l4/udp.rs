@@ -164,8 +164,8 @@ impl Listener {
         let stale = self.table.borrow_mut().remove_if(peer, |_| true);
         if stale.is_some() {
             drop(stale);
-            self.counters().sessions_expired.bump(1);
             self.counters().sessions_closed.bump(1);
+            self.counters().sessions_expired.bump(1);
         }
         let Some(slot) = self.slots.try_acquire(self.max_sessions) else {
             self.counters().sessions_rejected.bump(1);
@@ -218,8 +218,8 @@ impl Listener {
                 // the table first), but both are handled.
                 Inserted::Replaced(old) => {
                     drop(old);
-                    self.counters().sessions_expired.bump(1);
                     self.counters().sessions_closed.bump(1);
+                    self.counters().sessions_expired.bump(1);
                 }
                 Inserted::Full(_) => {
                     self.counters().sessions_rejected.bump(1);
@@ -243,11 +243,12 @@ impl Listener {
         );
         self.backend_stats(backend).errors.bump(1);
         let gone = self.table.borrow_mut().remove_if(peer, |s| s.id == id);
-        if gone.is_some() {
+        // Dropped outside the table's borrow, and before it is counted as closed.
+        let ended = gone.is_some();
+        drop(gone);
+        if ended {
             self.counters().sessions_closed.bump(1);
         }
-        // Dropped here, outside the table's borrow.
-        drop(gone);
     }
 
     /// Relays replies from `upstream` to `peer` through the listener's `socket` until the
@@ -298,8 +299,9 @@ impl Listener {
         let n = gone.len() as u64;
         drop(gone);
         if n > 0 {
-            self.counters().sessions_expired.bump(n);
+            // Closed first: whoever sees it expired sees it closed.
             self.counters().sessions_closed.bump(n);
+            self.counters().sessions_expired.bump(n);
         }
     }
 
