@@ -78,6 +78,13 @@ pub enum ErrorKind {
         /// Why it is needed.
         reason: String,
     },
+    /// A key that the section's `protocol` has no use for (reported on the key's line).
+    NotForProtocol {
+        /// The section's protocol, as written in the config (`tcp`, `udp`).
+        protocol: String,
+        /// Why the key does not apply.
+        reason: String,
+    },
     /// A value that does not parse or is out of range.
     InvalidValue {
         /// The value as written.
@@ -179,6 +186,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::MissingKey { key } => write!(f, "missing required key `{key}`"),
             ErrorKind::NeedsKey { needed, reason } => {
                 write!(f, "needs `{needed}` in the same section: {reason}")
+            }
+            ErrorKind::NotForProtocol { protocol, reason } => {
+                write!(f, "not valid with `protocol = {protocol}`: {reason}")
             }
             ErrorKind::InvalidValue { value, reason } => {
                 write!(f, "invalid value `{value}`: {reason}")

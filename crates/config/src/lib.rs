@@ -52,7 +52,8 @@ pub use listener::{
 };
 pub use model::{
     BackendConfig, BackendProtocol, BackendTls, Config, H2Settings, HashKey, HealthCheck, L4Config,
-    L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
+    L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_L4_IDLE_TIMEOUT,
+    DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_MAX_DATAGRAM, DEFAULT_UDP_MAX_SESSIONS,
 };
 pub use parse::parse;
 

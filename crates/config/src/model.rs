@@ -28,7 +28,7 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// The `[route NAME]` sections, in file order.
     pub routes: Vec<RouteConfig>,
-    /// The `[l4 NAME]` sections (raw TCP listeners), in file order.
+    /// The `[l4 NAME]` sections (raw TCP and UDP listeners), in file order.
     pub l4: Vec<L4Config>,
     /// The `[listener NAME]` sections (client ports with configured protocols), in file order.
     pub listeners: Vec<crate::ListenerConfig>,
@@ -56,8 +56,16 @@ impl Config {
     }
 }
 
-/// The default `[l4 NAME]` `idle_timeout`.
-pub(crate) const DEFAULT_L4_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The default `[l4 NAME]` `idle_timeout` of a `protocol = tcp` listener.
+pub const DEFAULT_L4_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The default `[l4 NAME]` `idle_timeout` of a `protocol = udp` listener: how long a UDP
+/// session lives without a datagram either way.
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default `[l4 NAME]` `max_sessions` (`protocol = udp`): each session holds one socket,
+/// so this also bounds the listener's file descriptors.
+pub const DEFAULT_UDP_MAX_SESSIONS: usize = 10_000;
+/// The default `[l4 NAME]` `max_datagram` (`protocol = udp`): the largest UDP payload.
+pub const DEFAULT_UDP_MAX_DATAGRAM: usize = 65_535;
 
 /// An `[l4 NAME]` section's `protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,12 +73,15 @@ pub enum L4Protocol {
     /// `tcp`: byte streams, with half-close (the default).
     #[default]
     Tcp,
+    /// `udp`: datagrams, in sessions keyed by the client's address.
+    Udp,
 }
 
 impl std::fmt::Display for L4Protocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             L4Protocol::Tcp => write!(f, "tcp"),
+            L4Protocol::Udp => write!(f, "udp"),
         }
     }
 }
@@ -81,14 +92,15 @@ impl std::str::FromStr for L4Protocol {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "tcp" => Ok(L4Protocol::Tcp),
-            "udp" => Err("`udp` is not supported yet; only `tcp` is".to_string()),
-            _ => Err("expected `tcp`".to_string()),
+            "udp" => Ok(L4Protocol::Udp),
+            _ => Err("expected `tcp` or `udp`".to_string()),
         }
     }
 }
 
 /// An `[l4 NAME]` section: a raw TCP listener whose connections are forwarded, byte for byte,
-/// to one backend of a group picked by a balancer.
+/// to one backend of a group picked by a balancer, or a UDP listener whose datagrams are
+/// forwarded per client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct L4Config {
     /// The section's name.
@@ -96,22 +108,54 @@ pub struct L4Config {
     /// `listen`: the address accepting connections; must not collide with `[server]`
     /// `listen`/`admin_listen` or another L4 listener.
     pub listen: SocketAddr,
-    /// `protocol`: only `tcp` for now (the default).
+    /// `protocol`: `tcp` (the default) or `udp`.
     pub protocol: L4Protocol,
     /// `backends`: names of the `[backend NAME]` sections to forward to; non-empty, no
     /// duplicates.
     pub backends: Vec<String>,
     /// `balancer`: the balancing algorithm's registered name; `consistent_hash` hashes the
-    /// client's IP address.
+    /// client's IP address (for UDP, when a session opens).
     pub balancer: String,
-    /// `idle_timeout`: a tunnel with no bytes either way for this long is closed.
+    /// `idle_timeout`: a tunnel (TCP) or session (UDP) with no traffic either way for this
+    /// long is closed. Defaults to [`DEFAULT_L4_IDLE_TIMEOUT`] for TCP and
+    /// [`DEFAULT_UDP_IDLE_TIMEOUT`] for UDP.
     pub idle_timeout: Duration,
-    /// `connect_timeout`: how long connecting to a backend may take; `None` means the
-    /// server's `upstream_connect_timeout`.
+    /// `connect_timeout` (TCP only): how long connecting to a backend may take; `None` means
+    /// the server's `upstream_connect_timeout`. Always `None` for UDP.
     pub connect_timeout: Option<Duration>,
+    /// `max_sessions` (UDP only): the most client sessions open at once over all reactor
+    /// threads; datagrams from new clients past it are dropped. [`DEFAULT_UDP_MAX_SESSIONS`]
+    /// for TCP, where it is unused.
+    pub max_sessions: usize,
+    /// `max_datagram` (UDP only): the largest datagram payload relayed, in bytes; longer ones
+    /// are dropped. [`DEFAULT_UDP_MAX_DATAGRAM`] for TCP, where it is unused.
+    pub max_datagram: usize,
 }
 
 impl L4Config {
+    /// A listener with every optional key at its default for `protocol`.
+    pub fn new(
+        name: &str,
+        listen: SocketAddr,
+        protocol: L4Protocol,
+        backends: Vec<String>,
+    ) -> Self {
+        L4Config {
+            name: name.to_string(),
+            listen,
+            protocol,
+            backends,
+            balancer: DEFAULT_BALANCER.to_string(),
+            idle_timeout: match protocol {
+                L4Protocol::Tcp => DEFAULT_L4_IDLE_TIMEOUT,
+                L4Protocol::Udp => DEFAULT_UDP_IDLE_TIMEOUT,
+            },
+            connect_timeout: None,
+            max_sessions: DEFAULT_UDP_MAX_SESSIONS,
+            max_datagram: DEFAULT_UDP_MAX_DATAGRAM,
+        }
+    }
+
     /// The connect timeout in effect: this listener's own, else `server`'s
     /// `upstream_connect_timeout`.
     pub fn effective_connect_timeout(&self, server: &ServerConfig) -> Duration {

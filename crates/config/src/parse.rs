@@ -173,7 +173,8 @@ impl<'a> Parser<'a> {
     }
 
     /// The L4 checks that need the whole file: backends exist, and `listen` collides with
-    /// neither `[server]`'s listeners nor an earlier L4 listener.
+    /// neither `[server]`'s listeners (TCP) nor an earlier L4 listener of the same protocol
+    /// (a TCP and a UDP socket may share an address).
     fn cross_check_l4(&mut self, known: &[String]) {
         let l4 = std::mem::take(&mut self.l4);
         let server = self
@@ -181,14 +182,15 @@ impl<'a> Parser<'a> {
             .as_ref()
             .map(|(s, _)| s.clone())
             .unwrap_or_default();
-        let mut taken: Vec<(std::net::SocketAddr, String)> = server
+        let tcp = L4Protocol::Tcp;
+        let mut taken: Vec<(std::net::SocketAddr, L4Protocol, String)> = server
             .listen
             .iter()
-            .map(|a| (*a, format!("[server] listen {a}")))
+            .map(|a| (*a, tcp, format!("[server] listen {a}")))
             .chain(
                 server
                     .admin_listen
-                    .map(|a| (a, format!("[server] admin_listen {a}"))),
+                    .map(|a| (a, tcp, format!("[server] admin_listen {a}"))),
             )
             .collect();
         for (read, section) in &l4 {
@@ -205,7 +207,10 @@ impl<'a> Parser<'a> {
                     self.section_error(section, read.backends_line, "backends", kind);
                 }
             }
-            if let Some((_, other)) = taken.iter().find(|(a, _)| collide(*a, config.listen)) {
+            let clash = taken
+                .iter()
+                .find(|(a, p, _)| *p == config.protocol && collide(*a, config.listen));
+            if let Some((_, _, other)) = clash {
                 let kind = ErrorKind::ListenConflict {
                     listen: config.listen,
                     other: other.clone(),
@@ -214,6 +219,7 @@ impl<'a> Parser<'a> {
             } else {
                 taken.push((
                     config.listen,
+                    config.protocol,
                     format!("[{}] listen {}", section.label, config.listen),
                 ));
             }

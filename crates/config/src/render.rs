@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::model::{BackendConfig, Config, HashKey, L4Config, RouteConfig, ServerConfig};
+use crate::model::{
+    BackendConfig, Config, HashKey, L4Config, L4Protocol, RouteConfig, ServerConfig,
+};
 use crate::value::{format_duration, format_list, format_size};
 
 fn addr_list(addrs: &[SocketAddr]) -> String {
@@ -191,8 +193,11 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
 }
 
 /// Every `[l4 NAME]` key with its value as INI text, in canonical order (`connect_timeout` is
-/// empty when the server's `upstream_connect_timeout` applies).
+/// empty when the server's `upstream_connect_timeout` applies; keys the protocol does not
+/// use are empty).
 pub(crate) fn l4_values(l: &L4Config) -> Vec<(&'static str, String)> {
+    let udp = l.protocol == L4Protocol::Udp;
+    let udp_only = |v: String| if udp { v } else { String::new() };
     vec![
         ("listen", l.listen.to_string()),
         ("protocol", l.protocol.to_string()),
@@ -203,6 +208,8 @@ pub(crate) fn l4_values(l: &L4Config) -> Vec<(&'static str, String)> {
             "connect_timeout",
             l.connect_timeout.map(format_duration).unwrap_or_default(),
         ),
+        ("max_sessions", udp_only(l.max_sessions.to_string())),
+        ("max_datagram", udp_only(format_size(l.max_datagram))),
     ]
 }
 

@@ -10,7 +10,7 @@ use crate::ini::is_valid_name;
 use crate::model::{
     BackendConfig, BackendProtocol, BackendTls, H2Settings, HashKey, HealthCheck, L4Config,
     L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER,
-    DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
+    DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
 use crate::suggest::suggest;
@@ -84,7 +84,14 @@ pub(crate) const L4_KEYS: &[&str] = &[
     "balancer",
     "idle_timeout",
     "connect_timeout",
+    "max_sessions",
+    "max_datagram",
 ];
+/// The range of `[l4 NAME]` `max_sessions`.
+pub(crate) const MAX_SESSIONS_RANGE: (u64, u64) = (1, 1_000_000);
+/// The range of `[l4 NAME]` `max_datagram`: a UDP payload is at most 65,535 bytes, and every
+/// host must accept 512.
+pub(crate) const MAX_DATAGRAM_RANGE: (usize, usize) = (512, 65_535);
 
 /// The longest duration any key accepts.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -527,8 +534,40 @@ pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
     let protocol = r.value("protocol", L4Protocol::default(), |s| s.parse());
     let backends = r.required("backends", backend_list);
     let balancer = balancer(r);
-    let idle_timeout = r.value("idle_timeout", DEFAULT_L4_IDLE_TIMEOUT, duration(false));
+    // Defaults that depend on the protocol; `new` fills them in.
+    let defaults = L4Config::new(
+        name,
+        "0.0.0.0:0".parse().expect("literal"),
+        protocol,
+        vec![],
+    );
+    let idle_timeout = r.value("idle_timeout", defaults.idle_timeout, duration(false));
     let connect_timeout = r.value("connect_timeout", None, |s| duration(false)(s).map(Some));
+    let (lo, hi) = MAX_SESSIONS_RANGE;
+    let max_sessions = r.value("max_sessions", defaults.max_sessions, number(lo, hi));
+    let max_datagram = r.value("max_datagram", defaults.max_datagram, datagram_size);
+    let not_for: &[(&str, &str)] = match protocol {
+        L4Protocol::Tcp => &[
+            (
+                "max_sessions",
+                "it caps UDP sessions; TCP tunnels are bounded by open files",
+            ),
+            ("max_datagram", "TCP carries byte streams, not datagrams"),
+        ],
+        L4Protocol::Udp => &[(
+            "connect_timeout",
+            "UDP has no connection handshake to time out",
+        )],
+    };
+    for (key, reason) in not_for {
+        if let Some(entry) = r.get(key) {
+            let kind = ErrorKind::NotForProtocol {
+                protocol: protocol.to_string(),
+                reason: (*reason).to_string(),
+            };
+            r.error(entry.line, Some(key), kind);
+        }
+    }
     let config = match (listen, backends) {
         (Some(listen), Some(backends)) => Some(L4Config {
             name: name.to_string(),
@@ -538,6 +577,8 @@ pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
             balancer,
             idle_timeout,
             connect_timeout,
+            max_sessions,
+            max_datagram,
         }),
         _ => None,
     };
@@ -546,6 +587,15 @@ pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
         listen_line: r.line_of("listen"),
         backends_line: r.line_of("backends"),
     }
+}
+
+fn datagram_size(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    let (lo, hi) = MAX_DATAGRAM_RANGE;
+    if n < lo || n > hi {
+        return Err(format!("must be between {lo} and {hi} bytes"));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -314,9 +314,10 @@ fn the_docs_complete_example_is_valid() {
     let (heading, example) = &doc_blocks()[0];
     assert_eq!(heading, "## Complete example");
     let config = parse(example, "config.md").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.backends.len(), 5);
+    assert_eq!(config.backends.len(), 6);
     assert_eq!(config.routes.len(), 3);
-    assert_eq!(config.l4.len(), 1);
+    assert_eq!(config.l4.len(), 2);
+    assert_eq!(config.l4[1].protocol, switchyard_config::L4Protocol::Udp);
     let public = config.listener("public").unwrap();
     assert!(public.protocols.tls && public.acme_challenge_dir.is_some());
     let chat = config.route("chat").unwrap();
@@ -338,6 +339,10 @@ fn every_key_example_in_the_docs_is_valid() {
                 "## `[backend NAME]`" if key == "progress_timeout" => format!(
                     "[backend b]\naddress = h:1\nmetrics = /metrics\n{line}\n\
                      [route r]\nbackends = b\n"
+                ),
+                // TLS options apply with `tls = true`.
+                "## `[backend NAME]`" if key.starts_with("tls_") => format!(
+                    "[backend b]\naddress = h:1\ntls = true\n{line}\n[route r]\nbackends = b\n"
                 ),
                 "## `[backend NAME]`" => {
                     format!("[backend b]\naddress = h:1\n{line}\n[route r]\nbackends = b\n")
@@ -366,6 +371,11 @@ fn every_key_example_in_the_docs_is_valid() {
                     }
                     text
                 }
+                // The UDP-only keys need `protocol = udp`.
+                "## `[l4 NAME]`" if key == "max_sessions" || key == "max_datagram" => format!(
+                    "[l4 t]\nlisten = 127.0.0.1:7000\nprotocol = udp\nbackends = b\n{line}\n\
+                     [route r]\nbackends = b\n"
+                ),
                 "## `[l4 NAME]`" => format!(
                     "[l4 t]\nlisten = 127.0.0.1:7000\nbackends = b\n{line}\n\
                      [route r]\nbackends = b\n"

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use switchyard_config::{diff, parse, Change, ErrorKind, L4Protocol};
+use switchyard_config::{
+    diff, parse, Change, ErrorKind, L4Protocol, DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_MAX_DATAGRAM,
+    DEFAULT_UDP_MAX_SESSIONS,
+};
 
 /// Two backends and a route, so a file with only an L4 listener added is otherwise valid.
 const BASE: &str = "[backend a]\naddress = 127.0.0.1:9001\n\
@@ -138,25 +141,147 @@ fn unknown_backend_names_the_missing_one() {
 }
 
 #[test]
-fn udp_is_not_supported_yet() {
-    let kind = one_error(
-        &format!("{BASE}[l4 dns]\nlisten = 127.0.0.1:5353\nprotocol = udp\nbackends = a\n"),
-        9,
-        "protocol",
+fn udp_parses_with_its_own_defaults_and_round_trips() {
+    let text = format!("{BASE}[l4 dns]\nlisten = 127.0.0.1:5353\nprotocol = udp\nbackends = a\n");
+    let config = parse(&text, "t.ini").unwrap();
+    let l = &config.l4[0];
+    assert_eq!(l.protocol, L4Protocol::Udp);
+    assert_eq!(l.idle_timeout, DEFAULT_UDP_IDLE_TIMEOUT);
+    assert_eq!(l.idle_timeout, Duration::from_secs(30));
+    assert_eq!(l.max_sessions, DEFAULT_UDP_MAX_SESSIONS);
+    assert_eq!(l.max_datagram, DEFAULT_UDP_MAX_DATAGRAM);
+    assert_eq!(l.connect_timeout, None);
+    let ini = config.to_ini();
+    assert!(
+        ini.contains("protocol = udp\n") && ini.contains("max_sessions = 10000\n"),
+        "{ini}"
     );
-    match kind {
-        ErrorKind::InvalidValue { value, reason } => {
-            assert_eq!(value, "udp");
-            assert!(reason.contains("not supported yet"), "{reason}");
-        }
-        other => panic!("{other:?}"),
+    assert!(ini.contains("max_datagram = 65535\n"), "{ini}");
+    assert_eq!(parse(&ini, "again.ini"), Ok(config.clone()));
+    assert!(config
+        .summary()
+        .contains("  dns: udp 127.0.0.1:5353 -> a via round_robin"));
+}
+
+#[test]
+fn udp_keys_parse_and_round_trip() {
+    let text = format!(
+        "{BASE}[l4 dns]\nlisten = 127.0.0.1:5353\nprotocol = udp\nbackends = a, b\n\
+         balancer = consistent_hash\nidle_timeout = 200ms\nmax_sessions = 3\nmax_datagram = 1k\n"
+    );
+    let config = parse(&text, "t.ini").unwrap();
+    let l = &config.l4[0];
+    assert_eq!(l.balancer, "consistent_hash");
+    assert_eq!(l.idle_timeout, Duration::from_millis(200));
+    assert_eq!(l.max_sessions, 3);
+    assert_eq!(l.max_datagram, 1024);
+    assert_eq!(parse(&config.to_ini(), "again.ini"), Ok(config.clone()));
+    // Switching the protocol shows up in a diff together with the keys it brings.
+    let tcp = parse(
+        &format!("{BASE}[l4 dns]\nlisten = 127.0.0.1:5353\nbackends = a, b\nbalancer = consistent_hash\n"),
+        "tcp.ini",
+    )
+    .unwrap();
+    let changes: Vec<String> = diff(&tcp, &config)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        changes.contains(&"l4 dns: protocol tcp -> udp".to_string()),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("l4 dns: max_sessions")),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn keys_of_the_other_protocol_are_errors_on_their_line() {
+    let kind = one_error(
+        &format!(
+            "{BASE}[l4 dns]\nlisten = 127.0.0.1:5353\nprotocol = udp\nbackends = a\n\
+             connect_timeout = 1s\n"
+        ),
+        11,
+        "connect_timeout",
+    );
+    assert!(
+        matches!(&kind, ErrorKind::NotForProtocol { protocol, .. } if protocol == "udp"),
+        "{kind:?}"
+    );
+    assert!(kind.to_string().contains("protocol = udp"), "{kind}");
+    for key in ["max_sessions = 10", "max_datagram = 1500"] {
+        let kind = one_error(
+            &format!("{BASE}[l4 db]\nlisten = 127.0.0.1:7000\nbackends = a\n{key}\n"),
+            10,
+            key.split(' ').next().unwrap(),
+        );
+        assert!(
+            matches!(&kind, ErrorKind::NotForProtocol { protocol, .. } if protocol == "tcp"),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn udp_limits_are_range_checked() {
+    for (value, line_key) in [
+        ("max_sessions = 0", "max_sessions"),
+        ("max_sessions = 1000001", "max_sessions"),
+        ("max_datagram = 511", "max_datagram"),
+        ("max_datagram = 64k", "max_datagram"),
+        ("idle_timeout = 0", "idle_timeout"),
+    ] {
+        let kind = one_error(
+            &format!(
+                "{BASE}[l4 dns]\nlisten = 127.0.0.1:5353\nprotocol = udp\nbackends = a\n{value}\n"
+            ),
+            11,
+            line_key,
+        );
+        assert!(
+            matches!(kind, ErrorKind::InvalidValue { .. }),
+            "{value}: {kind:?}"
+        );
     }
     let kind = one_error(
         &format!("{BASE}[l4 x]\nlisten = 127.0.0.1:5353\nprotocol = sctp\nbackends = a\n"),
         9,
         "protocol",
     );
-    assert!(matches!(kind, ErrorKind::InvalidValue { .. }), "{kind:?}");
+    match kind {
+        ErrorKind::InvalidValue { value, reason } => {
+            assert_eq!(value, "sctp");
+            assert!(reason.contains("`udp`"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tcp_and_udp_listeners_may_share_an_address() {
+    // The default [server] listen is 127.0.0.1:8080 (TCP): a UDP listener there is fine.
+    let ok = format!(
+        "{BASE}[l4 t]\nlisten = 127.0.0.1:5353\nbackends = a\n\
+         [l4 u]\nlisten = 127.0.0.1:5353\nprotocol = udp\nbackends = a\n\
+         [l4 w]\nlisten = 127.0.0.1:8080\nprotocol = udp\nbackends = a\n"
+    );
+    assert_eq!(parse(&ok, "t.ini").unwrap().l4.len(), 3);
+    let kind = one_error(
+        &format!(
+            "{BASE}[l4 u]\nlisten = 127.0.0.1:5353\nprotocol = udp\nbackends = a\n\
+             [l4 v]\nlisten = 0.0.0.0:5353\nprotocol = udp\nbackends = a\n"
+        ),
+        12,
+        "listen",
+    );
+    assert!(
+        matches!(&kind, ErrorKind::ListenConflict { other, .. } if other.contains("[l4 u]")),
+        "{kind:?}"
+    );
 }
 
 #[test]

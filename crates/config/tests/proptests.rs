@@ -310,20 +310,27 @@ fn l4s(backend_names: Vec<String>) -> impl Strategy<Value = Vec<L4Config>> {
         select(balancers),
         duration(),
         prop::option::of(duration()),
+        prop::option::of((1usize..=1_000_000, 512usize..=65_535)),
     );
     prop::collection::btree_map(name(), l4, 0..3).prop_map(|m| {
         m.into_iter()
             .map(
-                |(name, ((ip, port), backends, balancer, idle_timeout, connect_timeout))| {
-                    L4Config {
-                        name,
-                        listen: SocketAddr::new(ip, port),
-                        protocol: L4Protocol::Tcp,
-                        backends,
-                        balancer: balancer.to_string(),
-                        idle_timeout,
-                        connect_timeout,
+                |(name, ((ip, port), backends, balancer, idle_timeout, connect_timeout, udp))| {
+                    // `udp` carries the UDP-only keys; TCP keeps their defaults.
+                    let protocol = match udp {
+                        Some(_) => L4Protocol::Udp,
+                        None => L4Protocol::Tcp,
+                    };
+                    let mut l = L4Config::new(&name, SocketAddr::new(ip, port), protocol, backends);
+                    l.balancer = balancer.to_string();
+                    l.idle_timeout = idle_timeout;
+                    if let Some((max_sessions, max_datagram)) = udp {
+                        l.max_sessions = max_sessions;
+                        l.max_datagram = max_datagram;
+                    } else {
+                        l.connect_timeout = connect_timeout;
                     }
+                    l
                 },
             )
             .collect()
@@ -414,8 +421,13 @@ fn config() -> impl Strategy<Value = Config> {
             let listeners = listeners
                 .into_iter()
                 .map(|(mut l, fallback)| {
-                    if let Some(i) = fallback.filter(|_| !l4.is_empty()) {
-                        let group = l4[i % l4.len()].name.clone();
+                    // A fallback names a TCP group.
+                    let tcp: Vec<&L4Config> = l4
+                        .iter()
+                        .filter(|g| g.protocol == L4Protocol::Tcp)
+                        .collect();
+                    if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
+                        let group = tcp[i % tcp.len()].name.clone();
                         l.fallback = Some(switchyard_config::Fallback::Tcp(group));
                     }
                     l
@@ -461,6 +473,8 @@ fn ini_line() -> impl Strategy<Value = String> {
         "tls_key",
         "tls_sni",
         "acme_challenge_dir",
+        "max_sessions",
+        "max_datagram",
         "bogus",
         "",
     ]);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchyard_config::{Config, HashKey};
+use switchyard_config::{Config, HashKey, L4Protocol};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -67,6 +67,15 @@ pub struct Shared {
     pub l4_addrs: Vec<SocketAddr>,
     /// Per `[listener NAME]`, its addresses, TLS state and counters.
     pub listeners: Vec<crate::net::listeners::ListenerState>,
+    /// Per `[l4 NAME]` listener, its UDP sessions open over every thread (unused for TCP).
+    pub l4_sessions: Vec<Arc<crate::l4::sessions::SessionSlots>>,
+}
+
+/// One reactor thread's socket for an `[l4 NAME]` listener.
+#[derive(Debug)]
+enum L4Socket {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
 }
 
 impl Shared {
@@ -338,20 +347,47 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         }
     }
     // `[l4 NAME]` listeners: one SO_REUSEPORT socket per thread each, like `listen`.
-    let mut per_thread_l4: Vec<Vec<(usize, std::net::TcpListener)>> =
-        (0..threads).map(|_| Vec::new()).collect();
+    let mut per_thread_l4: Vec<Vec<(usize, L4Socket)>> = (0..threads).map(|_| Vec::new()).collect();
     let mut l4_addrs = Vec::new();
     for (index, l4) in config.l4.iter().enumerate() {
-        let sockets =
-            listener::bind_reuseport(l4.listen, threads).map_err(|source| StartError::Bind {
-                what: "l4",
-                addr: l4.listen,
-                source,
-            })?;
-        l4_addrs.push(sockets[0].local_addr().map_err(StartError::Runtime)?);
+        let bind_error = |source| StartError::Bind {
+            what: "l4",
+            addr: l4.listen,
+            source,
+        };
+        let sockets: Vec<L4Socket> = match l4.protocol {
+            L4Protocol::Tcp => listener::bind_reuseport(l4.listen, threads)
+                .map_err(bind_error)?
+                .into_iter()
+                .map(L4Socket::Tcp)
+                .collect(),
+            L4Protocol::Udp => listener::bind_udp_reuseport(l4.listen, threads)
+                .map_err(bind_error)?
+                .into_iter()
+                .map(L4Socket::Udp)
+                .collect(),
+        };
+        let local = match &sockets[0] {
+            L4Socket::Tcp(s) => s.local_addr(),
+            L4Socket::Udp(s) => s.local_addr(),
+        };
+        l4_addrs.push(local.map_err(StartError::Runtime)?);
         for (i, s) in sockets.into_iter().enumerate() {
             per_thread_l4[i].push((index, s));
         }
+    }
+    let udp_sessions: u64 = config
+        .l4
+        .iter()
+        .filter(|l| l.protocol == L4Protocol::Udp)
+        .map(|l| l.max_sessions as u64)
+        .sum();
+    if udp_sessions > nofile_limit / 2 {
+        tracing::warn!(
+            max_sessions = udp_sessions,
+            open_files_limit = nofile_limit,
+            "the UDP listeners' max_sessions (one socket each) take more than half the open-files limit"
+        );
     }
     let admin_listener = match config.server.admin_listen {
         Some(addr) => Some(listener::bind_one(addr).map_err(|source| StartError::Bind {
@@ -377,6 +413,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         ),
         l4_addrs: l4_addrs.clone(),
         listeners: listener_states,
+        l4_sessions: config.l4.iter().map(|_| Arc::default()).collect(),
         clock: Clock::new(),
         threads,
         nofile_limit,
@@ -482,7 +519,7 @@ fn reactor(
     index: usize,
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
-    (l4_listeners, ports): (Indexed, Indexed),
+    (l4_listeners, ports): (Vec<(usize, L4Socket)>, Indexed),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -514,28 +551,15 @@ fn reactor(
                 shutdown.clone(),
             ));
         }
-        for (l4, l) in l4_listeners {
+        for (l4, socket) in l4_listeners {
             let name = &shared.config.l4[l4].name;
-            let l = match tokio::net::TcpListener::from_std(l) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "reactor {index}: cannot register l4 {name}");
-                    continue;
-                }
+            let started = match socket {
+                L4Socket::Tcp(l) => start_tcp_l4(&shared, index, l4, l, &active, &shutdown),
+                L4Socket::Udp(s) => start_udp_l4(&shared, index, l4, s, &active, &shutdown),
             };
-            let tunnels = match crate::l4::tcp::Listener::new(Arc::clone(&shared), index, l4) {
-                Ok(t) => Rc::new(t),
-                Err(e) => {
-                    tracing::error!(error = %e, "reactor {index}: cannot run l4 {name}");
-                    continue;
-                }
-            };
-            tokio::task::spawn_local(crate::l4::tcp::accept_loop(
-                l,
-                tunnels,
-                Rc::clone(&active),
-                shutdown.clone(),
-            ));
+            if let Err(e) = started {
+                tracing::error!(error = %e, "reactor {index}: cannot run l4 {name}");
+            }
         }
         spawn_listeners(index, &shared, &worker, ports, &active, &shutdown);
         let sweeper = {
@@ -610,6 +634,55 @@ fn spawn_listeners(
             shutdown.clone(),
         ));
     }
+}
+
+/// Starts a `protocol = tcp` L4 listener's accept loop on this reactor thread.
+fn start_tcp_l4(
+    shared: &Arc<Shared>,
+    thread: usize,
+    index: usize,
+    socket: std::net::TcpListener,
+    active: &Rc<std::cell::Cell<usize>>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let socket = tokio::net::TcpListener::from_std(socket)?;
+    let tunnels = Rc::new(crate::l4::tcp::Listener::new(
+        Arc::clone(shared),
+        thread,
+        index,
+    )?);
+    tokio::task::spawn_local(crate::l4::tcp::accept_loop(
+        socket,
+        tunnels,
+        Rc::clone(active),
+        shutdown.clone(),
+    ));
+    Ok(())
+}
+
+/// Starts a `protocol = udp` L4 listener's receive loop on this reactor thread; it counts in
+/// `active` until it has ended its sessions at shutdown.
+fn start_udp_l4(
+    shared: &Arc<Shared>,
+    thread: usize,
+    index: usize,
+    socket: std::net::UdpSocket,
+    active: &Rc<std::cell::Cell<usize>>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let socket = tokio::net::UdpSocket::from_std(socket)?;
+    let sessions = Rc::new(crate::l4::udp::Listener::new(
+        Arc::clone(shared),
+        thread,
+        index,
+    )?);
+    active.set(active.get() + 1);
+    let (active, shutdown) = (Rc::clone(active), shutdown.clone());
+    tokio::task::spawn_local(async move {
+        crate::l4::udp::serve(socket, sessions, shutdown).await;
+        active.set(active.get() - 1);
+    });
+    Ok(())
 }
 
 async fn accept_loop(

@@ -9,23 +9,23 @@
 //! closing their write side work. An error on either side closes both; so does
 //! `idle_timeout` with no bytes moving either way.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_balance::{BackendState, Balancer, InFlight, PickContext};
+use switchyard_balance::InFlight;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::group::{Group, SetupError};
 use crate::observe::stats::{BackendStats, Bump, L4Stats, ThreadStats};
 use crate::server::Shared;
-use crate::upstream::directory::Backend;
 
 /// Bytes buffered per direction of a tunnel.
 pub const BUFFER_BYTES: usize = 64 * 1024;
@@ -33,78 +33,27 @@ pub const BUFFER_BYTES: usize = 64 * 1024;
 /// (a bulk transfer), so a quiet tunnel costs little.
 pub const START_BUFFER_BYTES: usize = 8 * 1024;
 
-/// One `[l4 NAME]` listener as one reactor thread runs it: its backend group, its own
-/// balancer instance and the thread's counters.
+/// One `[l4 NAME]` listener as one reactor thread runs it: its backend group (with the
+/// thread's own balancer instance) and the thread's counters.
+#[derive(Debug)]
 pub struct Listener {
     shared: Arc<Shared>,
     /// The listener's index in `config.l4`.
     index: usize,
     stats: Arc<ThreadStats>,
-    backends: Vec<Arc<Backend>>,
-    states: Vec<Arc<BackendState>>,
-    balancer: RefCell<Box<dyn Balancer>>,
-    /// Whether the balancer is `consistent_hash` (the client's IP address is the key).
-    hash_client: bool,
+    group: Group,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
-
-impl std::fmt::Debug for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener")
-            .field("index", &self.index)
-            .field("backends", &self.states.len())
-            .finish()
-    }
-}
-
-/// Why a listener cannot run.
-#[derive(Debug)]
-pub enum SetupError {
-    /// The balancer name is not registered (the config check should have caught it).
-    UnknownBalancer(String),
-    /// A backend named by the listener has no static slot in the directory.
-    UnknownBackend(String),
-}
-
-impl std::fmt::Display for SetupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SetupError::UnknownBalancer(b) => write!(f, "unknown balancer {b:?}"),
-            SetupError::UnknownBackend(b) => write!(f, "unknown backend {b:?}"),
-        }
-    }
-}
-
-impl std::error::Error for SetupError {}
 
 impl Listener {
     /// Listener `index` of `shared.config.l4` on reactor thread `thread`.
     pub fn new(shared: Arc<Shared>, thread: usize, index: usize) -> Result<Self, SetupError> {
         let config = &shared.config.l4[index];
-        let seed = 0x14_u64 ^ ((thread as u64 + 1) << 32) ^ (index as u64);
-        let balancer = switchyard_balance::build(&config.balancer, seed)
-            .ok_or_else(|| SetupError::UnknownBalancer(config.balancer.clone()))?;
-        // Static backends occupy the first directory slots, in config order.
-        let membership = shared.directory.snapshot();
-        let mut backends = Vec::with_capacity(config.backends.len());
-        for name in &config.backends {
-            let backend = shared
-                .config
-                .backends
-                .iter()
-                .position(|b| &b.name == name)
-                .and_then(|i| membership.slots.get(i).cloned().flatten())
-                .ok_or_else(|| SetupError::UnknownBackend(name.clone()))?;
-            backends.push(backend);
-        }
         Ok(Listener {
             index,
             stats: shared.stats.thread(thread),
-            states: backends.iter().map(|b| Arc::clone(&b.state)).collect(),
-            backends,
-            balancer: RefCell::new(balancer),
-            hash_client: config.balancer == "consistent_hash",
+            group: Group::new(&shared, thread, index)?,
             connect_timeout: config.effective_connect_timeout(&shared.config.server),
             idle_timeout: config.idle_timeout,
             shared,
@@ -122,7 +71,7 @@ impl Listener {
             tracing::debug!(%peer, listener = self.index, "l4: no backend could be reached");
             return;
         };
-        let stats = &self.stats.backends[self.backends[i].slot];
+        let stats = &self.stats.backends[self.group.backends[i].slot];
         match tunnel(client, upstream, stats, self.idle_timeout).await {
             End::Done => {}
             End::Idle => self.counters().idle_timeouts.bump(1),
@@ -141,24 +90,13 @@ impl Listener {
     /// Connects to a backend the balancer picks; after a failure, to each other backend once.
     /// Returns the stream, the backend's index in the group and its in-flight guard.
     async fn connect(&self, peer: SocketAddr) -> Option<(TcpStream, usize, InFlight)> {
-        let key = self.hash_client.then(|| match peer.ip() {
-            IpAddr::V4(a) => switchyard_balance::hash_bytes(&a.octets()),
-            IpAddr::V6(a) => switchyard_balance::hash_bytes(&a.octets()),
-        });
-        let mut tried: Vec<usize> = Vec::with_capacity(self.states.len());
-        while tried.len() < self.states.len() {
-            let ctx = PickContext {
-                now_ms: self.shared.clock.ms_at(crate::clock::coarse_now()),
-                exclude: &tried,
-                key,
-                prefix: &[],
-            };
-            let i = self.balancer.borrow_mut().pick(&self.states, &ctx)?;
-            if tried.contains(&i) || i >= self.backends.len() {
-                return None;
-            }
+        let key = self.group.key(peer);
+        let mut tried: Vec<usize> = Vec::with_capacity(self.group.len());
+        while tried.len() < self.group.len() {
+            let now_ms = self.shared.clock.ms_at(crate::clock::coarse_now());
+            let i = self.group.pick(now_ms, key, &tried)?;
             tried.push(i);
-            let backend = &self.backends[i];
+            let backend = &self.group.backends[i];
             let in_flight = backend.state.start_request();
             let stats = &self.stats.backends[backend.slot];
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(backend.addr)).await

@@ -2,7 +2,7 @@
 //! kernel spreads new connections over the threads and no accept lock is shared.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -32,6 +32,28 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListe
     Ok(out)
 }
 
+/// Binds `count` UDP sockets to `addr` with SO_REUSEPORT (the kernel sends a client's
+/// datagrams, hashed by address, always to the same one). When `addr` has port 0 the first
+/// socket picks a port and the others bind to the same one.
+pub fn bind_udp_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
+    let mut out = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        let socket: UdpSocket = socket.into();
+        addr = socket.local_addr()?;
+        out.push(socket);
+    }
+    Ok(out)
+}
+
 /// Binds one plain listening socket (the admin listener).
 pub fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -53,6 +75,12 @@ mod tests {
         assert_ne!(port, 0);
         for l in &ls {
             assert_eq!(l.local_addr().unwrap().port(), port);
+        }
+        let us = bind_udp_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = us[0].local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        for u in &us {
+            assert_eq!(u.local_addr().unwrap().port(), port);
         }
     }
 }

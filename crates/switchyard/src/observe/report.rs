@@ -1,6 +1,7 @@
 //! The `/stats` JSON document, built from the merged counters and the backend states.
 
 use serde_json::{json, Map, Value};
+use switchyard_config::L4Protocol;
 
 use super::histogram::Snapshot;
 use super::stats::{ErrorKind, ItemTotals};
@@ -99,18 +100,34 @@ pub fn stats_json(shared: &Shared) -> Value {
         .enumerate()
         .map(|(i, l)| {
             let s = shared.stats.l4(i);
-            json!({
+            let mut v = json!({
                 "name": l.name,
                 "protocol": l.protocol.to_string(),
                 "listen": shared.l4_addrs.get(i).map_or_else(|| l.listen.to_string(), ToString::to_string),
                 "backends": l.backends,
                 "balancer": l.balancer,
-                "connections": s.connections,
-                "active": s.connections.saturating_sub(s.closed),
-                "connect_failures": s.connect_failures,
                 "no_backend": s.no_backend,
-                "idle_timeouts": s.idle_timeouts,
-            })
+            });
+            let counts = match l.protocol {
+                L4Protocol::Tcp => json!({
+                    "connections": s.connections,
+                    "active": s.connections.saturating_sub(s.closed),
+                    "connect_failures": s.connect_failures,
+                    "idle_timeouts": s.idle_timeouts,
+                }),
+                L4Protocol::Udp => json!({
+                    "sessions": s.sessions,
+                    "active": s.sessions.saturating_sub(s.sessions_closed),
+                    "max_sessions": l.max_sessions,
+                    "sessions_expired": s.sessions_expired,
+                    "sessions_rejected": s.sessions_rejected,
+                    "datagrams_dropped": s.datagrams_dropped,
+                }),
+            };
+            if let (Some(v), Value::Object(counts)) = (v.as_object_mut(), counts) {
+                v.extend(counts);
+            }
+            v
         })
         .collect();
     json!({
@@ -189,5 +206,9 @@ pub fn backend_json(shared: &Shared, b: &Backend, now: u64) -> Value {
         "latency_us": latency(&s.latency),
         "tcp_bytes_in": s.l4_bytes_in,
         "tcp_bytes_out": s.l4_bytes_out,
+        "udp_datagrams_in": s.udp_datagrams_in,
+        "udp_datagrams_out": s.udp_datagrams_out,
+        "udp_bytes_in": s.udp_bytes_in,
+        "udp_bytes_out": s.udp_bytes_out,
     })
 }

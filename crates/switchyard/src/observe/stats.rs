@@ -137,6 +137,14 @@ pub struct BackendStats {
     pub l4_bytes_in: AtomicU64,
     /// Bytes sent to this backend by L4 (`[l4 NAME]`) tunnels.
     pub l4_bytes_out: AtomicU64,
+    /// Datagrams received from this backend by UDP sessions.
+    pub udp_datagrams_in: AtomicU64,
+    /// Datagrams sent to this backend by UDP sessions.
+    pub udp_datagrams_out: AtomicU64,
+    /// Payload bytes received from this backend by UDP sessions.
+    pub udp_bytes_in: AtomicU64,
+    /// Payload bytes sent to this backend by UDP sessions.
+    pub udp_bytes_out: AtomicU64,
 }
 
 impl BackendStats {
@@ -150,6 +158,10 @@ impl BackendStats {
             &self.conns_reused,
             &self.l4_bytes_in,
             &self.l4_bytes_out,
+            &self.udp_datagrams_in,
+            &self.udp_datagrams_out,
+            &self.udp_bytes_in,
+            &self.udp_bytes_out,
         ] {
             c.store(0, std::sync::atomic::Ordering::Relaxed);
         }
@@ -170,6 +182,16 @@ pub struct L4Stats {
     pub no_backend: AtomicU64,
     /// Tunnels closed by `idle_timeout`.
     pub idle_timeouts: AtomicU64,
+    /// UDP sessions opened.
+    pub sessions: AtomicU64,
+    /// UDP sessions ended, for any reason (open = sessions - sessions_closed).
+    pub sessions_closed: AtomicU64,
+    /// UDP sessions ended by `idle_timeout`.
+    pub sessions_expired: AtomicU64,
+    /// Datagrams from new UDP clients dropped because `max_sessions` were open.
+    pub sessions_rejected: AtomicU64,
+    /// Datagrams dropped: too long, a socket buffer full, or a send that failed.
+    pub datagrams_dropped: AtomicU64,
 }
 
 /// Merged counters of one `[l4 NAME]` listener.
@@ -185,6 +207,16 @@ pub struct L4Totals {
     pub no_backend: u64,
     /// Tunnels closed by `idle_timeout`.
     pub idle_timeouts: u64,
+    /// UDP sessions opened.
+    pub sessions: u64,
+    /// UDP sessions ended.
+    pub sessions_closed: u64,
+    /// UDP sessions ended by `idle_timeout`.
+    pub sessions_expired: u64,
+    /// Datagrams from new UDP clients dropped because `max_sessions` were open.
+    pub sessions_rejected: u64,
+    /// Datagrams dropped: too long, a socket buffer full, or a send that failed.
+    pub datagrams_dropped: u64,
 }
 
 /// Everything one reactor thread counts.
@@ -292,6 +324,14 @@ pub struct ItemTotals {
     pub l4_bytes_in: u64,
     /// Bytes sent to the backend by L4 tunnels (backends only).
     pub l4_bytes_out: u64,
+    /// Datagrams received from the backend by UDP sessions (backends only).
+    pub udp_datagrams_in: u64,
+    /// Datagrams sent to the backend by UDP sessions (backends only).
+    pub udp_datagrams_out: u64,
+    /// Payload bytes received from the backend by UDP sessions (backends only).
+    pub udp_bytes_in: u64,
+    /// Payload bytes sent to the backend by UDP sessions (backends only).
+    pub udp_bytes_out: u64,
 }
 
 /// The per-thread counters of a running server.
@@ -325,6 +365,11 @@ impl Stats {
             t.connect_failures += l.connect_failures.load(Relaxed);
             t.no_backend += l.no_backend.load(Relaxed);
             t.idle_timeouts += l.idle_timeouts.load(Relaxed);
+            t.sessions += l.sessions.load(Relaxed);
+            t.sessions_closed += l.sessions_closed.load(Relaxed);
+            t.sessions_expired += l.sessions_expired.load(Relaxed);
+            t.sessions_rejected += l.sessions_rejected.load(Relaxed);
+            t.datagrams_dropped += l.datagrams_dropped.load(Relaxed);
         }
         t
     }
@@ -384,6 +429,10 @@ impl Stats {
             t.conns_reused += b.conns_reused.load(Relaxed);
             t.l4_bytes_in += b.l4_bytes_in.load(Relaxed);
             t.l4_bytes_out += b.l4_bytes_out.load(Relaxed);
+            t.udp_datagrams_in += b.udp_datagrams_in.load(Relaxed);
+            t.udp_datagrams_out += b.udp_datagrams_out.load(Relaxed);
+            t.udp_bytes_in += b.udp_bytes_in.load(Relaxed);
+            t.udp_bytes_out += b.udp_bytes_out.load(Relaxed);
             b.latency.merge_into(&mut t.latency);
         }
         t

@@ -188,16 +188,43 @@ impl Builder {
 
     /// Adds `[l4 name]` listening on 127.0.0.1:0 over `backends` with `balancer`; its bound
     /// address is [`Proxy::l4_addr`].
-    pub fn l4(mut self, name: &str, backends: &[&str], balancer: &str) -> Self {
-        self.config.l4.push(L4Config {
-            name: name.into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            protocol: L4Protocol::Tcp,
-            backends: backends.iter().map(|b| b.to_string()).collect(),
-            balancer: balancer.into(),
-            idle_timeout: Duration::from_secs(600),
-            connect_timeout: None,
-        });
+    pub fn l4(self, name: &str, backends: &[&str], balancer: &str) -> Self {
+        self.l4_with(L4Protocol::Tcp, name, backends, balancer)
+    }
+
+    /// Adds a `protocol = udp` `[l4 name]` listening on 127.0.0.1:0 over `backends` with
+    /// `balancer`, every other key at its default; its bound address is [`Proxy::l4_addr`].
+    pub fn l4_udp(self, name: &str, backends: &[&str], balancer: &str) -> Self {
+        self.l4_with(L4Protocol::Udp, name, backends, balancer)
+    }
+
+    fn l4_with(
+        mut self,
+        protocol: L4Protocol,
+        name: &str,
+        backends: &[&str],
+        balancer: &str,
+    ) -> Self {
+        let backends = backends.iter().map(|b| b.to_string()).collect();
+        let mut l = L4Config::new(name, "127.0.0.1:0".parse().unwrap(), protocol, backends);
+        l.balancer = balancer.into();
+        self.config.l4.push(l);
+        self
+    }
+
+    /// Sets `max_sessions` on the (UDP) L4 listener added last.
+    pub fn l4_max_sessions(mut self, max: usize) -> Self {
+        if let Some(l) = self.config.l4.last_mut() {
+            l.max_sessions = max;
+        }
+        self
+    }
+
+    /// Sets `max_datagram` on the (UDP) L4 listener added last.
+    pub fn l4_max_datagram(mut self, max: usize) -> Self {
+        if let Some(l) = self.config.l4.last_mut() {
+            l.max_datagram = max;
+        }
         self
     }
 
