@@ -270,3 +270,52 @@ async fn grpc_timeout_is_honoured_and_passed_on() {
     let ms: u64 = passed.trim_end_matches('m').parse().expect("milliseconds");
     assert!(passed.ends_with('m') && ms <= 300, "{passed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_grpc_backend_serves_calls() {
+    // A route with no static backend of its own: calls fail until a gRPC server registers.
+    let backend = switchyard_grpc_echo::spawn_server().await.unwrap();
+    let proxy = proxy::new()
+        .backend("placeholder", dead_addr())
+        .route(
+            "grpc",
+            "/switchyard.echo.Echo/",
+            &["placeholder"],
+            "round_robin",
+        )
+        .discovery()
+        .start();
+    let mut c = client(proxy.addr()).await;
+    assert_eq!(
+        c.unary(msg("early", 0)).await.unwrap_err().code(),
+        Code::Unavailable
+    );
+    let body = serde_json::json!({
+        "id": "echo-1", "address": backend.to_string(), "protocol": "h2c", "ttl": "1m",
+    });
+    let mut admin = support::client::Client::connect(proxy.admin_addr()).await;
+    let a = admin
+        .request(
+            support::client::request(http::Method::POST, "/admin/backends")
+                .body(support::body::full(bytes::Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    // The placeholder is down after its failures; the registered server answers.
+    support::wait_for(DEADLINE, "a call through the registered backend", || {
+        let mut c = c.clone();
+        async move { c.unary(msg("late", 0)).await.is_ok() }
+    })
+    .await;
+    let bad = serde_json::json!({"address": backend.to_string(), "protocol": "h3"});
+    let a = admin
+        .request(
+            support::client::request(http::Method::POST, "/admin/backends")
+                .body(support::body::full(bytes::Bytes::from(bad.to_string())))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(a.text().contains("protocol"), "{}", a.text());
+}

@@ -52,6 +52,13 @@ async fn a_client_gets_no_more_streams_than_the_limit() {
         .to(backend.addr())
         .start();
     let sender = h2_connect(proxy.addr()).await;
+    // Until the proxy's SETTINGS arrive the client may assume more streams (and would have
+    // the extra ones refused); a well-behaved client waits for them.
+    wait_for(DEADLINE, "the proxy's SETTINGS", || {
+        let n = sender.current_max_send_streams();
+        async move { n == 3 }
+    })
+    .await;
     let calls: Vec<_> = (0..8)
         .map(|i| {
             let sender = sender.clone();
@@ -119,8 +126,10 @@ async fn a_rapid_reset_client_is_sent_away_and_others_are_served() {
         .expect("the proxy ends the connection")
         .unwrap();
     let err = ended.expect_err("the connection ends with an error");
-    assert!(err.is_go_away(), "{err:?}");
-    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err:?}");
+    // The GOAWAY, or, when the client was still writing as the proxy closed the connection
+    // after it, the write that failed.
+    let goaway = err.is_go_away() && err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+    assert!(goaway || err.is_io(), "{err:?}");
     assert!(opened < 10_000, "the burst was never stopped");
     // Another client is served as usual.
     let a = client::get(proxy.addr(), "/").await;

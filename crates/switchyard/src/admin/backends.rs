@@ -132,7 +132,7 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
         .as_object()
         .ok_or("body must be a JSON object with at least \"address\"")?;
     const FIELDS: &[&str] = &[
-        "id", "address", "models", "weight", "metrics", "health", "ttl", "routes",
+        "id", "address", "models", "weight", "metrics", "health", "ttl", "routes", "protocol",
     ];
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(format!(
@@ -184,6 +184,11 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
         .map(|h| h.parse::<HealthCheck>())
         .transpose()
         .map_err(|e| format!("\"health\": {e}"))?;
+    let protocol = string(obj, "protocol")?
+        .map(|p| p.parse::<switchyard_config::BackendProtocol>())
+        .transpose()
+        .map_err(|e| format!("\"protocol\": {e}"))?
+        .unwrap_or_default();
     let ttl = match obj.get("ttl") {
         None | Some(Value::Null) => DEFAULT_TTL,
         Some(Value::Number(n)) => Duration::from_secs(
@@ -243,7 +248,7 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
             metrics,
             models,
             health,
-            protocol: Default::default(),
+            protocol,
             tls: None,
         },
         id,

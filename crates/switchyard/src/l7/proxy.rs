@@ -220,7 +220,6 @@ impl Worker {
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
-        self.stats.requests.bump(1);
         ctx.begin_request();
         let mut exchange = Exchange {
             worker: Rc::clone(&self),
@@ -230,6 +229,13 @@ impl Worker {
             in_flight: None,
             grpc: false,
         };
+        let mut req = req;
+        if ctx.h2c_upgrade && crate::net::h2c_upgrade::wants_upgrade(&req) {
+            if let Some(frame) = crate::net::h2c_upgrade::stream_one(&req) {
+                return h2c_upgrade(&ctx, &mut req, frame, exchange);
+            }
+        }
+        self.stats.requests.bump(1);
         // ACME HTTP-01 challenges, before routing (listeners with `acme_challenge_dir`).
         if let Some(dir) = &ctx.acme_dir {
             let acme = crate::net::acme::answer(dir, req.method(), req.uri().path()).await;
@@ -930,6 +936,27 @@ impl Worker {
             outlier::Verdict::Keep => {}
         }
     }
+}
+
+/// Agrees to an `Upgrade: h2c` request that can be served on stream 1 (`frame`, see
+/// [`crate::net::h2c_upgrade`]): the 101, with the connection handed to HTTP/2 once it is
+/// sent, where the request is served like any other.
+fn h2c_upgrade(
+    ctx: &Arc<ConnCtx>,
+    req: &mut Request<Incoming>,
+    frame: Bytes,
+    exchange: Exchange,
+) -> Response<ProxyBody> {
+    ctx.set_h2c_upgrade(crate::net::conn::PendingH2c {
+        on_upgrade: hyper::upgrade::on(req),
+        frame,
+    });
+    let mut resp = Response::new(ProxyBody::empty(exchange));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+    resp
 }
 
 /// The `Upgrade` value of an HTTP/1.1 WebSocket handshake (`Connection: upgrade` and

@@ -63,6 +63,19 @@ pub struct ConnCtx {
     pub acme_dir: Option<Arc<std::path::Path>>,
     /// The scheme the client used (`https` over TLS), for `X-Forwarded-Proto`.
     pub scheme: &'static str,
+    /// Whether an HTTP/1.1 request may upgrade the connection to HTTP/2 (`Upgrade: h2c`).
+    pub h2c_upgrade: bool,
+    /// An upgrade to h2c agreed to, taken up once hyper has sent the 101.
+    h2c_pending: Mutex<Option<PendingH2c>>,
+}
+
+/// An agreed h2c upgrade: the connection to take over, and the first request as the
+/// HEADERS frame of stream 1 (see [`super::h2c_upgrade`]).
+pub struct PendingH2c {
+    /// Resolves to the connection once hyper has sent the 101.
+    pub on_upgrade: hyper::upgrade::OnUpgrade,
+    /// The upgraded request, to be served on stream 1.
+    pub frame: bytes::Bytes,
 }
 
 /// A time stamp that is not set.
@@ -89,6 +102,8 @@ impl ConnCtx {
             http2: AtomicBool::new(false),
             acme_dir: None,
             scheme: "http",
+            h2c_upgrade: false,
+            h2c_pending: Mutex::new(None),
         }
     }
 
@@ -138,6 +153,11 @@ impl ConnCtx {
                 w.wake();
             }
         }
+    }
+
+    /// Keeps an agreed h2c upgrade for [`serve_http`] to take up after the 101.
+    pub fn set_h2c_upgrade(&self, pending: PendingH2c) {
+        *lock(&self.h2c_pending) = Some(pending);
     }
 
     /// Whether the head just parsed carried both Content-Length and Transfer-Encoding.
@@ -325,6 +345,7 @@ pub async fn serve(
         http2,
         tls: false,
         acme_dir: None,
+        h2c_upgrade: true,
     };
     serve_http(worker, stream, peer, how, shutdown).await;
     stats.conns_closed.bump(1);
@@ -339,6 +360,8 @@ pub struct Http {
     pub tls: bool,
     /// Answer ACME HTTP-01 challenges from this directory.
     pub acme_dir: Option<Arc<std::path::Path>>,
+    /// Let HTTP/1.1 requests upgrade to HTTP/2 (`Upgrade: h2c`; cleartext only).
+    pub h2c_upgrade: bool,
 }
 
 /// Serves HTTP on a connection whose protocol is decided: a client socket, or a TLS stream
@@ -360,6 +383,7 @@ pub async fn serve_http<S>(
         cfg.client_keepalive_timeout,
     );
     ctx.acme_dir = how.acme_dir;
+    ctx.h2c_upgrade = how.h2c_upgrade && !how.tls && !how.http2;
     if how.tls {
         ctx.scheme = "https";
     }
@@ -380,10 +404,38 @@ pub async fn serve_http<S>(
         let conn = worker.http2.serve_connection(io, service);
         drive(conn, &ctx, &stats, shutdown).await;
     } else {
-        // With upgrades: a WebSocket handshake hands the connection to its tunnel.
+        // With upgrades: a WebSocket handshake hands the connection to its tunnel, an h2c
+        // upgrade to HTTP/2 below.
         let conn = worker.http1.serve_connection(io, service).with_upgrades();
-        drive(conn, &ctx, &stats, shutdown).await;
+        drive(conn, &ctx, &stats, shutdown.clone()).await;
+        let pending = lock(&ctx.h2c_pending).take();
+        if let Some(p) = pending {
+            serve_upgraded_h2c(&worker, p, &ctx, &stats, shutdown).await;
+        }
     }
+}
+
+/// Serves HTTP/2 on a connection upgraded from HTTP/1.1, the upgrading request on stream 1.
+async fn serve_upgraded_h2c(
+    worker: &Rc<Worker>,
+    pending: PendingH2c,
+    ctx: &Arc<ConnCtx>,
+    stats: &Arc<ThreadStats>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let wait = worker.shared.config.server.client_header_timeout;
+    let Ok(Ok(upgraded)) = tokio::time::timeout(wait, pending.on_upgrade).await else {
+        return;
+    };
+    ctx.http2.store(true, Relaxed);
+    let io = super::h2c_upgrade::Spliced::new(TokioIo::new(upgraded), pending.frame);
+    let (w, c) = (Rc::clone(worker), Arc::clone(ctx));
+    let service = hyper::service::service_fn(move |req| {
+        let (w, c) = (Rc::clone(&w), Arc::clone(&c));
+        async move { Ok::<_, Infallible>(w.handle(c, req).await) }
+    });
+    let conn = worker.http2.serve_connection(TokioIo::new(io), service);
+    drive(conn, ctx, stats, shutdown).await;
 }
 
 /// A hyper connection that can be asked to finish gracefully.

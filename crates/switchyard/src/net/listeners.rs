@@ -305,6 +305,7 @@ async fn serve(
             stats.http1.bump(1);
             let how = Http {
                 acme_dir: state.acme_dir.clone(),
+                h2c_upgrade: state.protocols.h2c,
                 ..Http::default()
             };
             super::conn::serve_http(worker, stream, peer, how, shutdown).await;
@@ -333,6 +334,7 @@ async fn serve(
                         http2: h2,
                         tls: true,
                         acme_dir: None,
+                        h2c_upgrade: false,
                     };
                     super::conn::serve_http(worker, tls_stream, peer, how, shutdown).await;
                 }

@@ -4,6 +4,7 @@ pub mod acme;
 pub mod certs;
 pub mod conn;
 pub mod detect;
+pub mod h2c_upgrade;
 pub mod listener;
 pub mod listeners;
 pub mod tls;

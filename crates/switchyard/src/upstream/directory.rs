@@ -82,6 +82,7 @@ impl Backend {
             && self.config.weight == reg.config.weight
             && self.config.metrics == reg.config.metrics
             && self.config.health == reg.config.health
+            && self.config.protocol == reg.config.protocol
     }
 
     /// Whether it came from the admin API.
