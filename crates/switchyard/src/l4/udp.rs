@@ -333,6 +333,10 @@ fn connect(backend: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket)
 }
 
+/// Datagrams received in a row, once the socket is readable, before the receive loop looks at
+/// its timers again.
+const RECEIVE_BATCH: usize = 64;
+
 /// Receives datagrams on `socket` for `listener` and sweeps expired sessions until shutdown,
 /// then ends every session.
 pub async fn serve(socket: UdpSocket, listener: Rc<Listener>, mut shutdown: watch::Receiver<bool>) {
@@ -350,7 +354,17 @@ pub async fn serve(socket: UdpSocket, listener: Rc<Listener>, mut shutdown: watc
             _ = shutdown.changed() => break,
             _ = sweep.tick() => listener.expire(Instant::now()),
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => listener.from_client(&socket, &buf[..n], peer),
+                Ok((n, peer)) => {
+                    listener.from_client(&socket, &buf[..n], peer);
+                    // What else is queued is taken without going round the select again, a
+                    // bounded batch so that the sweep and shutdown still get their turn.
+                    for _ in 0..RECEIVE_BATCH {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, peer)) => listener.from_client(&socket, &buf[..n], peer),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Err(e) => {
                     // Out of memory, or an error queued by the kernel: back off, go on.
                     tracing::debug!(error = %e, "udp: receive failed");

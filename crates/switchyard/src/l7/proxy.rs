@@ -8,6 +8,8 @@
 //! connection pool, its counters). Nothing here takes a lock.
 
 mod forward_h2;
+mod keys;
+mod upgrade;
 
 use crate::observe::stats::Bump;
 use std::cell::RefCell;
@@ -27,7 +29,6 @@ use super::body::{Exchange, ProxyBody, RequestBody, Upstream};
 use super::error::ProxyError;
 use super::grpc;
 use super::headers;
-use super::model::{find_model, model_from_path, Scan};
 use super::models::choose_version;
 use crate::clock::{coarse_now, Deadlines};
 use crate::net::conn::ConnCtx;
@@ -38,6 +39,8 @@ use crate::upstream::conn::{UpstreamConn, UpstreamError};
 use crate::upstream::directory::{Backend, Members, Membership};
 use crate::upstream::h2::H2Conns;
 use crate::upstream::pool::Pool;
+use keys::{affinity_key, json_key, prompt_chain, request_model};
+use upgrade::{h2c_upgrade, tunnel, websocket_upgrade, TunnelSlot, Upgrade};
 
 /// One reactor thread's state.
 pub struct Worker {
@@ -99,48 +102,6 @@ enum Reply {
     /// The backend switched protocols (WebSocket): the client gets the 101, then the two
     /// connections are spliced.
     Upgrade(ResponseHead, Box<UpstreamConn>, Upgrade),
-}
-
-/// A client's request to switch protocols, kept until the backend agrees.
-struct Upgrade {
-    /// Resolves to the client connection once hyper has sent the 101.
-    on_upgrade: hyper::upgrade::OnUpgrade,
-    /// The protocol asked for (`Upgrade: websocket`), which a 101 agrees to.
-    protocol: HeaderValue,
-    /// The route's tunnel count, taken for this one (released when this is dropped).
-    slot: Option<TunnelSlot>,
-}
-
-/// One of a route's `max_websockets` tunnels, held from the handshake to the tunnel's end.
-struct TunnelSlot {
-    shared: Arc<Shared>,
-    route: usize,
-}
-
-impl TunnelSlot {
-    /// Takes a slot of `route`, or says the route is full.
-    fn take(shared: &Arc<Shared>, route: usize) -> Result<Self, ProxyError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let max = shared.config.routes[route].max_websockets;
-        let open = &shared.websockets[route];
-        if open.fetch_add(1, Relaxed) >= max {
-            open.fetch_sub(1, Relaxed);
-            return Err(ProxyError::TooManyWebSockets {
-                route: shared.config.routes[route].name.clone(),
-                max,
-            });
-        }
-        Ok(TunnelSlot {
-            shared: Arc::clone(shared),
-            route,
-        })
-    }
-}
-
-impl Drop for TunnelSlot {
-    fn drop(&mut self) {
-        self.shared.websockets[self.route].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Where a response's body comes from.
@@ -938,104 +899,6 @@ impl Worker {
     }
 }
 
-/// Agrees to an `Upgrade: h2c` request that can be served on stream 1 (`frame`, see
-/// [`crate::net::h2c_upgrade`]): the 101, with the connection handed to HTTP/2 once it is
-/// sent, where the request is served like any other.
-fn h2c_upgrade(
-    ctx: &Arc<ConnCtx>,
-    req: &mut Request<Incoming>,
-    frame: Bytes,
-    exchange: Exchange,
-) -> Response<ProxyBody> {
-    ctx.set_h2c_upgrade(crate::net::conn::PendingH2c {
-        on_upgrade: hyper::upgrade::on(req),
-        frame,
-    });
-    let mut resp = Response::new(ProxyBody::empty(exchange));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-    resp
-}
-
-/// The `Upgrade` value of an HTTP/1.1 WebSocket handshake (`Connection: upgrade` and
-/// `Upgrade: websocket`), if the request is one.
-fn websocket_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
-        return None;
-    }
-    let has_token = |name: header::HeaderName, token: &str| {
-        req.headers().get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    if has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket") {
-        req.headers().get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
-}
-
-/// Splices the upgraded client connection and the backend's until both end, the tunnel is
-/// idle for `idle`, or a side fails. Bytes the backend sent after its 101 go first.
-async fn tunnel(
-    upgrade: Upgrade,
-    conn: Box<UpstreamConn>,
-    idle: std::time::Duration,
-    in_flight: Option<switchyard_balance::InFlight>,
-) {
-    let Upgrade {
-        on_upgrade, slot, ..
-    } = upgrade;
-    let Ok(client) = on_upgrade.await else {
-        return;
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let UpstreamConn { stream, buf, .. } = *conn;
-    if !buf.is_empty()
-        && tokio::io::AsyncWriteExt::write_all(&mut client, &buf)
-            .await
-            .is_err()
-    {
-        return;
-    }
-    let (ended, moved) = super::tunnel::splice(client, stream, idle).await;
-    drop(in_flight);
-    drop(slot);
-    tracing::debug!(
-        ?ended,
-        up = moved.up,
-        down = moved.down,
-        "websocket tunnel closed"
-    );
-}
-
-/// The `consistent_hash` key of a request, `None` when it lacks the header or cookie.
-fn affinity_key(key: &HashKey, headers: &http::HeaderMap, ctx: &ConnCtx) -> Option<u64> {
-    let bytes = match key {
-        HashKey::ClientIp => ctx.client_ip.as_bytes(),
-        HashKey::Header(name) => headers.get(name.as_str())?.as_bytes(),
-        HashKey::Cookie(name) => cookie(headers, name)?,
-        HashKey::Json(_) => return None, // read from the body, see `json_key`
-    };
-    Some(switchyard_balance::hash_bytes(bytes))
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            (&pair[..eq] == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
-        })
-}
-
 /// How long a backend that answered 429/503 asks to be left alone: its `Retry-After` in seconds
 /// (an HTTP date, or none, counts as one second), at most five minutes.
 fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
@@ -1046,156 +909,6 @@ fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(DEFAULT_MS, |s| s.saturating_mul(1_000).min(MAX_MS))
-}
-
-/// How much of a request body is read, at most, to find its `model`.
-pub const MODEL_SCAN_LIMIT: usize = 256 * 1024;
-
-/// The model a request asks for: the `x-model` header, else the path (see
-/// [`model_from_path`]), else the `model` field of a JSON body (read into `body.prefix`, at
-/// most [`MODEL_SCAN_LIMIT`] bytes, to be forwarded first). `None` when the request names none.
-async fn request_model(
-    headers: &http::HeaderMap,
-    path: &str,
-    body: &mut RequestBody,
-) -> Result<Option<String>, ProxyError> {
-    if let Some(m) = headers.get("x-model").and_then(|v| v.to_str().ok()) {
-        return Ok(Some(m.trim().to_string()));
-    }
-    if let Some(m) = model_from_path(path) {
-        return Ok(Some(m));
-    }
-    if body.is_end_stream() {
-        return Ok(None);
-    }
-    let mut buf = bytes::BytesMut::new();
-    let found = loop {
-        match find_model(&buf) {
-            Scan::Found(m) => break Some(m),
-            Scan::Absent | Scan::Invalid => break None,
-            Scan::NeedMore if buf.len() >= MODEL_SCAN_LIMIT => break None,
-            Scan::NeedMore => {}
-        }
-        match body.next_frame().await {
-            None => break None,
-            Some(Err(_)) => return Err(ProxyError::ClientAborted),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                }
-            }
-        }
-    };
-    if !buf.is_empty() {
-        body.prefix = Some(buf.freeze());
-    }
-    Ok(found)
-}
-
-/// How much of a request body is read, at most, to hash its prompt for `prefix_cache`.
-pub const PROMPT_LIMIT: usize = 1 << 20;
-
-/// Reads the request body ahead into `body.prefix` (kept to be forwarded first), until it
-/// ends or more than `limit` bytes are held; whether it ended.
-async fn read_ahead(body: &mut RequestBody, limit: usize) -> Result<bool, ProxyError> {
-    let mut buf = bytes::BytesMut::new();
-    if let Some(p) = body.prefix.take() {
-        buf.extend_from_slice(&p);
-    }
-    let mut complete = body.rest_is_end();
-    while !complete && buf.len() <= limit {
-        match body.next_frame().await {
-            None => complete = true,
-            Some(Err(_)) => return Err(ProxyError::ClientAborted),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                }
-            }
-        }
-    }
-    if !buf.is_empty() {
-        body.prefix = Some(buf.freeze());
-    }
-    Ok(complete)
-}
-
-/// The block-hash chain of the request's prompt: the chat messages rendered in order
-/// (`role: content` lines) or the completion prompt. The body is read ahead (at most
-/// [`PROMPT_LIMIT`] bytes); a body that is longer, or is not an OpenAI-style JSON request,
-/// gives an empty chain.
-async fn prompt_chain(body: &mut RequestBody) -> Result<Vec<u64>, ProxyError> {
-    if !read_ahead(body, PROMPT_LIMIT).await? {
-        return Ok(Vec::new());
-    }
-    let prompt = body.prefix.as_deref().and_then(render_prompt);
-    Ok(prompt
-        .map(|p| switchyard_balance::prefix_cache::block_chain(p.as_bytes()))
-        .unwrap_or_default())
-}
-
-/// The `json:FIELD` affinity key: the field (a dotted path) of the JSON body, read ahead up
-/// to [`MODEL_SCAN_LIMIT`] bytes. Strings hash as their text, other values as their JSON.
-/// `None` when the body is longer, not JSON, or lacks the field.
-async fn json_key(body: &mut RequestBody, path: &str) -> Result<Option<u64>, ProxyError> {
-    if !read_ahead(body, MODEL_SCAN_LIMIT).await? {
-        return Ok(None);
-    }
-    let Some(doc) = body
-        .prefix
-        .as_deref()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-    else {
-        return Ok(None);
-    };
-    let mut v = &doc;
-    for field in path.split('.') {
-        match v.get(field) {
-            Some(next) => v = next,
-            None => return Ok(None),
-        }
-    }
-    Ok(match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(switchyard_balance::hash_bytes(s.as_bytes())),
-        other => Some(switchyard_balance::hash_bytes(other.to_string().as_bytes())),
-    })
-}
-
-/// The prompt text of a chat or completion request body.
-fn render_prompt(json: &[u8]) -> Option<String> {
-    let doc: serde_json::Value = serde_json::from_slice(json).ok()?;
-    let mut out = String::new();
-    if let Some(messages) = doc.get("messages").and_then(|m| m.as_array()) {
-        for m in messages {
-            out.push_str(m.get("role").and_then(|r| r.as_str()).unwrap_or(""));
-            out.push_str(": ");
-            match m.get("content") {
-                Some(serde_json::Value::String(s)) => out.push_str(s),
-                Some(serde_json::Value::Array(parts)) => {
-                    for p in parts {
-                        if let Some(t) = p.get("text").and_then(|t| t.as_str()) {
-                            out.push_str(t);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            out.push('\n');
-        }
-        return Some(out);
-    }
-    match doc.get("prompt")? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(|i| i.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        _ => None,
-    }
 }
 
 /// Most other backends a request is ever tried on (the cap on `retries`).
