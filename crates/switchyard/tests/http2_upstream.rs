@@ -159,3 +159,65 @@ async fn a_backend_that_does_not_speak_http2_is_a_502() {
     let a = client::get(proxy.addr(), "/").await;
     assert_eq!(a.status, 502, "{}", a.text());
 }
+
+/// An HTTP/2 backend (the h2 crate, to control resets) that refuses the first `refuse`
+/// streams it sees with REFUSED_STREAM and answers the others with "ok"; it counts its
+/// connections.
+async fn refusing_backend(
+    refuse: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&conns);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, SeqCst);
+            let refused = Arc::clone(&refused);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    if refused.fetch_add(1, SeqCst) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let mut body = respond
+                        .send_response(http::Response::new(()), false)
+                        .unwrap();
+                    body.send_data(Bytes::from_static(b"ok"), true).unwrap();
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_is_sent_again_on_a_new_connection() {
+    let (addr, conns) = refusing_backend(1).await;
+    let proxy = h2_backend_proxy(addr);
+    // REFUSED_STREAM means the backend did nothing with the request: safe to send again.
+    let a = client::get(proxy.addr(), "/").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.text(), "ok");
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_keeps_refusing_is_a_502() {
+    let (addr, _) = refusing_backend(usize::MAX).await;
+    let proxy = h2_backend_proxy(addr);
+    let a = client::get(proxy.addr(), "/").await;
+    assert_eq!(a.status, 502, "{}", a.text());
+}

@@ -148,10 +148,9 @@ impl Worker {
             .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
             .max_header_list_size(cfg.max_header_bytes as u32);
         let mut h2_client = hyper::client::conn::http2::Builder::new(LocalExec);
-        h2_client
-            .max_header_list_size(MAX_UPSTREAM_HEADER_LIST)
-            .initial_stream_window_size(cfg.h2.stream_window)
-            .initial_connection_window_size(cfg.h2.connection_window);
+        // Towards backends hyper's client windows (2 MiB per stream, 5 MiB per connection):
+        // one connection carries every stream of the thread to a backend.
+        h2_client.max_header_list_size(MAX_UPSTREAM_HEADER_LIST);
         Worker {
             http2,
             h2: H2Conns::new(shared.directory.capacity()),

@@ -35,6 +35,7 @@ impl Worker {
         timeout: Duration,
     ) -> Result<Answer, ProxyError> {
         let bstats = &self.stats.backends[backend.slot];
+        let mut resent = 0;
         loop {
             let (mut sender, reused) = match self.h2.lookup(backend.slot, backend.generation) {
                 Lookup::Open(s) => (s, true),
@@ -77,8 +78,12 @@ impl Worker {
                 }
                 Ok(Err(e)) => {
                     exchange.in_flight = None;
-                    if reused && e.is_canceled() && !streamed {
-                        // The connection closed before the request left: once more on a new one.
+                    let again = (reused && e.is_canceled()) || unprocessed(&e);
+                    if again && !streamed && resent < MAX_RESENDS {
+                        // The connection closed before the request left, or the backend
+                        // declined the stream unprocessed (a graceful GOAWAY as it closes
+                        // the connection, or REFUSED_STREAM): once more on a new one.
+                        resent += 1;
                         self.h2.clear(backend.slot);
                         continue;
                     }
@@ -167,6 +172,23 @@ impl Worker {
         self.stats.backends[backend.slot].errors.bump(1);
         self.backend_failed(backend, members, &err);
         Err(err)
+    }
+}
+
+/// Times a request declined unprocessed is sent again on a new connection.
+const MAX_RESENDS: usize = 2;
+
+/// Whether the backend declined the stream without processing it, so that it may be sent
+/// again whatever its method (RFC 9113 section 8.7): a stream above the last one a graceful
+/// GOAWAY (`NO_ERROR`) accepted, or one reset with `REFUSED_STREAM`.
+fn unprocessed(e: &hyper::Error) -> bool {
+    let Some(h2) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<h2::Error>()) else {
+        return false;
+    };
+    match h2.reason() {
+        Some(h2::Reason::REFUSED_STREAM) => h2.is_reset(),
+        Some(h2::Reason::NO_ERROR) => h2.is_go_away() && h2.is_remote(),
+        _ => false,
     }
 }
 
