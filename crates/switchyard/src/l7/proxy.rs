@@ -363,6 +363,22 @@ impl Worker {
                 "both Content-Length and Transfer-Encoding",
             ));
         }
+        // `chunked` applied twice (RFC 9112 section 6.1 forbids it) is read one way by hyper
+        // and could be read another by a backend: refused, like the pair above.
+        if req.headers().contains_key(header::TRANSFER_ENCODING) && chunked_twice(req.headers()) {
+            return Err(ProxyError::BadRequest(
+                "chunked transfer coding applied twice",
+            ));
+        }
+        // absolute-form names a scheme; only HTTP's are proxied (a reverse proxy is no
+        // gateway to other protocols).
+        if let Some(scheme) = req.uri().scheme_str() {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(ProxyError::BadRequest(
+                    "absolute-form target with a scheme other than http or https",
+                ));
+            }
+        }
 
         // Phase: host. RFC 9112 section 3.2: an HTTP/1.1 request must carry exactly one Host;
         // in absolute-form the target's authority replaces it.
@@ -908,6 +924,17 @@ fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(DEFAULT_MS, |s| s.saturating_mul(1_000).min(MAX_MS))
+}
+
+/// Whether `Transfer-Encoding` lists `chunked` more than once, over all its fields.
+fn chunked_twice(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        .count()
+        > 1
 }
 
 /// Most other backends a request is ever tried on (the cap on `retries`).
