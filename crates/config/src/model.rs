@@ -227,6 +227,11 @@ pub struct ServerConfig {
     pub retry_budget: u32,
     /// The `h2_*` keys: HTTP/2 limits towards clients.
     pub h2: H2Settings,
+    /// `admin_token_file`: the file holding the admin plane's bearer token; `None` leaves the
+    /// admin endpoint open, which is only allowed on a loopback `admin_listen`.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// The `audit_*` keys: the audit log.
+    pub audit: crate::security::AuditSettings,
 }
 
 /// HTTP/2 limits and flow control for client connections (`[server]` `h2_*` keys).
@@ -288,6 +293,8 @@ impl Default for ServerConfig {
             retries: 1,
             retry_budget: 20,
             h2: H2Settings::default(),
+            admin_token_file: None,
+            audit: Default::default(),
         }
     }
 }
