@@ -6,6 +6,7 @@
 //! dropped. Request lines are sampled (`audit_sample`); control-plane lines are not.
 
 pub mod line;
+pub mod request;
 pub mod writer;
 
 use std::cell::Cell;
