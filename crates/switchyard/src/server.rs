@@ -534,8 +534,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 }
 
 /// The admin plane's guard: the token from `admin_token_file`; without one, `admin_listen`
-/// must be a loopback address.
-fn admin_guard(
+/// must be a loopback address. (`switchyard check` runs it too.)
+pub fn admin_guard(
     server: &switchyard_config::ServerConfig,
 ) -> Result<crate::admin::auth::AdminAuth, StartError> {
     let token = match &server.admin_token_file {

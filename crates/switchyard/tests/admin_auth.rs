@@ -99,6 +99,10 @@ async fn failed_attempts_are_audited_without_secrets_and_limited() {
         get_authorized(admin, "/stats", Some(wrong)).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
+    // The counters, read through the (unblocked) API of the server itself.
+    let auth = &p.handle().shared().admin_auth;
+    assert_eq!(auth.stats_json()["auth_failures"], 5);
+    assert_eq!(auth.stats_json()["auth_blocked"], 2);
 
     wait_for(DEADLINE, "5 audited failures", || async {
         audit_lines(&audit).len() >= 5

@@ -246,6 +246,10 @@ pub struct AdminAuth {
     pub token: Option<AdminToken>,
     /// Failed attempts per client.
     pub failures: std::sync::Mutex<Failures>,
+    /// Requests refused with 401 (`/stats` `admin.auth_failures`).
+    pub refused: std::sync::atomic::AtomicU64,
+    /// Requests refused with 429 (`/stats` `admin.auth_blocked`).
+    pub blocked: std::sync::atomic::AtomicU64,
 }
 
 /// What the guard decided about one admin request.
@@ -267,8 +271,18 @@ impl AdminAuth {
     pub fn new(token: Option<AdminToken>) -> Self {
         AdminAuth {
             token,
-            failures: Default::default(),
+            ..Default::default()
         }
+    }
+
+    /// The counters as JSON (for `/stats`): whether a token is required, refusals.
+    pub fn stats_json(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        serde_json::json!({
+            "token_required": self.token.is_some(),
+            "auth_failures": self.refused.load(Relaxed),
+            "auth_blocked": self.blocked.load(Relaxed),
+        })
     }
 
     /// Checks one request from `ip` presenting `bearer` at `now`.
@@ -278,11 +292,15 @@ impl AdminAuth {
         };
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(left) = failures.blocked(ip, now) {
+            self.blocked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Verdict::Blocked(left.as_secs().max(1));
         }
         if token.matches(bearer) {
             return Verdict::Allow;
         }
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Verdict::Unauthorized {
             blocked: failures.fail(ip, now),
         }
