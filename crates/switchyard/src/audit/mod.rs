@@ -206,6 +206,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_queue_drops_request_lines_and_counts_them() {
+        let (tx, rx) = sync_channel(2);
+        let a = Audit {
+            tx: Some(tx),
+            sample: 100,
+            counters: Arc::default(),
+        };
+        for _ in 0..5 {
+            a.request(Box::default());
+        }
+        assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(rx.try_iter().count(), 2);
+        // Control lines wait for room instead (here there is some again).
+        a.control("test", None, serde_json::Value::Null);
+        assert!(matches!(rx.try_recv(), Ok(Entry::Control(_))));
+        assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_disabled_log_samples_nothing() {
+        let a = Audit::disabled();
+        assert!(!a.enabled());
+        assert!((0..10).all(|_| !a.sample_request()));
+        a.request(Box::default());
+        a.control("test", None, serde_json::Value::Null);
+        assert_eq!(a.stats_json()["written"], 0);
+    }
+
+    #[test]
     fn sampling_is_exact_per_hundred() {
         for p in [0u32, 1, 10, 33, 50, 99, 100] {
             let kept = (0..1000).filter(|&n| sampled(n, p)).count();

@@ -198,6 +198,58 @@ mod tests {
     }
 
     #[test]
+    fn an_old_file_is_rotated_before_the_next_line_and_synced_away() {
+        let dir = std::env::temp_dir().join(format!("switchyard-audit-age-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(rotated_path(&path, 1));
+        let settings = AuditSettings {
+            log: Some(path.clone()),
+            max_age: Duration::from_secs(3600),
+            keep: 1,
+            ..Default::default()
+        };
+        let counters = Arc::<Counters>::default();
+        let mut w = Writer::new(
+            path.clone(),
+            open(&path).unwrap(),
+            settings,
+            Arc::clone(&counters),
+        );
+        let line = |action| {
+            Entry::Control(line::ControlLine {
+                time: std::time::UNIX_EPOCH,
+                action,
+                client: None,
+                detail: serde_json::Value::Null,
+            })
+        };
+        w.write(&line("first"));
+        w.flush();
+        // An hour later (the writer's clock moved back rather than sleeping).
+        if let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(3600)) {
+            w.opened = earlier;
+            w.write(&line("second"));
+            w.flush();
+            let old = std::fs::read_to_string(rotated_path(&path, 1)).unwrap();
+            let new = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                old.contains("\"first\"") && !old.contains("second"),
+                "{old}"
+            );
+            assert!(
+                new.contains("\"second\"") && !new.contains("first"),
+                "{new}"
+            );
+            assert_eq!(counters.rotations.load(Ordering::Relaxed), 1);
+            assert_eq!(counters.written.load(Ordering::Relaxed), 2);
+            assert_eq!(counters.write_errors.load(Ordering::Relaxed), 0);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn rotated_names() {
         let p = Path::new("/var/log/audit.log");
         assert_eq!(rotated_path(p, 1), Path::new("/var/log/audit.log.1"));
