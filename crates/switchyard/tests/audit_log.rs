@@ -193,3 +193,39 @@ async fn without_audit_log_stats_say_off() {
     assert_eq!(stats["audit"]["enabled"], false);
     assert_eq!(stats["audit"]["written"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_response_records_its_time_to_first_byte() {
+    let audit = proxy::temp_path("audit.log");
+    let backend = server::serve(|_req| async {
+        let (tx, body) = support::body::channel();
+        tokio::spawn(async move {
+            // The head and first event at once, the rest 300 ms later.
+            tx.send(bytes::Bytes::from("data: first\n\n"))
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            tx.send(bytes::Bytes::from("data: [DONE]\n\n"))
+                .await
+                .unwrap();
+        });
+        http::Response::new(body)
+    })
+    .await;
+    let p = proxy::new()
+        .server(|s| s.audit.log = Some(audit.clone()))
+        .to(backend.addr())
+        .start();
+    let a = client::get(p.addr(), "/v1/stream").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let l = &wait_lines(&audit, 1).await[0];
+    let ttft = l["ttft_ms"].as_f64().unwrap();
+    let duration = l["duration_ms"].as_f64().unwrap();
+    // The first byte came well before the end (300 ms apart at the backend).
+    assert!(duration >= 300.0, "duration {duration} ms");
+    assert!(
+        duration - ttft >= 200.0,
+        "ttft {ttft} ms, duration {duration} ms"
+    );
+    assert_eq!(l["bytes"], 13 + 14);
+}
