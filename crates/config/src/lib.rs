@@ -59,6 +59,7 @@ pub use model::{
 pub use parse::parse;
 pub use security::{
     AuditSettings, AUDIT_MAX_AGE, AUDIT_MAX_BYTES_RANGE, AUDIT_MAX_KEEP, AUDIT_QUEUE_RANGE,
+    DEFAULT_ADMIN_BLOCK_TIME, DEFAULT_ADMIN_MAX_FAILURES,
 };
 
 impl Config {

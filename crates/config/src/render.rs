@@ -76,7 +76,7 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("retries", s.retries.to_string()),
         ("retry_budget", format!("{}%", s.retry_budget)),
     ];
-    let security = crate::security::security_values(s.admin_token_file.as_ref(), &s.audit);
+    let security = crate::security::security_values(s);
     values.extend(security);
     values
 }

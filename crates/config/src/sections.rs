@@ -52,6 +52,8 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "retry_budget",
     // crate::security::SECURITY_KEYS, in that order:
     "admin_token_file",
+    "admin_max_failures",
+    "admin_block_time",
     "audit_log",
     "audit_max_bytes",
     "audit_max_age",
@@ -216,9 +218,12 @@ pub(crate) fn collide(a: SocketAddr, b: SocketAddr) -> bool {
 /// Reads `[server]`.
 pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
     let d = ServerConfig::default();
-    let (admin_token_file, audit) = crate::security::read_security(r);
+    let (admin_token_file, admin_max_failures, admin_block_time, audit) =
+        crate::security::read_security(r);
     let server = ServerConfig {
         admin_token_file,
+        admin_max_failures,
+        admin_block_time,
         audit,
         listen: r.value("listen", d.listen, listen_list),
         threads: r.value("threads", d.threads, number(0, MAX_THREADS)),

@@ -11,6 +11,8 @@ use crate::value::{format_duration, format_size, parse_duration, parse_size};
 #[cfg(test)]
 pub(crate) const SECURITY_KEYS: &[&str] = &[
     "admin_token_file",
+    "admin_max_failures",
+    "admin_block_time",
     "audit_log",
     "audit_max_bytes",
     "audit_max_age",
@@ -18,6 +20,11 @@ pub(crate) const SECURITY_KEYS: &[&str] = &[
     "audit_sample",
     "audit_queue",
 ];
+
+/// The default `admin_max_failures`.
+pub const DEFAULT_ADMIN_MAX_FAILURES: u32 = 5;
+/// The default `admin_block_time`.
+pub const DEFAULT_ADMIN_BLOCK_TIME: Duration = Duration::from_secs(60);
 
 /// The range of `audit_max_bytes`.
 pub const AUDIT_MAX_BYTES_RANGE: (usize, usize) = (1024, 1 << 40);
@@ -75,10 +82,24 @@ fn ranged(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
     Ok(n)
 }
 
-/// Reads `admin_token_file` and the `audit_*` keys.
-pub(crate) fn read_security(r: &mut SectionReader<'_>) -> (Option<PathBuf>, AuditSettings) {
+/// What [`read_security`] reads: `admin_token_file`, `admin_max_failures`,
+/// `admin_block_time` and the `audit_*` keys.
+pub(crate) type Security = (Option<PathBuf>, u32, Duration, AuditSettings);
+
+/// Reads `admin_token_file`, `admin_max_failures`, `admin_block_time` and the `audit_*` keys.
+pub(crate) fn read_security(r: &mut SectionReader<'_>) -> Security {
     let d = AuditSettings::default();
     let token = r.optional("admin_token_file", path);
+    let max_failures = r.value("admin_max_failures", DEFAULT_ADMIN_MAX_FAILURES, |s| {
+        ranged(s, 1, 1000).map(|n| n as u32)
+    });
+    let block = r.value("admin_block_time", DEFAULT_ADMIN_BLOCK_TIME, |s| {
+        let v = parse_duration(s)?;
+        if v < Duration::from_secs(1) || v > crate::sections::MAX_DURATION {
+            return Err("must be between 1s and 24h".to_string());
+        }
+        Ok(v)
+    });
     let audit = AuditSettings {
         log: r.optional("audit_log", path),
         max_bytes: r.value("audit_max_bytes", d.max_bytes, |s| {
@@ -110,18 +131,18 @@ pub(crate) fn read_security(r: &mut SectionReader<'_>) -> (Option<PathBuf>, Audi
             ranged(s, lo as u64, hi as u64).map(|n| n as usize)
         }),
     };
-    (token, audit)
+    (token, max_failures, block, audit)
 }
 
 /// The keys read here with their values as INI text (empty: unset).
-pub(crate) fn security_values(
-    token: Option<&PathBuf>,
-    a: &AuditSettings,
-) -> Vec<(&'static str, String)> {
+pub(crate) fn security_values(s: &crate::ServerConfig) -> Vec<(&'static str, String)> {
+    let (token, a) = (s.admin_token_file.as_ref(), &s.audit);
     let show = |p: Option<&PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
     vec![
         // Only the path: the token itself is never read by this crate, nor rendered.
         ("admin_token_file", show(token)),
+        ("admin_max_failures", s.admin_max_failures.to_string()),
+        ("admin_block_time", format_duration(s.admin_block_time)),
         ("audit_log", show(a.log.as_ref())),
         ("audit_max_bytes", format_size(a.max_bytes)),
         ("audit_max_age", format_duration(a.max_age)),

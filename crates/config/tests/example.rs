@@ -129,6 +129,8 @@ fn expected() -> Config {
             retry_budget: 20,
             h2: Default::default(),
             admin_token_file: Some("/etc/switchyard/admin.token".into()),
+            admin_max_failures: 5,
+            admin_block_time: Duration::from_secs(60),
             audit: switchyard_config::AuditSettings {
                 log: Some("/var/log/switchyard/audit.log".into()),
                 max_bytes: 64 << 20,
@@ -225,6 +227,8 @@ fn defaults() {
     assert_eq!(d.health_timeout, Duration::from_secs(1));
     assert_eq!((d.health_rise, d.health_fall, d.health_jitter), (2, 3, 10));
     assert_eq!(d.admin_token_file, None);
+    assert_eq!(d.admin_max_failures, 5);
+    assert_eq!(d.admin_block_time, Duration::from_secs(60));
     assert_eq!(d.audit.log, None);
     assert_eq!(d.audit.max_bytes, 100 << 20);
     assert_eq!(d.audit.max_age, Duration::from_secs(24 * 3600));

@@ -114,6 +114,8 @@ fn server() -> impl Strategy<Value = ServerConfig> {
                 max_reset_streams: w.3,
             },
             admin_token_file: s.0.map(Into::into),
+            admin_max_failures: 1 + s.4 % 1000,
+            admin_block_time: Duration::from_secs(1 + u64::from(s.5) * 60),
             audit: switchyard_config::AuditSettings {
                 log: s.1.map(Into::into),
                 max_bytes: s.2,

@@ -549,7 +549,11 @@ pub fn admin_guard(
             return Err(StartError::AdminUnprotected(addr));
         }
     }
-    Ok(crate::admin::auth::AdminAuth::new(token))
+    Ok(crate::admin::auth::AdminAuth::new(
+        token,
+        server.admin_max_failures,
+        server.admin_block_time,
+    ))
 }
 
 /// Sockets with the index of the `[l4 NAME]` or `[listener NAME]` they belong to.

@@ -204,3 +204,23 @@ async fn registrations_and_removals_are_audited() {
     assert_eq!(lines[1]["action"], "backend_removed");
     assert_eq!(lines[1]["detail"]["backend"], "extra");
 }
+
+#[tokio::test]
+async fn the_failure_limit_is_configurable() {
+    let p = base()
+        .admin_token(TOKEN)
+        .server(|s| {
+            s.admin_max_failures = 2;
+            s.admin_block_time = std::time::Duration::from_secs(600);
+        })
+        .start();
+    let admin = p.admin_addr();
+    for _ in 0..2 {
+        let a = get_authorized(admin, "/stats", Some("nope")).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    let a = get_authorized(admin, "/stats", Some(TOKEN)).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = a.header("retry-after").unwrap().parse().unwrap();
+    assert!((590..=600).contains(&retry), "Retry-After {retry}");
+}

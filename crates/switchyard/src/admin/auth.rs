@@ -1,6 +1,7 @@
 //! Admin plane authentication: the bearer token from `admin_token_file`, compared in constant
 //! time, and a per-client limit on failed attempts. The comparison and the limiter are pure
-//! (the limiter takes the time as an argument), tested without sleeps.
+//! (the limiter takes the time as an argument), tested without sleeps. The limits are
+//! `admin_max_failures` per [`FAILURE_WINDOW`] and `admin_block_time`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,12 +9,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Failed attempts from one client IP within [`FAILURE_WINDOW`] that block it.
-pub const MAX_FAILURES: u32 = 5;
 /// The window failed attempts are counted in.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// How long a client that failed [`MAX_FAILURES`] times is answered 429.
-pub const BLOCK_FOR: Duration = Duration::from_secs(60);
 /// The most client IPs the limiter remembers (the stalest is forgotten past it).
 pub const MAX_TRACKED: usize = 4096;
 
@@ -107,14 +104,34 @@ struct Record {
     blocked_until: Option<Duration>,
 }
 
-/// Failed admin attempts per client IP: [`MAX_FAILURES`] within [`FAILURE_WINDOW`] block the
-/// client for [`BLOCK_FOR`]. Times are durations since any fixed origin.
-#[derive(Debug, Default)]
+/// Failed admin attempts per client IP: `max_failures` within [`FAILURE_WINDOW`] block the
+/// client for `block`. Times are durations since any fixed origin.
+#[derive(Debug)]
 pub struct Failures {
     clients: HashMap<IpAddr, Record>,
+    max_failures: u32,
+    block: Duration,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Failures::new(
+            switchyard_config::DEFAULT_ADMIN_MAX_FAILURES,
+            switchyard_config::DEFAULT_ADMIN_BLOCK_TIME,
+        )
+    }
 }
 
 impl Failures {
+    /// A limiter blocking a client for `block` after `max_failures` within the window.
+    pub fn new(max_failures: u32, block: Duration) -> Self {
+        Failures {
+            clients: HashMap::new(),
+            max_failures: max_failures.max(1),
+            block,
+        }
+    }
+
     /// If `ip` is blocked at `now`, how long it still is.
     pub fn blocked(&self, ip: IpAddr, now: Duration) -> Option<Duration> {
         let until = self.clients.get(&ip)?.blocked_until?;
@@ -136,8 +153,8 @@ impl Failures {
             r.window_start = now;
         }
         r.failures += 1;
-        if r.failures >= MAX_FAILURES {
-            r.blocked_until = Some(now + BLOCK_FOR);
+        if r.failures >= self.max_failures {
+            r.blocked_until = Some(now + self.block);
             r.failures = 0;
             r.window_start = now;
         }
@@ -230,6 +247,15 @@ mod tests {
     }
 
     #[test]
+    fn the_limits_are_configurable() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut f = Failures::new(2, secs(300));
+        assert!(!f.fail(ip, secs(0)));
+        assert!(f.fail(ip, secs(1)));
+        assert_eq!(f.blocked(ip, secs(1)), Some(secs(300)));
+    }
+
+    #[test]
     fn the_table_is_bounded() {
         let mut f = Failures::default();
         for i in 0..(MAX_TRACKED as u32 + 100) {
@@ -267,10 +293,12 @@ pub enum Verdict {
 }
 
 impl AdminAuth {
-    /// The guard for `token`.
-    pub fn new(token: Option<AdminToken>) -> Self {
+    /// The guard for `token`, blocking a client for `block` after `max_failures` failures
+    /// within a minute.
+    pub fn new(token: Option<AdminToken>, max_failures: u32, block: Duration) -> Self {
         AdminAuth {
             token,
+            failures: std::sync::Mutex::new(Failures::new(max_failures, block)),
             ..Default::default()
         }
     }
