@@ -162,6 +162,26 @@ impl Audit {
         }
     }
 
+    /// Queues a `config_changed` line with the changes from `old` to `new`, one summary
+    /// string each (the config holds paths to secrets, never secrets, so none can show). For
+    /// whatever applies a new config at run time.
+    pub fn config_changed(
+        &self,
+        client: Option<String>,
+        old: &switchyard_config::Config,
+        new: &switchyard_config::Config,
+    ) {
+        let changes: Vec<String> = switchyard_config::diff(old, new)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        self.control(
+            "config_changed",
+            client,
+            serde_json::json!({ "changes": changes }),
+        );
+    }
+
     /// The counters as JSON (for `/stats`).
     pub fn stats_json(&self) -> serde_json::Value {
         let c = &self.counters;
@@ -222,6 +242,33 @@ mod tests {
         a.control("test", None, serde_json::Value::Null);
         assert!(matches!(rx.try_recv(), Ok(Entry::Control(_))));
         assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn config_changes_are_one_control_line_with_a_summary() {
+        let (tx, rx) = sync_channel(4);
+        let a = Audit {
+            tx: Some(tx),
+            sample: 100,
+            counters: Arc::default(),
+        };
+        let text = "[backend a]\naddress = h:1\n[route r]\nbackends = a\n";
+        let old = switchyard_config::parse(text, "old.ini").unwrap();
+        let new = switchyard_config::parse(
+            &format!("[server]\nadmin_token_file = /etc/sy/admin.token\n{text}"),
+            "new.ini",
+        )
+        .unwrap();
+        a.config_changed(Some("127.0.0.1".into()), &old, &new);
+        let Ok(Entry::Control(l)) = rx.try_recv() else {
+            panic!("no control line")
+        };
+        let v: serde_json::Value = serde_json::from_str(&line::format_control(&l)).unwrap();
+        assert_eq!(v["action"], "config_changed");
+        assert_eq!(
+            v["detail"]["changes"],
+            serde_json::json!(["server: admin_token_file (unset) -> /etc/sy/admin.token"])
+        );
     }
 
     #[test]
