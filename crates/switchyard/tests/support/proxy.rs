@@ -36,12 +36,13 @@ pub fn new() -> Builder {
     }
 }
 
-/// A fresh path in the temporary directory, unique to this process and call.
+/// A fresh path in the target's temporary directory, unique to this process and call.
 pub fn temp_path(name: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("switchyard-test-{}-{n}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("switchyard-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
