@@ -37,6 +37,7 @@ mod parse;
 mod reader;
 mod render;
 mod sections;
+mod security;
 mod suggest;
 mod summary;
 pub mod value;
@@ -56,6 +57,10 @@ pub use model::{
     DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_MAX_DATAGRAM, DEFAULT_UDP_MAX_SESSIONS,
 };
 pub use parse::parse;
+pub use security::{
+    AuditSettings, AUDIT_MAX_AGE, AUDIT_MAX_BYTES_RANGE, AUDIT_MAX_KEEP, AUDIT_QUEUE_RANGE,
+    DEFAULT_ADMIN_BLOCK_TIME, DEFAULT_ADMIN_MAX_FAILURES,
+};
 
 impl Config {
     /// Renders the config as INI text; `parse(&c.to_ini(), f) == Ok(c)` for every config `c`

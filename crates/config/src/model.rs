@@ -227,6 +227,16 @@ pub struct ServerConfig {
     pub retry_budget: u32,
     /// The `h2_*` keys: HTTP/2 limits towards clients.
     pub h2: H2Settings,
+    /// `admin_token_file`: the file holding the admin plane's bearer token; `None` leaves the
+    /// admin endpoint open, which is only allowed on a loopback `admin_listen`.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// `admin_max_failures`: failed admin requests from one client IP within a minute that
+    /// block it (1..=1000).
+    pub admin_max_failures: u32,
+    /// `admin_block_time`: how long a blocked client is answered 429 (1s..=24h).
+    pub admin_block_time: Duration,
+    /// The `audit_*` keys: the audit log.
+    pub audit: crate::security::AuditSettings,
 }
 
 /// HTTP/2 limits and flow control for client connections (`[server]` `h2_*` keys).
@@ -288,6 +298,10 @@ impl Default for ServerConfig {
             retries: 1,
             retry_budget: 20,
             h2: H2Settings::default(),
+            admin_token_file: None,
+            admin_max_failures: crate::security::DEFAULT_ADMIN_MAX_FAILURES,
+            admin_block_time: crate::security::DEFAULT_ADMIN_BLOCK_TIME,
+            audit: Default::default(),
         }
     }
 }

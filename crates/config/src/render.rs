@@ -15,7 +15,7 @@ fn addr_list(addrs: &[SocketAddr]) -> String {
 
 /// Every `[server]` key with its value as INI text, in canonical order.
 pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
-    vec![
+    let mut values = vec![
         ("listen", addr_list(&s.listen)),
         ("threads", s.threads.to_string()),
         (
@@ -75,7 +75,10 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("health_jitter", format!("{}%", s.health_jitter)),
         ("retries", s.retries.to_string()),
         ("retry_budget", format!("{}%", s.retry_budget)),
-    ]
+    ];
+    let security = crate::security::security_values(s);
+    values.extend(security);
+    values
 }
 
 /// Every `[backend NAME]` key with its value as INI text, in canonical order.

@@ -50,6 +50,16 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "health_jitter",
     "retries",
     "retry_budget",
+    // crate::security::SECURITY_KEYS, in that order:
+    "admin_token_file",
+    "admin_max_failures",
+    "admin_block_time",
+    "audit_log",
+    "audit_max_bytes",
+    "audit_max_age",
+    "audit_keep",
+    "audit_sample",
+    "audit_queue",
 ];
 /// The keys of `[backend NAME]`, in the order they are rendered.
 pub(crate) const BACKEND_KEYS: &[&str] = &[
@@ -208,7 +218,13 @@ pub(crate) fn collide(a: SocketAddr, b: SocketAddr) -> bool {
 /// Reads `[server]`.
 pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
     let d = ServerConfig::default();
+    let (admin_token_file, admin_max_failures, admin_block_time, audit) =
+        crate::security::read_security(r);
     let server = ServerConfig {
+        admin_token_file,
+        admin_max_failures,
+        admin_block_time,
+        audit,
         listen: r.value("listen", d.listen, listen_list),
         threads: r.value("threads", d.threads, number(0, MAX_THREADS)),
         admin_listen: r.value("admin_listen", d.admin_listen, admin_listen),

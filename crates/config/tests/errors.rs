@@ -234,6 +234,16 @@ fn invalid_server_values() {
         ("health_jitter", "-5%", "non-negative"),
         ("health_jitter", "10 %", "non-negative"),
         ("health_jitter", "1.5%", "non-negative"),
+        ("admin_token_file", "/etc/admin token", "whitespace"),
+        ("audit_log", "", "empty value"),
+        ("admin_max_failures", "0", "between 1 and 1000"),
+        ("admin_block_time", "500ms", "between 1s and 24h"),
+        ("audit_max_bytes", "512", "between 1k"),
+        ("audit_max_age", "8d", "unit"),
+        ("audit_max_age", "200h", "at most"),
+        ("audit_keep", "1001", "between 0 and 1000"),
+        ("audit_sample", "101%", "between 0 and 100"),
+        ("audit_queue", "0", "between 1 and"),
     ];
     for (key, value, needle) in cases {
         let (got, reason) = invalid(

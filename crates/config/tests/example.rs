@@ -26,6 +26,10 @@ fail_timeout = 30s
 fail_timeout_max = 2m
 max_ejected_percent = 30%
 max_registered_backends = 16
+admin_token_file = /etc/switchyard/admin.token
+audit_log = /var/log/switchyard/audit.log
+audit_max_bytes = 64m
+audit_sample = 10%
 
 # GPU servers
 [backend llama-a]
@@ -124,6 +128,15 @@ fn expected() -> Config {
             retries: 1,
             retry_budget: 20,
             h2: Default::default(),
+            admin_token_file: Some("/etc/switchyard/admin.token".into()),
+            admin_max_failures: 5,
+            admin_block_time: Duration::from_secs(60),
+            audit: switchyard_config::AuditSettings {
+                log: Some("/var/log/switchyard/audit.log".into()),
+                max_bytes: 64 << 20,
+                sample: 10,
+                ..Default::default()
+            },
         },
         backends: vec![
             backend("llama-a", "10.0.0.1", 8000, 2),
@@ -213,6 +226,16 @@ fn defaults() {
     assert_eq!(d.health_interval, Duration::from_secs(2));
     assert_eq!(d.health_timeout, Duration::from_secs(1));
     assert_eq!((d.health_rise, d.health_fall, d.health_jitter), (2, 3, 10));
+    assert_eq!(d.admin_token_file, None);
+    assert_eq!(d.admin_max_failures, 5);
+    assert_eq!(d.admin_block_time, Duration::from_secs(60));
+    assert_eq!(d.audit.log, None);
+    assert_eq!(d.audit.max_bytes, 100 << 20);
+    assert_eq!(d.audit.max_age, Duration::from_secs(24 * 3600));
+    assert_eq!(
+        (d.audit.keep, d.audit.sample, d.audit.queue),
+        (5, 100, 4096)
+    );
 
     let minimal = "[backend a]\naddress = h:1\n[route r]\nbackends = a\n";
     let config = parse(minimal, "m.ini").unwrap();

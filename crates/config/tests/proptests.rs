@@ -69,8 +69,17 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             65_535..=i32::MAX as u32,
             1..=10_000u32,
         ),
+        (
+            prop::option::of("/[a-z]{1,8}/[a-z.]{1,8}"),
+            prop::option::of("/[a-z]{1,8}/[a-z.]{1,8}"),
+            1024..=(1usize << 40),
+            prop_oneof![Just(Duration::ZERO), duration()],
+            0..=1000u32,
+            0..=100u32,
+            1..=(1usize << 20),
+        ),
     )
-        .prop_map(|(a, b, c, d, e, h, w)| ServerConfig {
+        .prop_map(|(a, b, c, d, e, h, w, s)| ServerConfig {
             listen: a.0,
             threads: a.1,
             admin_listen: a.2,
@@ -103,6 +112,17 @@ fn server() -> impl Strategy<Value = ServerConfig> {
                 stream_window: w.1,
                 connection_window: w.2,
                 max_reset_streams: w.3,
+            },
+            admin_token_file: s.0.map(Into::into),
+            admin_max_failures: 1 + s.4 % 1000,
+            admin_block_time: Duration::from_secs(1 + u64::from(s.5) * 60),
+            audit: switchyard_config::AuditSettings {
+                log: s.1.map(Into::into),
+                max_bytes: s.2,
+                max_age: s.3,
+                keep: s.4,
+                sample: s.5,
+                queue: s.6,
             },
         })
 }

@@ -158,10 +158,15 @@ fn loadgen(args: LoadgenArgs) -> ExitCode {
     }
 }
 
-/// Reads the listeners' certificates as the server would at start; on failure prints why
-/// and gives exit code 2.
+/// Reads the listeners' certificates and the admin token as the server would at start (the
+/// token is never printed); on failure prints why and gives exit code 2.
 fn check_certificates(file: &Path, config: &Config) -> Option<ExitCode> {
-    let e = crate::net::listeners::build(config, 1).err()?;
+    let e = match crate::net::listeners::build(config, 1) {
+        Err(e) => e.to_string(),
+        Ok(_) => crate::server::admin_guard(&config.server)
+            .err()?
+            .to_string(),
+    };
     eprintln!("{}: {e}", file.display());
     Some(ExitCode::from(2))
 }

@@ -69,6 +69,10 @@ pub struct Shared {
     pub listeners: Vec<crate::net::listeners::ListenerState>,
     /// Per `[l4 NAME]` listener, its UDP sessions open over every thread (unused for TCP).
     pub l4_sessions: Vec<Arc<crate::l4::sessions::SessionSlots>>,
+    /// The admin plane's token and failed attempts.
+    pub admin_auth: crate::admin::auth::AdminAuth,
+    /// The audit log.
+    pub audit: crate::audit::Audit,
 }
 
 /// One reactor thread's socket for an `[l4 NAME]` listener.
@@ -137,6 +141,12 @@ pub enum StartError {
     },
     /// A listener's certificate or key file is missing or unusable.
     Tls(crate::net::certs::CertError),
+    /// `admin_token_file` is missing, unreadable or empty.
+    AdminToken(crate::admin::auth::TokenFileError),
+    /// `admin_listen` is not a loopback address and no `admin_token_file` is configured.
+    AdminUnprotected(SocketAddr),
+    /// `audit_log` cannot be opened.
+    Audit(crate::audit::AuditError),
 }
 
 impl fmt::Display for StartError {
@@ -163,6 +173,14 @@ impl fmt::Display for StartError {
             StartError::Metrics(e) => write!(f, "{e}"),
             StartError::BackendTls { backend, source } => write!(f, "backend {backend}: {source}"),
             StartError::Tls(e) => write!(f, "{e}"),
+            StartError::AdminToken(e) => write!(f, "{e}"),
+            StartError::AdminUnprotected(addr) => write!(
+                f,
+                "[server] admin_listen {addr} is not a loopback address and no \
+                 admin_token_file is set: the admin API (stats, backend registration) would be \
+                 open to the network; set admin_token_file, or listen on 127.0.0.1 or [::1]"
+            ),
+            StartError::Audit(e) => write!(f, "{e}"),
         }
     }
 }
@@ -389,6 +407,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             "the UDP listeners' max_sessions (one socket each) take more than half the open-files limit"
         );
     }
+    let admin_auth = admin_guard(&config.server)?;
+    let audit = crate::audit::Audit::start(&config.server.audit).map_err(StartError::Audit)?;
     let admin_listener = match config.server.admin_listen {
         Some(addr) => Some(listener::bind_one(addr).map_err(|source| StartError::Bind {
             what: "admin_listen",
@@ -439,6 +459,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .collect(),
         directory,
         groups,
+        admin_auth,
+        audit,
         config,
     });
     tracing::info!(
@@ -509,6 +531,29 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         threads: handles,
         shared,
     })
+}
+
+/// The admin plane's guard: the token from `admin_token_file`; without one, `admin_listen`
+/// must be a loopback address. (`switchyard check` runs it too.)
+pub fn admin_guard(
+    server: &switchyard_config::ServerConfig,
+) -> Result<crate::admin::auth::AdminAuth, StartError> {
+    let token = match &server.admin_token_file {
+        Some(path) => {
+            Some(crate::admin::auth::AdminToken::load(path).map_err(StartError::AdminToken)?)
+        }
+        None => None,
+    };
+    if let (Some(addr), None) = (server.admin_listen, &token) {
+        if !addr.ip().is_loopback() {
+            return Err(StartError::AdminUnprotected(addr));
+        }
+    }
+    Ok(crate::admin::auth::AdminAuth::new(
+        token,
+        server.admin_max_failures,
+        server.admin_block_time,
+    ))
 }
 
 /// Sockets with the index of the `[l4 NAME]` or `[listener NAME]` they belong to.

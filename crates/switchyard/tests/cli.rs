@@ -208,6 +208,48 @@ fn check_reads_listener_certificates() {
 }
 
 #[test]
+fn check_reads_the_admin_token_and_never_prints_it() {
+    let secret = "adm-never-printed-5e1f0a";
+    let token = write_file("admin.token", &format!("{secret}\n"));
+    let base = "[backend a]\naddress = 10.0.0.1:8000\n[route r]\nbackends = a\n";
+    let good = write_file(
+        "admin.ini",
+        &format!(
+            "[server]\nadmin_listen = 0.0.0.0:9901\nadmin_token_file = {}\n{base}",
+            token.display()
+        ),
+    );
+    let out = run(&["check", good.to_str().unwrap()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stderr:\n{stderr}");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "{stdout}{stderr}"
+    );
+
+    let open = write_file(
+        "open.ini",
+        &format!("[server]\nadmin_listen = 0.0.0.0:9901\n{base}"),
+    );
+    let out = run(&["check", open.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
+    assert!(
+        err.contains("loopback") && err.contains("admin_token_file"),
+        "{err}"
+    );
+
+    let missing = write_file(
+        "missing.ini",
+        &format!("[server]\nadmin_token_file = /nonexistent/admin.token\n{base}"),
+    );
+    let out = run(&["check", missing.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
+    assert!(err.contains("/nonexistent/admin.token"), "{err}");
+}
+
+#[test]
 fn check_of_a_missing_file_exits_2() {
     let out = run(&["check", "/nonexistent/switchyard.ini"]);
     assert_eq!(out.status.code(), Some(2));

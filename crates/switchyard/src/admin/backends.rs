@@ -118,6 +118,9 @@ pub async fn expiry_loop(shared: &Shared) {
         tick.tick().await;
         for name in shared.directory.expire(shared.clock.now_ms()) {
             tracing::warn!(backend = %name, "registered backend removed: its TTL lapsed without a heartbeat");
+            shared
+                .audit
+                .control("backend_expired", None, json!({ "backend": name }));
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::observe::report::stats_json;
 
+pub mod auth;
 pub mod backends;
 use crate::server::Shared;
 
@@ -35,12 +36,22 @@ fn respond(
     r
 }
 
-/// Answers one admin request.
-pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one admin request from `client`: `/healthz` is open; anything else needs the
+/// admin token when one is configured.
+pub async fn handle(
+    shared: &Shared,
+    client: std::net::IpAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    if path != "/healthz" {
+        if let Some(refused) = authorize(shared, client, &method, &path, req.headers()) {
+            return refused;
+        }
+    }
     if let Some(rest) = path.strip_prefix("/admin/backends") {
-        return discovery(shared, method, rest, req).await;
+        return discovery(shared, client, method, rest, req).await;
     }
     if method != Method::GET && method != Method::HEAD {
         return respond(
@@ -60,6 +71,61 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<By
     }
 }
 
+/// `None` if the request may go on, else the 401 or 429 to answer (the failure audited).
+fn authorize(
+    shared: &Shared,
+    client: std::net::IpAddr,
+    method: &Method,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Option<Response<Full<Bytes>>> {
+    let now = std::time::Duration::from_millis(shared.clock.now_ms());
+    let verdict = shared
+        .admin_auth
+        .check(client, crate::audit::bearer(headers), now);
+    let mut resp = match verdict {
+        auth::Verdict::Allow => return None,
+        auth::Verdict::Unauthorized { blocked } => {
+            shared.audit.control(
+                "admin_auth_failed",
+                Some(client.to_string()),
+                serde_json::json!({
+                    "method": method.as_str(),
+                    "path": path,
+                    "token_presented": headers.contains_key(header::AUTHORIZATION),
+                    "now_blocked": blocked,
+                }),
+            );
+            tracing::warn!(%client, path, "admin request refused: missing or wrong bearer token");
+            let mut r = respond(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "admin token required: Authorization: Bearer <token>\n",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"switchyard-admin\""),
+            );
+            r
+        }
+        auth::Verdict::Blocked(secs) => {
+            let mut r = respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                "text/plain",
+                "too many failed admin attempts; retry later\n",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            r
+        }
+    };
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    Some(resp)
+}
+
 fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
     body.push(b'\n');
@@ -69,6 +135,7 @@ fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>
 /// `/admin/backends[/{id}[/heartbeat]]`; `rest` is the path after `/admin/backends`.
 async fn discovery(
     shared: &Shared,
+    client: std::net::IpAddr,
     method: Method,
     rest: &str,
     req: Request<Incoming>,
@@ -98,6 +165,22 @@ async fn discovery(
             serde_json::json!({"error": "use GET or POST /admin/backends, PUT /admin/backends/{id}/heartbeat, DELETE /admin/backends/{id}"}),
         ),
     };
+    let action = match (&method, status) {
+        (&Method::POST, StatusCode::CREATED) => Some("backend_registered"),
+        (&Method::POST, StatusCode::OK) => Some("backend_updated"),
+        (&Method::DELETE, StatusCode::OK) => Some("backend_removed"),
+        _ => None,
+    };
+    if let Some(action) = action {
+        let detail = serde_json::json!({
+            "backend": body.get("name").or_else(|| body.get("removed")),
+            "address": body.get("address"),
+            "models": body.get("models"),
+        });
+        shared
+            .audit
+            .control(action, Some(client.to_string()), detail);
+    }
     json_reply(status, &body)
 }
 
@@ -134,12 +217,12 @@ pub fn run(
             tokio::select! {
                 _ = shutdown.wait_for(|v| *v) => return,
                 r = listener.accept() => {
-                    let Ok((stream, _)) = r else { continue };
+                    let Ok((stream, peer)) = r else { continue };
                     let shared = Arc::clone(&shared);
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let shared = Arc::clone(&shared);
-                            async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                            async move { Ok::<_, Infallible>(handle(&shared, peer.ip(), req).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)

@@ -63,11 +63,31 @@ pub struct Exchange {
     pub(crate) in_flight: Option<InFlight>,
     /// Whether the request is a gRPC call (errors are then reported as gRPC statuses).
     pub(crate) grpc: bool,
+    /// The request's audit line, when it gets one; sent when the exchange ends.
+    pub(crate) audit: Option<Box<crate::audit::RequestLine>>,
+}
+
+impl Exchange {
+    /// Records something on the audit line, if the request has one.
+    pub(crate) fn audit(&mut self, f: impl FnOnce(&mut crate::audit::RequestLine)) {
+        if let Some(l) = self.audit.as_deref_mut() {
+            f(l);
+        }
+    }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
         let now = Instant::now();
+        if let Some(mut l) = self.audit.take() {
+            l.duration = now.saturating_duration_since(self.start);
+            let routes = &self.worker.shared.config.routes;
+            l.route = self
+                .route
+                .and_then(|r| routes.get(r))
+                .map(|r| r.name.clone());
+            self.worker.shared.audit.request(l);
+        }
         if let Some(r) = self.route.and_then(|r| self.worker.stats.routes.get(r)) {
             r.latency
                 .record(now.saturating_duration_since(self.start).as_micros() as u64);
@@ -246,6 +266,43 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.get_mut();
+        let polled = this.poll_body(cx);
+        if this.exchange.audit.is_some() {
+            if let Poll::Ready(Some(Ok(frame))) = &polled {
+                let streamed = !matches!(this.kind, Kind::Full(_));
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                let start = this.exchange.start;
+                this.exchange.audit(|l| {
+                    if streamed && len > 0 && l.ttft.is_none() {
+                        l.ttft = Some(start.elapsed());
+                    }
+                    l.bytes += len as u64;
+                });
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.is_end()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint()
+    }
+}
+
+impl ProxyBody {
+    /// Records the response status on the exchange's audit line.
+    pub fn audit_status(&mut self, status: http::StatusCode) {
+        self.exchange.audit(|l| l.status = status.as_u16());
+    }
+
+    fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let this = self;
         loop {
             let up = match &mut this.kind {
                 Kind::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
@@ -280,7 +337,7 @@ impl Body for ProxyBody {
         }
     }
 
-    fn is_end_stream(&self) -> bool {
+    fn is_end(&self) -> bool {
         match &self.kind {
             Kind::H2 {
                 body,
@@ -294,7 +351,7 @@ impl Body for ProxyBody {
         }
     }
 
-    fn size_hint(&self) -> SizeHint {
+    fn hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Upstream(up) => match up.decoder.remaining() {
                 Some(n) => SizeHint::with_exact(n),

@@ -179,6 +179,17 @@ impl Worker {
         ctx: Arc<ConnCtx>,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
+        let mut resp = self.exchange(ctx, req).await;
+        let status = resp.status();
+        resp.body_mut().audit_status(status);
+        resp
+    }
+
+    async fn exchange(
+        self: Rc<Self>,
+        ctx: Arc<ConnCtx>,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
         ctx.begin_request();
         let mut exchange = Exchange {
@@ -188,6 +199,7 @@ impl Worker {
             start,
             in_flight: None,
             grpc: false,
+            audit: crate::audit::request::begin(&self.shared.audit, &ctx.client_ip, &req),
         };
         let mut req = req;
         if ctx.h2c_upgrade && crate::net::h2c_upgrade::wants_upgrade(&req) {
@@ -222,6 +234,15 @@ impl Worker {
                 explained,
             })) => {
                 self.stats.response(exchange.route, head.status.as_u16());
+                if exchange.audit.is_some() {
+                    let m = self.membership();
+                    let name = m
+                        .slots
+                        .get(backend)
+                        .and_then(|b| b.as_ref())
+                        .map(|b| b.name());
+                    exchange.audit(|l| l.backend = name.map(str::to_string));
+                }
                 let body = match via {
                     Via::Http1(conn) => {
                         let upstream = Upstream {
@@ -271,8 +292,9 @@ impl Worker {
         }
     }
 
-    fn error_response(&self, e: ProxyError, exchange: Exchange) -> Response<ProxyBody> {
+    fn error_response(&self, e: ProxyError, mut exchange: Exchange) -> Response<ProxyBody> {
         let status = e.status();
+        exchange.audit(|l| l.denied = Some(e.kind().name()));
         self.stats.error(e.kind());
         self.stats.response(exchange.route, status.as_u16());
         if let Some(r) = exchange.route.and_then(|r| self.stats.routes.get(r)) {
@@ -457,6 +479,7 @@ impl Worker {
                 });
             }
             if let Some(model) = request_model(&parts.headers, parts.uri.path(), &mut body).await? {
+                exchange.audit(|l| l.model = Some(model.clone()));
                 let rules = &self.shared.config.routes[route].versions;
                 let id = if rules.is_empty() {
                     std::borrow::Cow::Borrowed(model.as_str())

@@ -153,6 +153,8 @@ pub fn stats_json(shared: &Shared) -> Value {
         "backends": backends,
         "l4": l4,
         "listeners": crate::net::listeners::report(&shared.config, &shared.listeners),
+        "audit": shared.audit.stats_json(),
+        "admin": shared.admin_auth.stats_json(),
     })
 }
 

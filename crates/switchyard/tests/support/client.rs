@@ -141,6 +141,18 @@ pub async fn get(addr: SocketAddr, path: &str) -> Answer {
     Client::connect(addr).await.get(path).await
 }
 
+/// `GET path` on a new connection with `Authorization: Bearer token` (none if `None`).
+pub async fn get_authorized(addr: SocketAddr, path: &str, token: Option<&str>) -> Answer {
+    let mut req = request(Method::GET, path);
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    Client::connect(addr)
+        .await
+        .request(req.body(empty()).unwrap())
+        .await
+}
+
 /// Reads response body frames until the data received so far contains `needle`; returns all
 /// the data received. Panics if the body ends first.
 pub async fn read_until(body: &mut Incoming, received: &mut Vec<u8>, needle: &[u8]) {

@@ -13,6 +13,7 @@ use super::client;
 /// Builds a proxy config: listen and admin on 127.0.0.1:0, one reactor thread, a short drain.
 pub struct Builder {
     config: Config,
+    admin_token: Option<String>,
 }
 
 /// A builder with no backends and no routes yet.
@@ -31,7 +32,19 @@ pub fn new() -> Builder {
             l4: Vec::new(),
             listeners: Vec::new(),
         },
+        admin_token: None,
     }
+}
+
+/// A fresh path in the target's temporary directory, unique to this process and call.
+pub fn temp_path(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("switchyard-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 impl Builder {
@@ -39,6 +52,21 @@ impl Builder {
     pub fn server(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
         f(&mut self.config.server);
         self
+    }
+
+    /// Sets `admin_token_file` to a new file holding `token` (with a trailing newline); the
+    /// proxy's helpers ([`Proxy::stats`], [`Proxy::admin_get`]) then send it.
+    pub fn admin_token(mut self, token: &str) -> Self {
+        let path = temp_path("admin.token");
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        self.config.server.admin_token_file = Some(path);
+        self.admin_token = Some(token.to_string());
+        self
+    }
+
+    /// The config as built so far.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Adds `[backend name]` at `addr` with weight 1.
@@ -273,14 +301,21 @@ impl Builder {
 
     /// Starts the proxy, after validating the config exactly as a file would be.
     pub fn start(self) -> Proxy {
-        let config = switchyard_config::parse(&self.config.to_ini(), "test.ini")
-            .unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
-        let handle = switchyard::server::start(config).expect("proxy starts");
+        let admin_token = self.admin_token.clone();
+        let handle = self.try_start().expect("proxy starts");
         Proxy {
             addr: handle.listen_addrs()[0],
             admin: handle.admin_addr().expect("admin listener"),
+            admin_token,
             handle: Some(handle),
         }
+    }
+
+    /// Validates the config as a file would be, then tries to start the proxy.
+    pub fn try_start(self) -> Result<ServerHandle, switchyard::server::StartError> {
+        let config = switchyard_config::parse(&self.config.to_ini(), "test.ini")
+            .unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
+        switchyard::server::start(config)
     }
 }
 
@@ -288,6 +323,7 @@ impl Builder {
 pub struct Proxy {
     addr: SocketAddr,
     admin: SocketAddr,
+    admin_token: Option<String>,
     handle: Option<ServerHandle>,
 }
 
@@ -330,9 +366,14 @@ impl Proxy {
             .unwrap();
     }
 
+    /// `GET path` on the admin listener, with the admin token if the proxy has one.
+    pub async fn admin_get(&self, path: &str) -> client::Answer {
+        client::get_authorized(self.admin, path, self.admin_token.as_deref()).await
+    }
+
     /// The `/stats` document.
     pub async fn stats(&self) -> serde_json::Value {
-        let a = client::get(self.admin, "/stats").await;
+        let a = self.admin_get("/stats").await;
         assert_eq!(a.status, 200, "/stats: {}", a.text());
         a.json()
     }
