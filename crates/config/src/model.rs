@@ -32,6 +32,8 @@ pub struct Config {
     pub l4: Vec<L4Config>,
     /// The `[listener NAME]` sections (client ports with configured protocols), in file order.
     pub listeners: Vec<crate::ListenerConfig>,
+    /// The `[limit NAME]` sections (request rate limits), in file order.
+    pub limits: Vec<crate::LimitConfig>,
 }
 
 impl Config {
@@ -48,6 +50,11 @@ impl Config {
     /// The L4 listener named `name`, if there is one.
     pub fn l4_listener(&self, name: &str) -> Option<&L4Config> {
         self.l4.iter().find(|l| l.name == name)
+    }
+
+    /// The `[limit NAME]` section named `name`, if there is one.
+    pub fn limit(&self, name: &str) -> Option<&crate::LimitConfig> {
+        self.limits.iter().find(|l| l.name == name)
     }
 
     /// The `[listener NAME]` section named `name`, if there is one.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::ini::{lex, Header, Section};
+use crate::limit::{read_limit, LimitRead, LIMIT_KEYS};
 use crate::listener::{read_listener, ListenerRead, LISTENER_KEYS};
 use crate::model::{BackendConfig, Config, L4Config, L4Protocol, ServerConfig};
 use crate::reader::SectionReader;
@@ -46,6 +47,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         l4_lines: HashMap::new(),
         listeners: Vec::new(),
         listener_lines: HashMap::new(),
+        limits: Vec::new(),
+        limit_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -83,6 +86,10 @@ struct Parser<'a> {
     listeners: Vec<(ListenerRead, &'a Section)>,
     /// Every declared listener name and its header line.
     listener_lines: HashMap<&'a str, usize>,
+    /// The `[limit NAME]` sections read (duplicates already dropped), with their sections.
+    limits: Vec<(LimitRead, &'a Section)>,
+    /// Every declared limit name and its header line.
+    limit_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -159,7 +166,42 @@ impl<'a> Parser<'a> {
                     self.listeners.push((read, section));
                 }
             }
+            Header::Limit(name) => {
+                let first = self.limit_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, LIMIT_KEYS, &mut self.errors);
+                let read = read_limit(&mut r, name);
+                if first.is_none() {
+                    self.limit_lines.insert(name, section.line);
+                    self.limits.push((read, section));
+                }
+            }
         }
+    }
+
+    /// The limit checks that need the whole file: `routes` name existing routes.
+    fn cross_check_limits(&mut self) {
+        let limits = std::mem::take(&mut self.limits);
+        let mut declared: Vec<(&str, usize)> =
+            self.route_lines.iter().map(|(n, l)| (*n, *l)).collect();
+        declared.sort_by_key(|(_, line)| *line);
+        let known: Vec<String> = declared.iter().map(|(n, _)| n.to_string()).collect();
+        for (read, section) in &limits {
+            let Some(config) = &read.config else {
+                continue;
+            };
+            for name in &config.routes {
+                if !self.route_lines.contains_key(name.as_str()) {
+                    let kind = ErrorKind::UnknownRoute {
+                        name: name.clone(),
+                        known: known.clone(),
+                        suggestion: suggest(name, known.iter().map(String::as_str)),
+                    };
+                    self.section_error(section, read.routes_line, "routes", kind);
+                }
+            }
+        }
+        self.limits = limits;
     }
 
     fn section_error(&mut self, section: &Section, line: usize, key: &str, kind: ErrorKind) {
@@ -355,6 +397,7 @@ impl<'a> Parser<'a> {
         self.routes = routes;
         self.cross_check_l4(&known);
         self.cross_check_listeners();
+        self.cross_check_limits();
         if !self.any_route {
             self.errors.push(ConfigError {
                 file: self.file.to_string(),
@@ -384,6 +427,11 @@ impl<'a> Parser<'a> {
             l4: self.l4.into_iter().filter_map(|(r, _)| r.config).collect(),
             listeners: self
                 .listeners
+                .into_iter()
+                .filter_map(|(r, _)| r.config)
+                .collect(),
+            limits: self
+                .limits
                 .into_iter()
                 .filter_map(|(r, _)| r.config)
                 .collect(),

@@ -94,6 +94,22 @@ pub(crate) fn summary(config: &Config) -> String {
             fallback
         );
     }
+    if !config.limits.is_empty() {
+        let _ = writeln!(out, "{}:", plural(config.limits.len(), "limit", "limits"));
+    }
+    for l in &config.limits {
+        let scope = match (&l.path_prefix, l.routes.is_empty()) {
+            (None, true) => String::new(),
+            (Some(p), true) => format!(" on {p}"),
+            (None, false) => format!(" on routes {}", format_list(&l.routes)),
+            (Some(p), false) => format!(" on {p} of routes {}", format_list(&l.routes)),
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {} per {}, burst {}{}",
+            l.name, l.rate, l.key, l.burst, scope
+        );
+    }
     out.truncate(out.trim_end().len());
     out
 }

@@ -161,6 +161,7 @@ fn expected() -> Config {
         ],
         l4: Vec::new(),
         listeners: Vec::new(),
+        limits: Vec::new(),
     }
 }
 
@@ -403,6 +404,16 @@ fn every_key_example_in_the_docs_is_valid() {
                          [route r]\nbackends = b\n"
                     ));
                     text
+                }
+                "## `[limit NAME]`" if key == "rate" => {
+                    format!("[limit l]\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[limit NAME]`" if key == "routes" => format!(
+                    "[limit l]\nrate = 10/s\n{line}\n[route chat]\nbackends = b\n\
+                     [route embeddings]\npath_prefix = /e/\nbackends = b\n"
+                ),
+                "## `[limit NAME]`" => {
+                    format!("[limit l]\nrate = 10/s\n{line}\n[route r]\nbackends = b\n")
                 }
                 other => panic!("ini block under unexpected heading {other}"),
             };

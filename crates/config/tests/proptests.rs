@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
     parse, Address, BackendConfig, BackendProtocol, Config, HashKey, HealthCheck, L4Config,
-    L4Protocol, ListenerConfig, MetricsEndpoint, Protocols, RouteConfig, ServerConfig,
-    SniCertificate,
+    L4Protocol, LimitConfig, LimitKey, ListenerConfig, MetricsEndpoint, Protocols, Rate,
+    RouteConfig, ServerConfig, SniCertificate, MAX_LIMIT_BURST, MAX_LIMIT_KEYS,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -402,45 +402,98 @@ fn listeners() -> impl Strategy<Value = Vec<(ListenerConfig, Option<usize>)>> {
     })
 }
 
+/// `[limit NAME]` sections; `routes` picks some of the config's routes by index.
+fn limits() -> impl Strategy<Value = Vec<(LimitConfig, Vec<usize>)>> {
+    let key = prop_oneof![
+        Just(LimitKey::Global),
+        Just(LimitKey::ClientIp),
+        Just(LimitKey::Path),
+        Just(LimitKey::ApiKey),
+        "[a-z][a-z0-9-]{0,8}".prop_map(LimitKey::Header),
+    ];
+    let rate = (1..=100_000u32, select(vec![1u64, 60, 3600])).prop_map(|(count, per)| Rate {
+        count,
+        per: Duration::from_secs(per),
+    });
+    let one = (
+        key,
+        rate,
+        1..=MAX_LIMIT_BURST,
+        prop::option::of("/[a-z0-9/]{0,8}"),
+        prop::collection::vec(any::<usize>(), 0..3),
+        1..=MAX_LIMIT_KEYS,
+    );
+    prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(
+                |(name, (key, rate, burst, path_prefix, routes, max_keys))| {
+                    let config = LimitConfig {
+                        burst,
+                        path_prefix,
+                        max_keys,
+                        ..LimitConfig::new(&name, key, rate)
+                    };
+                    (config, routes)
+                },
+            )
+            .collect()
+    })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (server(), backends()).prop_flat_map(|(server, backends)| {
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        (routes(names.clone()), l4s(names), listeners()).prop_map(move |(routes, l4, listeners)| {
-            // Keep only listeners whose port no other listener uses (port 0 never collides).
-            let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
-            ports.extend(server.admin_listen.map(|a| a.port()));
-            let l4 = l4
-                .into_iter()
-                .filter(|l| {
-                    let p = l.listen.port();
-                    let free = p == 0 || !ports.contains(&p);
-                    ports.push(p);
-                    free
-                })
-                .collect::<Vec<L4Config>>();
-            let listeners = listeners
-                .into_iter()
-                .map(|(mut l, fallback)| {
-                    // A fallback names a TCP group.
-                    let tcp: Vec<&L4Config> = l4
-                        .iter()
-                        .filter(|g| g.protocol == L4Protocol::Tcp)
-                        .collect();
-                    if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
-                        let group = tcp[i % tcp.len()].name.clone();
-                        l.fallback = Some(switchyard_config::Fallback::Tcp(group));
-                    }
-                    l
-                })
-                .collect();
-            Config {
-                server: server.clone(),
-                backends: backends.clone(),
-                routes,
-                l4,
-                listeners,
-            }
-        })
+        (routes(names.clone()), l4s(names), listeners(), limits()).prop_map(
+            move |(routes, l4, listeners, limits)| {
+                // Keep only listeners whose port no other listener uses (port 0 never collides).
+                let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
+                ports.extend(server.admin_listen.map(|a| a.port()));
+                let l4 = l4
+                    .into_iter()
+                    .filter(|l| {
+                        let p = l.listen.port();
+                        let free = p == 0 || !ports.contains(&p);
+                        ports.push(p);
+                        free
+                    })
+                    .collect::<Vec<L4Config>>();
+                let listeners = listeners
+                    .into_iter()
+                    .map(|(mut l, fallback)| {
+                        // A fallback names a TCP group.
+                        let tcp: Vec<&L4Config> = l4
+                            .iter()
+                            .filter(|g| g.protocol == L4Protocol::Tcp)
+                            .collect();
+                        if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
+                            let group = tcp[i % tcp.len()].name.clone();
+                            l.fallback = Some(switchyard_config::Fallback::Tcp(group));
+                        }
+                        l
+                    })
+                    .collect();
+                let limits = limits
+                    .into_iter()
+                    .map(|(mut l, picks)| {
+                        for i in picks.into_iter().filter(|_| !routes.is_empty()) {
+                            let name = routes[i % routes.len()].name.clone();
+                            if !l.routes.contains(&name) {
+                                l.routes.push(name);
+                            }
+                        }
+                        l
+                    })
+                    .collect();
+                Config {
+                    server: server.clone(),
+                    backends: backends.clone(),
+                    routes,
+                    l4,
+                    listeners,
+                    limits,
+                }
+            },
+        )
     })
 }
 
