@@ -234,6 +234,7 @@ pub fn quick_config(
         backends,
         l4: Vec::new(),
         listeners: Vec::new(),
+        limits: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

@@ -25,6 +25,7 @@ pub mod loadgen;
 pub mod logging;
 pub mod net;
 pub mod observe;
+pub mod security;
 pub mod server;
 pub mod upstream;
 

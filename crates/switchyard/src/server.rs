@@ -69,6 +69,8 @@ pub struct Shared {
     pub listeners: Vec<crate::net::listeners::ListenerState>,
     /// Per `[l4 NAME]` listener, its UDP sessions open over every thread (unused for TCP).
     pub l4_sessions: Vec<Arc<crate::l4::sessions::SessionSlots>>,
+    /// The `[limit NAME]` rate limits and their buckets.
+    pub limits: crate::security::Limits,
 }
 
 /// One reactor thread's socket for an `[l4 NAME]` listener.
@@ -404,6 +406,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         .map_err(StartError::Runtime)?;
 
     let shared = Arc::new(Shared {
+        limits: crate::security::Limits::new(&config),
         router: Router::new(&config.routes),
         stats: Stats::with_l4(
             threads,

@@ -68,6 +68,8 @@ pub enum ProxyError {
         /// Its limit.
         max: u32,
     },
+    /// A `[limit NAME]` refused the request.
+    RateLimited(Box<crate::security::Refusal>),
 }
 
 impl ProxyError {
@@ -84,6 +86,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
             ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             ProxyError::TooManyWebSockets { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -100,6 +103,7 @@ impl ProxyError {
             ProxyError::ClientAborted => ErrorKind::ClientError,
             ProxyError::UnknownModel { .. } => ErrorKind::UnknownModel,
             ProxyError::TooManyWebSockets { .. } => ErrorKind::WebSocketLimit,
+            ProxyError::RateLimited(_) => ErrorKind::RateLimited,
         }
     }
 
@@ -129,6 +133,7 @@ impl ProxyError {
             ProxyError::TooManyWebSockets { .. } => {
                 "503 Service Unavailable: too many WebSocket connections\n"
             }
+            ProxyError::RateLimited(_) => "429 Too Many Requests: rate limit reached\n",
         }
     }
 }
@@ -164,6 +169,7 @@ impl fmt::Display for ProxyError {
                     "route {route:?}: {max} WebSocket tunnels open (max_websockets)"
                 )
             }
+            ProxyError::RateLimited(r) => write!(f, "rate limit {:?} reached", &*r.limit),
         }
     }
 }

@@ -55,7 +55,9 @@ pub fn code_of(e: &ProxyError) -> Code {
         ProxyError::BadRequest(_) => Code::Internal,
         ProxyError::ClientAborted => Code::Cancelled,
         ProxyError::UnknownModel { .. } => Code::NotFound,
-        ProxyError::TooManyWebSockets { .. } => Code::ResourceExhausted,
+        ProxyError::TooManyWebSockets { .. } | ProxyError::RateLimited(_) => {
+            Code::ResourceExhausted
+        }
         ProxyError::NoHealthyBackend { .. }
         | ProxyError::Connect { .. }
         | ProxyError::ConnectTimeout { .. }

@@ -295,6 +295,9 @@ impl Worker {
                 "x-switchyard-error",
                 HeaderValue::from_static(e.kind().name()),
             );
+            if let ProxyError::RateLimited(r) = &e {
+                r.set_headers(h);
+            }
             return resp;
         }
         let (body, content_type) = match &e {
@@ -315,6 +318,19 @@ impl Worker {
                 ),
                 "application/json",
             ),
+            // OpenAI's shape for a rate limit, which its client libraries back off on.
+            ProxyError::RateLimited(r) => (
+                Bytes::from(
+                    serde_json::json!({"error": {
+                        "message": format!("Rate limit reached ({}); retry later.", &*r.limit),
+                        "type": "requests",
+                        "param": null,
+                        "code": "rate_limit_exceeded",
+                    }})
+                    .to_string(),
+                ),
+                "application/json",
+            ),
             _ => (
                 Bytes::from_static(e.body().as_bytes()),
                 "text/plain; charset=utf-8",
@@ -328,6 +344,9 @@ impl Worker {
             "x-switchyard-error",
             HeaderValue::from_static(e.kind().name()),
         );
+        if let ProxyError::RateLimited(r) = &e {
+            r.set_headers(h);
+        }
         if close {
             // The framing of whatever follows on this connection cannot be trusted.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -387,6 +406,17 @@ impl Worker {
             .ok_or(ProxyError::NoRoute)?;
         exchange.route = Some(route);
         self.stats.routes[route].requests.bump(1);
+
+        // Phase: security. Rate limits, before any backend is touched.
+        self.shared
+            .limits
+            .check(
+                route,
+                req.uri().path(),
+                req.headers(),
+                ctx.client_ip.as_bytes(),
+            )
+            .map_err(|r| ProxyError::RateLimited(Box::new(r)))?;
 
         // Phase: rewrite for the backend.
         let (mut parts, body) = req.into_parts();

@@ -153,6 +153,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "backends": backends,
         "l4": l4,
         "listeners": crate::net::listeners::report(&shared.config, &shared.listeners),
+        "limits": shared.limits.report(),
     })
 }
 

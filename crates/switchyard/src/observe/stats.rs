@@ -54,11 +54,13 @@ pub enum ErrorKind {
     UnknownProtocol,
     /// A WebSocket upgrade found its route at `max_websockets` (503).
     WebSocketLimit,
+    /// A `[limit NAME]` refused the request (429).
+    RateLimited,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -72,6 +74,7 @@ impl ErrorKind {
         ErrorKind::UnknownModel,
         ErrorKind::UnknownProtocol,
         ErrorKind::WebSocketLimit,
+        ErrorKind::RateLimited,
     ];
 
     /// The name used in `/stats`.
@@ -90,6 +93,7 @@ impl ErrorKind {
             ErrorKind::UnknownModel => "unknown_model",
             ErrorKind::UnknownProtocol => "unknown_protocol",
             ErrorKind::WebSocketLimit => "websocket_limit",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 

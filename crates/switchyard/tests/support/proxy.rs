@@ -30,6 +30,7 @@ pub fn new() -> Builder {
             routes: Vec::new(),
             l4: Vec::new(),
             listeners: Vec::new(),
+            limits: Vec::new(),
         },
     }
 }
@@ -262,6 +263,24 @@ impl Builder {
         };
         f(&mut l);
         self.config.listeners.push(l);
+        self
+    }
+
+    /// Adds `[limit name]`: `key` (`global`, `client_ip`, `api_key`, ...), `rate` (`10/s`) and
+    /// `burst`, then lets `f` change it.
+    pub fn limit(
+        mut self,
+        name: &str,
+        key: &str,
+        rate: &str,
+        burst: u32,
+        f: impl FnOnce(&mut switchyard_config::LimitConfig),
+    ) -> Self {
+        let mut l =
+            switchyard_config::LimitConfig::new(name, key.parse().unwrap(), rate.parse().unwrap());
+        l.burst = burst;
+        f(&mut l);
+        self.config.limits.push(l);
         self
     }
 
