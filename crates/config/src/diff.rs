@@ -62,6 +62,21 @@ pub enum Change {
         /// The new value.
         new: String,
     },
+    /// A `[acl NAME]` section was added.
+    AclAdded(String),
+    /// A `[acl NAME]` section was removed.
+    AclRemoved(String),
+    /// A key of a `[acl NAME]` present in both configs changed.
+    AclChanged {
+        /// The ACL's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// Its old value as INI text (empty if unset).
+        old: String,
+        /// Its new value as INI text (empty if unset).
+        new: String,
+    },
     /// A `[limit NAME]` section was added.
     LimitAdded(String),
     /// A `[limit NAME]` section was removed.
@@ -137,6 +152,14 @@ impl fmt::Display for Change {
                 old,
                 new,
             } => write!(f, "l4 {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::AclAdded(name) => write!(f, "acl {name}: added"),
+            Change::AclRemoved(name) => write!(f, "acl {name}: removed"),
+            Change::AclChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "acl {name}: {key} {} -> {}", Shown(old), Shown(new)),
             Change::LimitAdded(name) => write!(f, "limit {name}: added"),
             Change::LimitRemoved(name) => write!(f, "limit {name}: removed"),
             Change::LimitChanged {
@@ -261,7 +284,31 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     }
     listener_changes(old, new, &mut changes);
     limit_changes(old, new, &mut changes);
+    acl_changes(old, new, &mut changes);
     changes
+}
+
+/// The `[acl NAME]` differences from `old` to `new`.
+fn acl_changes(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    use crate::acl::acl_values;
+    for o in &old.acls {
+        match new.acl(&o.name) {
+            None => changes.push(Change::AclRemoved(o.name.clone())),
+            Some(n) => changes.extend(changed_keys(acl_values(o), acl_values(n)).into_iter().map(
+                |(key, old, new)| Change::AclChanged {
+                    name: o.name.clone(),
+                    key,
+                    old,
+                    new,
+                },
+            )),
+        }
+    }
+    for n in &new.acls {
+        if old.acl(&n.name).is_none() {
+            changes.push(Change::AclAdded(n.name.clone()));
+        }
+    }
 }
 
 /// The `[limit NAME]` differences from `old` to `new`.

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acl;
 mod address;
 mod diff;
 mod error;
@@ -43,6 +44,7 @@ mod summary;
 pub mod value;
 pub mod versions;
 
+pub use acl::{AclAction, AclConfig, AclRule, Cidr, MAX_ACL_RULES};
 pub use address::Address;
 pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};

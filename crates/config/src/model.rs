@@ -34,6 +34,8 @@ pub struct Config {
     pub listeners: Vec<crate::ListenerConfig>,
     /// The `[limit NAME]` sections (request rate limits), in file order.
     pub limits: Vec<crate::LimitConfig>,
+    /// The `[acl NAME]` sections (access control lists), in file order.
+    pub acls: Vec<crate::AclConfig>,
 }
 
 impl Config {
@@ -50,6 +52,11 @@ impl Config {
     /// The L4 listener named `name`, if there is one.
     pub fn l4_listener(&self, name: &str) -> Option<&L4Config> {
         self.l4.iter().find(|l| l.name == name)
+    }
+
+    /// The `[acl NAME]` section named `name`, if there is one.
+    pub fn acl(&self, name: &str) -> Option<&crate::AclConfig> {
+        self.acls.iter().find(|a| a.name == name)
     }
 
     /// The `[limit NAME]` section named `name`, if there is one.

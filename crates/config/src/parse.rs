@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::acl::{read_acl, AclRead, ACL_KEYS};
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::ini::{lex, Header, Section};
 use crate::limit::{read_limit, LimitRead, LIMIT_KEYS};
@@ -49,6 +50,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         listener_lines: HashMap::new(),
         limits: Vec::new(),
         limit_lines: HashMap::new(),
+        acls: Vec::new(),
+        acl_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -90,6 +93,10 @@ struct Parser<'a> {
     limits: Vec<(LimitRead, &'a Section)>,
     /// Every declared limit name and its header line.
     limit_lines: HashMap<&'a str, usize>,
+    /// The `[acl NAME]` sections read (duplicates already dropped), with their sections.
+    acls: Vec<(AclRead, &'a Section)>,
+    /// Every declared ACL name and its header line.
+    acl_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -176,7 +183,59 @@ impl<'a> Parser<'a> {
                     self.limits.push((read, section));
                 }
             }
+            Header::Acl(name) => {
+                let first = self.acl_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, ACL_KEYS, &mut self.errors);
+                let read = read_acl(&mut r, name);
+                if first.is_none() {
+                    self.acl_lines.insert(name, section.line);
+                    self.acls.push((read, section));
+                }
+            }
         }
+    }
+
+    /// The ACL checks that need the whole file: `routes` name routes, `l4` TCP listeners.
+    fn cross_check_acls(&mut self) {
+        let acls = std::mem::take(&mut self.acls);
+        let mut declared: Vec<(&str, usize)> =
+            self.route_lines.iter().map(|(n, l)| (*n, *l)).collect();
+        declared.sort_by_key(|(_, line)| *line);
+        let routes: Vec<String> = declared.iter().map(|(n, _)| n.to_string()).collect();
+        let tcp: Vec<String> = self
+            .l4
+            .iter()
+            .filter_map(|(r, _)| r.config.as_ref())
+            .filter(|c| c.protocol == L4Protocol::Tcp)
+            .map(|c| c.name.clone())
+            .collect();
+        for (read, section) in &acls {
+            let Some(config) = &read.config else {
+                continue;
+            };
+            for name in &config.routes {
+                if !self.route_lines.contains_key(name.as_str()) {
+                    let kind = ErrorKind::UnknownRoute {
+                        name: name.clone(),
+                        known: routes.clone(),
+                        suggestion: suggest(name, routes.iter().map(String::as_str)),
+                    };
+                    self.section_error(section, read.routes_line, "routes", kind);
+                }
+            }
+            for name in &config.l4 {
+                if !tcp.contains(name) {
+                    let kind = ErrorKind::UnknownGroup {
+                        name: name.clone(),
+                        known: tcp.clone(),
+                        suggestion: suggest(name, tcp.iter().map(String::as_str)),
+                    };
+                    self.section_error(section, read.l4_line, "l4", kind);
+                }
+            }
+        }
+        self.acls = acls;
     }
 
     /// The limit checks that need the whole file: `routes` name existing routes.
@@ -398,6 +457,7 @@ impl<'a> Parser<'a> {
         self.cross_check_l4(&known);
         self.cross_check_listeners();
         self.cross_check_limits();
+        self.cross_check_acls();
         if !self.any_route {
             self.errors.push(ConfigError {
                 file: self.file.to_string(),
@@ -432,6 +492,11 @@ impl<'a> Parser<'a> {
                 .collect(),
             limits: self
                 .limits
+                .into_iter()
+                .filter_map(|(r, _)| r.config)
+                .collect(),
+            acls: self
+                .acls
                 .into_iter()
                 .filter_map(|(r, _)| r.config)
                 .collect(),

@@ -243,6 +243,10 @@ pub(crate) fn to_ini(config: &Config) -> String {
         let values = crate::listener::listener_values(l);
         section(&mut out, &format!("listener {}", l.name), values);
     }
+    for a in &config.acls {
+        let values = crate::acl::acl_values(a);
+        section(&mut out, &format!("acl {}", a.name), values);
+    }
     for l in &config.limits {
         let values = crate::limit::limit_values(l);
         section(&mut out, &format!("limit {}", l.name), values);

@@ -94,6 +94,26 @@ pub(crate) fn summary(config: &Config) -> String {
             fallback
         );
     }
+    if !config.acls.is_empty() {
+        let _ = writeln!(out, "{}:", plural(config.acls.len(), "acl", "acls"));
+    }
+    for a in &config.acls {
+        let rules: Vec<String> = a.rules.iter().map(ToString::to_string).collect();
+        let mut on = a
+            .routes
+            .iter()
+            .map(|r| format!("route {r}"))
+            .collect::<Vec<_>>();
+        on.extend(a.l4.iter().map(|l| format!("l4 {l}")));
+        let _ = writeln!(
+            out,
+            "  {}: {}, else {} on {}",
+            a.name,
+            format_list(&rules),
+            a.default,
+            format_list(&on)
+        );
+    }
     if !config.limits.is_empty() {
         let _ = writeln!(out, "{}:", plural(config.limits.len(), "limit", "limits"));
     }

@@ -162,6 +162,7 @@ fn expected() -> Config {
         l4: Vec::new(),
         listeners: Vec::new(),
         limits: Vec::new(),
+        acls: Vec::new(),
     }
 }
 
@@ -415,6 +416,22 @@ fn every_key_example_in_the_docs_is_valid() {
                 "## `[limit NAME]`" => {
                     format!("[limit l]\nrate = 10/s\n{line}\n[route r]\nbackends = b\n")
                 }
+                "## `[acl NAME]`" if key == "l4" => format!(
+                    "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n\
+                     [l4 redis]\nlisten = 127.0.0.1:6380\nbackends = b\n[route r]\nbackends = b\n"
+                ),
+                "## `[acl NAME]`" if key == "routes" => format!(
+                    "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n[route chat]\nbackends = b\n\
+                     [route admin]\npath_prefix = /admin/\nbackends = b\n"
+                ),
+                "## `[acl NAME]`" => format!(
+                    "[acl a]\nroutes = r\n{}{line}\n[route r]\nbackends = b\n",
+                    if key == "rules" {
+                        ""
+                    } else {
+                        "rules = allow ::1\n"
+                    }
+                ),
                 other => panic!("ini block under unexpected heading {other}"),
             };
             let text = if text.contains("[backend") {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
-    parse, Address, BackendConfig, BackendProtocol, Config, HashKey, HealthCheck, L4Config,
-    L4Protocol, LimitConfig, LimitKey, ListenerConfig, MetricsEndpoint, Protocols, Rate,
-    RouteConfig, ServerConfig, SniCertificate, MAX_LIMIT_BURST, MAX_LIMIT_KEYS,
+    parse, AclAction, AclConfig, AclRule, Address, BackendConfig, BackendProtocol, Cidr, Config,
+    HashKey, HealthCheck, L4Config, L4Protocol, LimitConfig, LimitKey, ListenerConfig,
+    MetricsEndpoint, Protocols, Rate, RouteConfig, ServerConfig, SniCertificate, MAX_LIMIT_BURST,
+    MAX_LIMIT_KEYS,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -440,11 +441,72 @@ fn limits() -> impl Strategy<Value = Vec<(LimitConfig, Vec<usize>)>> {
     })
 }
 
+/// `[acl NAME]` sections; `routes` picks some of the config's routes by index (at least one).
+fn acls() -> impl Strategy<Value = Vec<(AclConfig, Vec<usize>)>> {
+    let rule = (any::<bool>(), ip(), 0..=32u8).prop_map(|(allow, ip, bits)| {
+        let prefix = if ip.is_ipv4() { bits } else { bits * 4 };
+        // The network of `ip` with `prefix` bits, written as text and parsed back.
+        let net: Cidr = format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 })
+            .parse()
+            .unwrap();
+        let masked = match net.addr {
+            IpAddr::V4(a) => IpAddr::V4(
+                (u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)).into(),
+            ),
+            IpAddr::V6(a) => IpAddr::V6(
+                (u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0))
+                    .into(),
+            ),
+        };
+        AclRule {
+            action: if allow {
+                AclAction::Allow
+            } else {
+                AclAction::Deny
+            },
+            network: Cidr {
+                addr: masked,
+                prefix,
+            },
+        }
+    });
+    let one = (
+        prop::collection::vec(rule, 1..4),
+        any::<bool>(),
+        prop::collection::vec(any::<usize>(), 1..3),
+        subsequence(vec!["GET", "POST", "DELETE"], 0..3),
+        prop::option::of("/[a-z0-9/]{0,8}"),
+    );
+    prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(|(name, (rules, allow, routes, methods, path_prefix))| {
+                let default = if allow {
+                    AclAction::Allow
+                } else {
+                    AclAction::Deny
+                };
+                let config = AclConfig {
+                    methods: methods.into_iter().map(String::from).collect(),
+                    path_prefix,
+                    ..AclConfig::new(&name, rules, default)
+                };
+                (config, routes)
+            })
+            .collect()
+    })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (server(), backends()).prop_flat_map(|(server, backends)| {
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        (routes(names.clone()), l4s(names), listeners(), limits()).prop_map(
-            move |(routes, l4, listeners, limits)| {
+        (
+            routes(names.clone()),
+            l4s(names),
+            listeners(),
+            limits(),
+            acls(),
+        )
+            .prop_map(move |(routes, l4, listeners, limits, acls)| {
                 // Keep only listeners whose port no other listener uses (port 0 never collides).
                 let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
                 ports.extend(server.admin_listen.map(|a| a.port()));
@@ -484,6 +546,19 @@ fn config() -> impl Strategy<Value = Config> {
                         l
                     })
                     .collect();
+                let acls = acls
+                    .into_iter()
+                    .filter(|_| !routes.is_empty())
+                    .map(|(mut a, picks)| {
+                        for i in picks {
+                            let name = routes[i % routes.len()].name.clone();
+                            if !a.routes.contains(&name) {
+                                a.routes.push(name);
+                            }
+                        }
+                        a
+                    })
+                    .collect();
                 Config {
                     server: server.clone(),
                     backends: backends.clone(),
@@ -491,9 +566,9 @@ fn config() -> impl Strategy<Value = Config> {
                     l4,
                     listeners,
                     limits,
+                    acls,
                 }
-            },
-        )
+            })
     })
 }
 

@@ -235,6 +235,7 @@ pub fn quick_config(
         l4: Vec::new(),
         listeners: Vec::new(),
         limits: Vec::new(),
+        acls: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

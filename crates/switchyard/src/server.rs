@@ -71,6 +71,8 @@ pub struct Shared {
     pub l4_sessions: Vec<Arc<crate::l4::sessions::SessionSlots>>,
     /// The `[limit NAME]` rate limits and their buckets.
     pub limits: crate::security::Limits,
+    /// The `[acl NAME]` access control lists.
+    pub acls: crate::security::Acls,
 }
 
 /// One reactor thread's socket for an `[l4 NAME]` listener.
@@ -407,6 +409,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let shared = Arc::new(Shared {
         limits: crate::security::Limits::new(&config),
+        acls: crate::security::Acls::new(&config),
         router: Router::new(&config.routes),
         stats: Stats::with_l4(
             threads,

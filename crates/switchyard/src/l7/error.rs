@@ -70,6 +70,8 @@ pub enum ProxyError {
     },
     /// A `[limit NAME]` refused the request.
     RateLimited(Box<crate::security::Refusal>),
+    /// An `[acl NAME]` (named) denied the client.
+    AclDenied(std::sync::Arc<str>),
 }
 
 impl ProxyError {
@@ -87,6 +89,7 @@ impl ProxyError {
             ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             ProxyError::TooManyWebSockets { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::AclDenied(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -104,6 +107,7 @@ impl ProxyError {
             ProxyError::UnknownModel { .. } => ErrorKind::UnknownModel,
             ProxyError::TooManyWebSockets { .. } => ErrorKind::WebSocketLimit,
             ProxyError::RateLimited(_) => ErrorKind::RateLimited,
+            ProxyError::AclDenied(_) => ErrorKind::AclDenied,
         }
     }
 
@@ -134,6 +138,7 @@ impl ProxyError {
                 "503 Service Unavailable: too many WebSocket connections\n"
             }
             ProxyError::RateLimited(_) => "429 Too Many Requests: rate limit reached\n",
+            ProxyError::AclDenied(_) => "403 Forbidden\n",
         }
     }
 }
@@ -170,6 +175,7 @@ impl fmt::Display for ProxyError {
                 )
             }
             ProxyError::RateLimited(r) => write!(f, "rate limit {:?} reached", &*r.limit),
+            ProxyError::AclDenied(acl) => write!(f, "denied by acl {:?}", &**acl),
         }
     }
 }

@@ -407,7 +407,14 @@ impl Worker {
         exchange.route = Some(route);
         self.stats.routes[route].requests.bump(1);
 
-        // Phase: security. Rate limits, before any backend is touched.
+        // Phase: security. Access control, then rate limits, before any backend is touched.
+        if self.shared.acls.guards_route(route) {
+            let ip = ctx.client_ip.to_str().ok().and_then(|s| s.parse().ok());
+            self.shared
+                .acls
+                .check_request(route, req.method().as_str(), req.uri().path(), ip)
+                .map_err(ProxyError::AclDenied)?;
+        }
         self.shared
             .limits
             .check(

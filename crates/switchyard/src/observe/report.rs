@@ -154,6 +154,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "l4": l4,
         "listeners": crate::net::listeners::report(&shared.config, &shared.listeners),
         "limits": shared.limits.report(),
+        "acls": shared.acls.report(),
     })
 }
 

@@ -56,11 +56,13 @@ pub enum ErrorKind {
     WebSocketLimit,
     /// A `[limit NAME]` refused the request (429).
     RateLimited,
+    /// An `[acl NAME]` denied the request (403) or the L4 connection (closed).
+    AclDenied,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -75,6 +77,7 @@ impl ErrorKind {
         ErrorKind::UnknownProtocol,
         ErrorKind::WebSocketLimit,
         ErrorKind::RateLimited,
+        ErrorKind::AclDenied,
     ];
 
     /// The name used in `/stats`.
@@ -94,6 +97,7 @@ impl ErrorKind {
             ErrorKind::UnknownProtocol => "unknown_protocol",
             ErrorKind::WebSocketLimit => "websocket_limit",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::AclDenied => "acl_denied",
         }
     }
 

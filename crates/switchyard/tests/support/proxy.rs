@@ -31,6 +31,7 @@ pub fn new() -> Builder {
             l4: Vec::new(),
             listeners: Vec::new(),
             limits: Vec::new(),
+            acls: Vec::new(),
         },
     }
 }
@@ -281,6 +282,30 @@ impl Builder {
         l.burst = burst;
         f(&mut l);
         self.config.limits.push(l);
+        self
+    }
+
+    /// Adds `[acl name]` with `rules` (`allow 10.0.0.0/8, deny ::/0`) and `default = deny`,
+    /// then lets `f` set what it guards (`routes`, `l4`) and the rest.
+    pub fn acl(
+        mut self,
+        name: &str,
+        rules: &str,
+        f: impl FnOnce(&mut switchyard_config::AclConfig),
+    ) -> Self {
+        let rules = rules
+            .split(", ")
+            .map(|r| {
+                let (action, net) = r.split_once(' ').unwrap();
+                switchyard_config::AclRule {
+                    action: action.parse().unwrap(),
+                    network: net.parse().unwrap(),
+                }
+            })
+            .collect();
+        let mut a = switchyard_config::AclConfig::new(name, rules, Default::default());
+        f(&mut a);
+        self.config.acls.push(a);
         self
     }
 
