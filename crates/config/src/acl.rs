@@ -204,6 +204,27 @@ fn rules(s: &str) -> Result<Vec<AclRule>, String> {
         .collect()
 }
 
+/// The most `trusted_proxies` entries.
+pub const MAX_TRUSTED_PROXIES: usize = 1024;
+
+/// A list of networks (`trusted_proxies`).
+pub(crate) fn cidr_list(s: &str) -> Result<Vec<Cidr>, String> {
+    let entries = parse_list(s)?;
+    if entries.len() > MAX_TRUSTED_PROXIES {
+        return Err(format!("at most {MAX_TRUSTED_PROXIES} entries"));
+    }
+    entries
+        .into_iter()
+        .map(|e| e.parse().map_err(|r| format!("`{e}`: {r}")))
+        .collect()
+}
+
+/// A list of networks as INI text (empty: unset).
+pub(crate) fn format_cidrs(cidrs: &[Cidr]) -> String {
+    let text: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+    format_list(&text)
+}
+
 fn names(s: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for name in parse_list(s)? {

@@ -197,6 +197,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// `max_headers`: the most request header fields accepted (431 past it); 1..=1000.
     pub max_headers: usize,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` names the client (for ACLs, rate
+    /// limits and the `X-Forwarded-For` sent upstream); empty: none, the peer is the client.
+    pub trusted_proxies: Vec<crate::Cidr>,
     /// `upstream_connect_timeout`: how long connecting to a backend may take.
     pub upstream_connect_timeout: Duration,
     /// `upstream_response_timeout`: from request sent to response headers received (504
@@ -282,6 +285,7 @@ impl Default for ServerConfig {
             client_keepalive_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            trusted_proxies: Vec::new(),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             upstream_keepalive_timeout: Duration::from_secs(60),

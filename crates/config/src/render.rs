@@ -35,6 +35,10 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("max_header_bytes", format_size(s.max_header_bytes)),
         ("max_headers", s.max_headers.to_string()),
         (
+            "trusted_proxies",
+            crate::acl::format_cidrs(&s.trusted_proxies),
+        ),
+        (
             "h2_max_concurrent_streams",
             s.h2.max_concurrent_streams.to_string(),
         ),

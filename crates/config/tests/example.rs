@@ -104,6 +104,7 @@ fn expected() -> Config {
             client_keepalive_timeout: Duration::from_secs(120),
             max_header_bytes: 32 * 1024,
             max_headers: 200,
+            trusted_proxies: Vec::new(),
             upstream_connect_timeout: Duration::from_millis(1500),
             upstream_response_timeout: Duration::from_secs(600),
             upstream_keepalive_timeout: Duration::from_secs(90),

@@ -72,7 +72,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
         ),
     )
         .prop_map(|(a, b, c, d, e, h, w)| ServerConfig {
-            listen: a.0,
+            listen: a.0.clone(),
             threads: a.1,
             admin_listen: a.2,
             drain_timeout: a.3,
@@ -80,6 +80,16 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             client_keepalive_timeout: b.1,
             max_header_bytes: b.2,
             max_headers: b.3,
+            trusted_proxies: if a.1 % 2 == 0 {
+                Vec::new()
+            } else {
+                a.0.iter()
+                    .map(|l| Cidr {
+                        addr: l.ip(),
+                        prefix: if l.is_ipv4() { 32 } else { 128 },
+                    })
+                    .collect()
+            },
             upstream_connect_timeout: c.0,
             upstream_response_timeout: c.1,
             upstream_keepalive_timeout: c.2,

@@ -149,3 +149,61 @@ async fn an_l4_deny_closes_the_connection() {
         .unwrap();
     assert!(n > 0);
 }
+
+/// `GET /` from `from` with `X-Forwarded-For: xff`.
+async fn get_forwarded(from: &str, to: SocketAddr, xff: &str) -> Answer {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let stream = socket.connect(to).await.unwrap();
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let req = request(Method::GET, "/")
+        .header("x-forwarded-for", xff)
+        .body(empty())
+        .unwrap();
+    client::read(sender.send_request(req).await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let backend = server::echo().await;
+    let proxy = proxy::new()
+        .server(|s| s.trusted_proxies = vec!["127.0.0.2".parse().unwrap()])
+        .to(backend.addr())
+        .acl("customers", "allow 203.0.113.0/24", |a| {
+            a.routes = vec!["default".into()]
+        })
+        .start();
+    // Through the trusted proxy at 127.0.0.2: the client is the right-most untrusted hop.
+    let a = get_forwarded("127.0.0.2", proxy.addr(), "198.51.100.1, 203.0.113.9").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        server::echoed_headers(&a.json(), "x-forwarded-for"),
+        ["198.51.100.1, 203.0.113.9, 127.0.0.2"]
+    );
+    // The same header from an untrusted peer is a spoof: the peer is the client.
+    let spoofed = get_forwarded("127.0.0.1", proxy.addr(), "203.0.113.9").await;
+    assert_eq!(spoofed.status, 403);
+    assert_eq!(backend.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_forwarded_for_is_replaced_upstream_and_not_a_rate_limit_key() {
+    let backend = server::echo().await;
+    let proxy = proxy::new()
+        .server(|s| s.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()])
+        .to(backend.addr())
+        .limit("per-ip", "client_ip", "1/m", 1, |_| {})
+        .start();
+    let a = get_forwarded("127.0.0.1", proxy.addr(), "203.0.113.1").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        server::echoed_headers(&a.json(), "x-forwarded-for"),
+        ["127.0.0.1"]
+    );
+    // A new fake address each time does not earn a new bucket.
+    let b = get_forwarded("127.0.0.1", proxy.addr(), "203.0.113.2").await;
+    assert_eq!(b.status, 429);
+}

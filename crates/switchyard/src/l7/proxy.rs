@@ -407,23 +407,9 @@ impl Worker {
         exchange.route = Some(route);
         self.stats.routes[route].requests.bump(1);
 
-        // Phase: security. Access control, then rate limits, before any backend is touched.
-        if self.shared.acls.guards_route(route) {
-            let ip = ctx.client_ip.to_str().ok().and_then(|s| s.parse().ok());
-            self.shared
-                .acls
-                .check_request(route, req.method().as_str(), req.uri().path(), ip)
-                .map_err(ProxyError::AclDenied)?;
-        }
-        self.shared
-            .limits
-            .check(
-                route,
-                req.uri().path(),
-                req.headers(),
-                ctx.client_ip.as_bytes(),
-            )
-            .map_err(|r| ProxyError::RateLimited(Box::new(r)))?;
+        // Phase: security: who the client is, access control, rate limits; before any
+        // backend is touched.
+        crate::security::admit(&self.shared, route, &mut req, ctx)?;
 
         // Phase: rewrite for the backend.
         let (mut parts, body) = req.into_parts();
