@@ -9,8 +9,15 @@ use crate::reader::SectionReader;
 use crate::value::{format_list, parse_list};
 
 /// The keys of `[acl NAME]`, in the order they are rendered.
-pub(crate) const ACL_KEYS: &[&str] =
-    &["rules", "default", "routes", "l4", "methods", "path_prefix"];
+pub(crate) const ACL_KEYS: &[&str] = &[
+    "rules",
+    "default",
+    "routes",
+    "l4",
+    "listeners",
+    "methods",
+    "path_prefix",
+];
 
 /// The most rules in one ACL.
 pub const MAX_ACL_RULES: usize = 4096;
@@ -153,6 +160,9 @@ pub struct AclConfig {
     pub routes: Vec<String>,
     /// `l4`: the `[l4 NAME]` TCP listeners whose connections it checks (closed when denied).
     pub l4: Vec<String>,
+    /// `listeners`: the `[listener NAME]` ports whose connections it checks (closed when
+    /// denied, before the first byte is read).
+    pub listeners: Vec<String>,
     /// `methods`: on routes, only requests with one of these methods are checked; empty: all.
     pub methods: Vec<String>,
     /// `path_prefix`: on routes, only request paths starting with this are checked.
@@ -168,6 +178,7 @@ impl AclConfig {
             default,
             routes: Vec::new(),
             l4: Vec::new(),
+            listeners: Vec::new(),
             methods: Vec::new(),
             path_prefix: None,
         }
@@ -271,6 +282,8 @@ pub(crate) struct AclRead {
     pub routes_line: usize,
     /// The line of `l4` (the header's if absent).
     pub l4_line: usize,
+    /// The line of `listeners` (the header's if absent).
+    pub listeners_line: usize,
 }
 
 /// Reads `[acl NAME]`.
@@ -279,13 +292,17 @@ pub(crate) fn read_acl(r: &mut SectionReader<'_>, name: &str) -> AclRead {
     let default = r.value("default", AclAction::Deny, |s| s.parse());
     let routes = r.value("routes", Vec::new(), names);
     let l4 = r.value("l4", Vec::new(), names);
+    let listeners = r.value("listeners", Vec::new(), names);
     let methods = r.value("methods", Vec::new(), methods);
     let path_prefix = r.value("path_prefix", None, path_prefix);
-    if r.get("routes").is_none() && r.get("l4").is_none() {
+    if ["routes", "l4", "listeners"]
+        .iter()
+        .all(|k| r.get(k).is_none())
+    {
         let kind = crate::error::ErrorKind::NeedsKey {
             needed: "routes".to_string(),
-            reason: "an ACL applies to the routes in `routes` and the L4 listeners in `l4`; \
-                     give at least one"
+            reason: "an ACL applies to the routes in `routes`, the L4 listeners in `l4` and \
+                     the listeners in `listeners`; give at least one"
                 .to_string(),
         };
         r.error(r.line_of("rules"), Some("rules"), kind);
@@ -293,6 +310,7 @@ pub(crate) fn read_acl(r: &mut SectionReader<'_>, name: &str) -> AclRead {
     let config = rule_list.map(|rules| AclConfig {
         routes,
         l4,
+        listeners,
         methods,
         path_prefix,
         ..AclConfig::new(name, rules, default)
@@ -301,6 +319,7 @@ pub(crate) fn read_acl(r: &mut SectionReader<'_>, name: &str) -> AclRead {
         config,
         routes_line: r.line_of("routes"),
         l4_line: r.line_of("l4"),
+        listeners_line: r.line_of("listeners"),
     }
 }
 
@@ -312,6 +331,7 @@ pub(crate) fn acl_values(a: &AclConfig) -> Vec<(&'static str, String)> {
         ("default", a.default.to_string()),
         ("routes", format_list(&a.routes)),
         ("l4", format_list(&a.l4)),
+        ("listeners", format_list(&a.listeners)),
         ("methods", format_list(&a.methods)),
         ("path_prefix", a.path_prefix.clone().unwrap_or_default()),
     ]

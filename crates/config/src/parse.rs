@@ -224,6 +224,19 @@ impl<'a> Parser<'a> {
                     self.section_error(section, read.routes_line, "routes", kind);
                 }
             }
+            for name in &config.listeners {
+                if !self.listener_lines.contains_key(name.as_str()) {
+                    let mut known: Vec<String> =
+                        self.listener_lines.keys().map(|n| n.to_string()).collect();
+                    known.sort();
+                    let kind = ErrorKind::UnknownListener {
+                        name: name.clone(),
+                        suggestion: suggest(name, known.iter().map(String::as_str)),
+                        known,
+                    };
+                    self.section_error(section, read.listeners_line, "listeners", kind);
+                }
+            }
             for name in &config.l4 {
                 if !tcp.contains(name) {
                     let kind = ErrorKind::UnknownGroup {

@@ -105,6 +105,7 @@ pub(crate) fn summary(config: &Config) -> String {
             .map(|r| format!("route {r}"))
             .collect::<Vec<_>>();
         on.extend(a.l4.iter().map(|l| format!("l4 {l}")));
+        on.extend(a.listeners.iter().map(|l| format!("listener {l}")));
         let _ = writeln!(
             out,
             "  {}: {}, else {} on {}",

@@ -421,6 +421,10 @@ fn every_key_example_in_the_docs_is_valid() {
                     "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n\
                      [l4 redis]\nlisten = 127.0.0.1:6380\nbackends = b\n[route r]\nbackends = b\n"
                 ),
+                "## `[acl NAME]`" if key == "listeners" => format!(
+                    "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n\
+                     [listener public]\nlisten = 127.0.0.1:8443\n[route r]\nbackends = b\n"
+                ),
                 "## `[acl NAME]`" if key == "routes" => format!(
                     "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n[route chat]\nbackends = b\n\
                      [route admin]\npath_prefix = /admin/\nbackends = b\n"

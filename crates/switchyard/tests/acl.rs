@@ -207,3 +207,30 @@ async fn a_spoofed_forwarded_for_is_replaced_upstream_and_not_a_rate_limit_key()
     let b = get_forwarded("127.0.0.1", proxy.addr(), "203.0.113.2").await;
     assert_eq!(b.status, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_deny_closes_before_a_byte_is_read() {
+    let backend = server::echo().await;
+    let proxy = proxy::new()
+        .to(backend.addr())
+        .listener("public", |_| {})
+        .acl("only-two", "allow 127.0.0.2", |a| {
+            a.listeners = vec!["public".into()]
+        })
+        .start();
+    let addr = proxy.listener_addr("public");
+    assert_eq!(get_from("127.0.0.2", addr).await.status, 200);
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert_eq!(backend.requests(), 1);
+    proxy.expect_errors("acl_denied", 1).await;
+}

@@ -22,6 +22,8 @@ pub struct Acls {
     by_route: Vec<Vec<usize>>,
     /// Per `[l4 NAME]` listener, the ACLs that check its connections.
     by_l4: Vec<Vec<usize>>,
+    /// Per `[listener NAME]`, the ACLs that check its connections.
+    by_listener: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for Acls {
@@ -56,10 +58,16 @@ impl Acls {
             .iter()
             .map(|l| guarding(&|a| a.l4.contains(&l.name)))
             .collect();
+        let by_listener = config
+            .listeners
+            .iter()
+            .map(|l| guarding(&|a| a.listeners.contains(&l.name)))
+            .collect();
         Acls {
             acls,
             by_route,
             by_l4,
+            by_listener,
         }
     }
 
@@ -99,7 +107,16 @@ impl Acls {
 
     /// Whether a connection from `ip` to `[l4 NAME]` listener `l4` may proceed.
     pub fn allow_l4(&self, l4: usize, ip: IpAddr) -> bool {
-        for &i in self.by_l4.get(l4).into_iter().flatten() {
+        self.allow(self.by_l4.get(l4), ip)
+    }
+
+    /// Whether a connection from `ip` to `[listener NAME]` `listener` may proceed.
+    pub fn allow_listener(&self, listener: usize, ip: IpAddr) -> bool {
+        self.allow(self.by_listener.get(listener), ip)
+    }
+
+    fn allow(&self, guards: Option<&Vec<usize>>, ip: IpAddr) -> bool {
+        for &i in guards.into_iter().flatten() {
             let acl = &self.acls[i];
             if acl.config.decide(ip) == AclAction::Deny {
                 acl.denied.fetch_add(1, Relaxed);
