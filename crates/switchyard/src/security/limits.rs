@@ -182,8 +182,10 @@ impl Limits {
                 Buckets::Global(tat) => limit.gcra.check_atomic(tat, now),
                 Buckets::Keyed(shards) => {
                     let key = self.key_hash(&limit.key, path, headers, client_ip);
-                    // The low bits pick the table's bucket; the high ones the shard.
-                    let shard = &shards[(key >> 56) as usize % shards.len()];
+                    // The hash map takes its bucket from the low bits and its tag from the
+                    // top seven (the hasher passes keys through), so the shard comes from
+                    // the middle: every shard's keys still spread over both.
+                    let shard = &shards[(key >> 32) as usize % shards.len()];
                     let mut table = shard.lock().unwrap_or_else(|e| e.into_inner());
                     table.check(&limit.gcra, key, now)
                 }
