@@ -17,6 +17,7 @@ pub(crate) const ACL_KEYS: &[&str] = &[
     "listeners",
     "methods",
     "path_prefix",
+    "header",
 ];
 
 /// The most rules in one ACL.
@@ -167,6 +168,8 @@ pub struct AclConfig {
     pub methods: Vec<String>,
     /// `path_prefix`: on routes, only request paths starting with this are checked.
     pub path_prefix: Option<String>,
+    /// `header`: on routes, only requests carrying this header (lowercase name) are checked.
+    pub header: Option<String>,
 }
 
 impl AclConfig {
@@ -181,6 +184,7 @@ impl AclConfig {
             listeners: Vec::new(),
             methods: Vec::new(),
             path_prefix: None,
+            header: None,
         }
     }
 
@@ -274,6 +278,16 @@ fn path_prefix(s: &str) -> Result<Option<String>, String> {
     Ok(Some(s.to_string()))
 }
 
+fn header_name(s: &str) -> Result<Option<String>, String> {
+    let token = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err("expected a header name such as x-debug".to_string());
+    }
+    Ok(Some(s.to_ascii_lowercase()))
+}
+
 /// An ACL as read, before the cross-checks that need the whole file.
 pub(crate) struct AclRead {
     /// The ACL; `None` if `rules` is missing or invalid.
@@ -295,6 +309,7 @@ pub(crate) fn read_acl(r: &mut SectionReader<'_>, name: &str) -> AclRead {
     let listeners = r.value("listeners", Vec::new(), names);
     let methods = r.value("methods", Vec::new(), methods);
     let path_prefix = r.value("path_prefix", None, path_prefix);
+    let header = r.value("header", None, header_name);
     if ["routes", "l4", "listeners"]
         .iter()
         .all(|k| r.get(k).is_none())
@@ -313,6 +328,7 @@ pub(crate) fn read_acl(r: &mut SectionReader<'_>, name: &str) -> AclRead {
         listeners,
         methods,
         path_prefix,
+        header,
         ..AclConfig::new(name, rules, default)
     });
     AclRead {
@@ -334,6 +350,7 @@ pub(crate) fn acl_values(a: &AclConfig) -> Vec<(&'static str, String)> {
         ("listeners", format_list(&a.listeners)),
         ("methods", format_list(&a.methods)),
         ("path_prefix", a.path_prefix.clone().unwrap_or_default()),
+        ("header", a.header.clone().unwrap_or_default()),
     ]
 }
 

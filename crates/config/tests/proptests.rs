@@ -495,9 +495,11 @@ fn acls() -> impl Strategy<Value = Vec<(AclConfig, Vec<usize>)>> {
                 } else {
                     AclAction::Deny
                 };
+                let header = path_prefix.as_ref().map(|_| "x-debug".to_string());
                 let config = AclConfig {
                     methods: methods.into_iter().map(String::from).collect(),
                     path_prefix,
+                    header,
                     ..AclConfig::new(&name, rules, default)
                 };
                 (config, routes)

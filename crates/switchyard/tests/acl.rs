@@ -84,7 +84,7 @@ async fn ipv6_allowed_and_ipv4_denied_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn methods_and_path_prefix_narrow_what_is_checked() {
+async fn methods_path_prefix_and_header_narrow_what_is_checked() {
     let backend = server::echo().await;
     let proxy = proxy::new()
         .to(backend.addr())
@@ -93,8 +93,22 @@ async fn methods_and_path_prefix_narrow_what_is_checked() {
             a.methods = vec!["POST".into()];
             a.path_prefix = Some("/v1/".into());
         })
+        .acl("debug", "allow 10.0.0.0/8", |a| {
+            a.routes = vec!["default".into()];
+            a.header = Some("x-debug".into());
+        })
         .start();
     let addr = proxy.addr();
+    let debug = request(Method::GET, "/")
+        .header("x-debug", "1")
+        .body(empty())
+        .unwrap();
+    let mut c = client::Client::connect(addr).await;
+    assert_eq!(
+        c.request(debug).await.status,
+        403,
+        "header present: checked"
+    );
     assert_eq!(
         send_from("127.0.0.1", addr, Method::GET, "/v1/x")
             .await

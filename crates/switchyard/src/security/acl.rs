@@ -82,6 +82,7 @@ impl Acls {
         route: usize,
         method: &str,
         path: &str,
+        headers: &http::HeaderMap,
         ip: Option<IpAddr>,
     ) -> Result<(), Arc<str>> {
         for &i in self.by_route.get(route).into_iter().flatten() {
@@ -93,6 +94,12 @@ impl Acls {
             if c.path_prefix
                 .as_ref()
                 .is_some_and(|p| !path.starts_with(p.as_str()))
+            {
+                continue;
+            }
+            if c.header
+                .as_ref()
+                .is_some_and(|h| !headers.contains_key(h.as_str()))
             {
                 continue;
             }
@@ -159,19 +166,38 @@ mod tests {
             "[acl office]\nrules = allow 10.0.0.0/8, allow ::1\nroutes = a\nmethods = POST\n\
              [acl none]\nrules = deny ::/0\ndefault = allow\nroutes = z\npath_prefix = /z/v6\n",
         );
-        assert!(a.check_request(0, "POST", "/a", ip("10.1.1.1")).is_ok());
-        assert!(a.check_request(0, "POST", "/a", ip("::1")).is_ok());
+        let none = http::HeaderMap::new();
+        assert!(a
+            .check_request(0, "POST", "/a", &none, ip("10.1.1.1"))
+            .is_ok());
+        assert!(a.check_request(0, "POST", "/a", &none, ip("::1")).is_ok());
         assert_eq!(
-            &*a.check_request(0, "POST", "/a", ip("192.0.2.1"))
+            &*a.check_request(0, "POST", "/a", &none, ip("192.0.2.1"))
                 .unwrap_err(),
             "office"
         );
-        assert!(a.check_request(0, "GET", "/a", ip("192.0.2.1")).is_ok());
-        assert!(a.check_request(1, "GET", "/z/v6", ip("192.0.2.1")).is_ok());
-        assert!(a.check_request(1, "GET", "/z/v6", ip("::2")).is_err());
-        assert!(a.check_request(1, "GET", "/z/v4", ip("::2")).is_ok());
-        assert!(a.check_request(0, "POST", "/a", None).is_err());
+        assert!(a
+            .check_request(0, "GET", "/a", &none, ip("192.0.2.1"))
+            .is_ok());
+        assert!(a
+            .check_request(1, "GET", "/z/v6", &none, ip("192.0.2.1"))
+            .is_ok());
+        assert!(a
+            .check_request(1, "GET", "/z/v6", &none, ip("::2"))
+            .is_err());
+        assert!(a.check_request(1, "GET", "/z/v4", &none, ip("::2")).is_ok());
+        assert!(a.check_request(0, "POST", "/a", &none, None).is_err());
         assert_eq!(a.report()[0]["denied"], 2);
+    }
+
+    #[test]
+    fn header_presence() {
+        let a = acls("[acl debug]\nrules = allow 10.0.0.0/8\nroutes = z\nheader = X-Debug\n");
+        let mut h = http::HeaderMap::new();
+        assert!(a.check_request(1, "GET", "/", &h, ip("192.0.2.1")).is_ok());
+        h.insert("x-debug", http::HeaderValue::from_static("1"));
+        assert!(a.check_request(1, "GET", "/", &h, ip("192.0.2.1")).is_err());
+        assert!(a.check_request(1, "GET", "/", &h, ip("10.0.0.1")).is_ok());
     }
 
     #[test]

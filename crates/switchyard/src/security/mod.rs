@@ -51,7 +51,13 @@ pub fn admit<B>(
     if guarded {
         shared
             .acls
-            .check_request(route, req.method().as_str(), req.uri().path(), client)
+            .check_request(
+                route,
+                req.method().as_str(),
+                req.uri().path(),
+                req.headers(),
+                client,
+            )
             .map_err(ProxyError::AclDenied)?;
     }
     if !shared.limits.is_empty() {
