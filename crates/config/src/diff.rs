@@ -62,6 +62,36 @@ pub enum Change {
         /// The new value.
         new: String,
     },
+    /// A `[acl NAME]` section was added.
+    AclAdded(String),
+    /// A `[acl NAME]` section was removed.
+    AclRemoved(String),
+    /// A key of a `[acl NAME]` present in both configs changed.
+    AclChanged {
+        /// The ACL's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// Its old value as INI text (empty if unset).
+        old: String,
+        /// Its new value as INI text (empty if unset).
+        new: String,
+    },
+    /// A `[limit NAME]` section was added.
+    LimitAdded(String),
+    /// A `[limit NAME]` section was removed.
+    LimitRemoved(String),
+    /// A key of a `[limit NAME]` present in both configs changed.
+    LimitChanged {
+        /// The limit's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// Its old value as INI text (empty if unset).
+        old: String,
+        /// Its new value as INI text (empty if unset).
+        new: String,
+    },
     /// A `[listener NAME]` section was added.
     ListenerAdded(String),
     /// A `[listener NAME]` section was removed.
@@ -122,6 +152,22 @@ impl fmt::Display for Change {
                 old,
                 new,
             } => write!(f, "l4 {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::AclAdded(name) => write!(f, "acl {name}: added"),
+            Change::AclRemoved(name) => write!(f, "acl {name}: removed"),
+            Change::AclChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "acl {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::LimitAdded(name) => write!(f, "limit {name}: added"),
+            Change::LimitRemoved(name) => write!(f, "limit {name}: removed"),
+            Change::LimitChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "limit {name}: {key} {} -> {}", Shown(old), Shown(new)),
             Change::ListenerAdded(name) => write!(f, "listener {name}: added"),
             Change::ListenerRemoved(name) => write!(f, "listener {name}: removed"),
             Change::ListenerChanged {
@@ -237,7 +283,68 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         }
     }
     listener_changes(old, new, &mut changes);
+    limit_changes(old, new, &mut changes);
+    acl_changes(old, new, &mut changes);
     changes
+}
+
+/// The `[acl NAME]` differences from `old` to `new`.
+fn acl_changes(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    use crate::acl::acl_values;
+    for o in &old.acls {
+        match new.acl(&o.name) {
+            None => changes.push(Change::AclRemoved(o.name.clone())),
+            Some(n) => changes.extend(changed_keys(acl_values(o), acl_values(n)).into_iter().map(
+                |(key, old, new)| Change::AclChanged {
+                    name: o.name.clone(),
+                    key,
+                    old,
+                    new,
+                },
+            )),
+        }
+    }
+    for n in &new.acls {
+        if old.acl(&n.name).is_none() {
+            changes.push(Change::AclAdded(n.name.clone()));
+        }
+    }
+}
+
+/// The `[limit NAME]` differences from `old` to `new`.
+fn limit_changes(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    use crate::limit::limit_values;
+    // Optional keys are omitted when unset: compare by key, an absent one as empty.
+    let get = |v: &[(&'static str, String)], k: &str| {
+        v.iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    for o in &old.limits {
+        match new.limit(&o.name) {
+            None => changes.push(Change::LimitRemoved(o.name.clone())),
+            Some(n) => {
+                let (ov, nv) = (limit_values(o), limit_values(n));
+                for key in crate::limit::LIMIT_KEYS {
+                    let (a, b) = (get(&ov, key), get(&nv, key));
+                    if a != b {
+                        changes.push(Change::LimitChanged {
+                            name: o.name.clone(),
+                            key: key.to_string(),
+                            old: a,
+                            new: b,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for n in &new.limits {
+        if old.limit(&n.name).is_none() {
+            changes.push(Change::LimitAdded(n.name.clone()));
+        }
+    }
 }
 
 /// The `[listener NAME]` differences from `old` to `new`.

@@ -136,6 +136,24 @@ pub enum ErrorKind {
         /// A defined group within edit distance 2 of `name`, if any.
         suggestion: Option<String>,
     },
+    /// An ACL's `listeners` names no `[listener NAME]` section.
+    UnknownListener {
+        /// The missing listener's name.
+        name: String,
+        /// The listeners the file defines.
+        known: Vec<String>,
+        /// A defined listener within edit distance 2 of `name`, if any.
+        suggestion: Option<String>,
+    },
+    /// A limit's `routes` names a route that has no `[route NAME]` section.
+    UnknownRoute {
+        /// The missing route's name.
+        name: String,
+        /// The routes the file defines.
+        known: Vec<String>,
+        /// A defined route within edit distance 2 of `name`, if any.
+        suggestion: Option<String>,
+    },
     /// Two routes match exactly the same hosts and the same `path_prefix`, so the second could
     /// never be chosen.
     DuplicateRoute {
@@ -243,6 +261,28 @@ impl fmt::Display for ErrorKind {
                 } else {
                     write!(f, "; TCP groups defined: {}", known.join(", "))
                 }
+            }
+            ErrorKind::UnknownListener {
+                name,
+                known,
+                suggestion,
+            } => {
+                write!(f, "no [listener {name}] section")?;
+                did_you_mean(f, suggestion)?;
+                if known.is_empty() {
+                    write!(f, "; the file defines no [listener NAME] sections")
+                } else {
+                    write!(f, "; listeners defined: {}", known.join(", "))
+                }
+            }
+            ErrorKind::UnknownRoute {
+                name,
+                known,
+                suggestion,
+            } => {
+                write!(f, "no [route {name}] section")?;
+                did_you_mean(f, suggestion)?;
+                write!(f, "; routes defined: {}", known.join(", "))
             }
             ErrorKind::DuplicateRoute { first, first_line } => write!(
                 f,

@@ -5,7 +5,9 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::suggest::suggest;
 
 /// The section types, as written in headers.
-pub(crate) const SECTION_TYPES: [&str; 5] = ["server", "backend", "route", "l4", "listener"];
+pub(crate) const SECTION_TYPES: [&str; 7] = [
+    "server", "backend", "route", "l4", "listener", "limit", "acl",
+];
 
 /// What a section header declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,10 @@ pub(crate) enum Header {
     L4(String),
     /// `[listener NAME]`.
     Listener(String),
+    /// `[limit NAME]`.
+    Limit(String),
+    /// `[acl NAME]`.
+    Acl(String),
     /// A header with an error already reported; its entries are lexed but not validated.
     /// `route` is set when it was meant to be a route (so "no routes" is not reported on top).
     Ignored {
@@ -153,12 +159,14 @@ impl Lexer<'_> {
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: false }
             }
-            ("backend" | "route" | "l4" | "listener", 1) => {
+            ("backend" | "route" | "l4" | "listener" | "limit" | "acl", 1) => {
                 let k = invalid(&format!("missing name; expected [{kind} NAME]"));
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
             }
-            ("backend" | "route" | "l4" | "listener", 2) if !is_valid_name(tokens[1]) => {
+            ("backend" | "route" | "l4" | "listener" | "limit" | "acl", 2)
+                if !is_valid_name(tokens[1]) =>
+            {
                 let k = invalid("a name may only contain A-Z a-z 0-9 _ . -");
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
@@ -167,7 +175,9 @@ impl Lexer<'_> {
             ("route", 2) => Header::Route(tokens[1].to_string()),
             ("l4", 2) => Header::L4(tokens[1].to_string()),
             ("listener", 2) => Header::Listener(tokens[1].to_string()),
-            ("backend" | "route" | "l4" | "listener", _) => {
+            ("limit", 2) => Header::Limit(tokens[1].to_string()),
+            ("acl", 2) => Header::Acl(tokens[1].to_string()),
+            ("backend" | "route" | "l4" | "listener" | "limit" | "acl", _) => {
                 let k = invalid(&format!(
                     "expected [{kind} NAME] with a single name (no spaces)"
                 ));

@@ -26,11 +26,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acl;
 mod address;
 mod diff;
 mod error;
 mod health;
 mod ini;
+mod limit;
 mod listener;
 mod model;
 mod parse;
@@ -43,10 +45,14 @@ mod summary;
 pub mod value;
 pub mod versions;
 
+pub use acl::{AclAction, AclConfig, AclRule, Cidr, MAX_ACL_RULES};
 pub use address::Address;
 pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use health::MAX_BODY_SUBSTRING;
+pub use limit::{
+    LimitConfig, LimitKey, Rate, DEFAULT_LIMIT_MAX_KEYS, MAX_LIMIT_BURST, MAX_LIMIT_KEYS,
+};
 pub use listener::{
     Fallback, ListenerConfig, Protocols, SniCertificate, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     DEFAULT_TLS_RELOAD_INTERVAL, MAX_SNI_CERTIFICATES,

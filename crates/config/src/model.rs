@@ -32,6 +32,10 @@ pub struct Config {
     pub l4: Vec<L4Config>,
     /// The `[listener NAME]` sections (client ports with configured protocols), in file order.
     pub listeners: Vec<crate::ListenerConfig>,
+    /// The `[limit NAME]` sections (request rate limits), in file order.
+    pub limits: Vec<crate::LimitConfig>,
+    /// The `[acl NAME]` sections (access control lists), in file order.
+    pub acls: Vec<crate::AclConfig>,
 }
 
 impl Config {
@@ -48,6 +52,16 @@ impl Config {
     /// The L4 listener named `name`, if there is one.
     pub fn l4_listener(&self, name: &str) -> Option<&L4Config> {
         self.l4.iter().find(|l| l.name == name)
+    }
+
+    /// The `[acl NAME]` section named `name`, if there is one.
+    pub fn acl(&self, name: &str) -> Option<&crate::AclConfig> {
+        self.acls.iter().find(|a| a.name == name)
+    }
+
+    /// The `[limit NAME]` section named `name`, if there is one.
+    pub fn limit(&self, name: &str) -> Option<&crate::LimitConfig> {
+        self.limits.iter().find(|l| l.name == name)
     }
 
     /// The `[listener NAME]` section named `name`, if there is one.
@@ -183,6 +197,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// `max_headers`: the most request header fields accepted (431 past it); 1..=1000.
     pub max_headers: usize,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` names the client (for ACLs, rate
+    /// limits and the `X-Forwarded-For` sent upstream); empty: none, the peer is the client.
+    pub trusted_proxies: Vec<crate::Cidr>,
     /// `upstream_connect_timeout`: how long connecting to a backend may take.
     pub upstream_connect_timeout: Duration,
     /// `upstream_response_timeout`: from request sent to response headers received (504
@@ -278,6 +295,7 @@ impl Default for ServerConfig {
             client_keepalive_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            trusted_proxies: Vec::new(),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             upstream_keepalive_timeout: Duration::from_secs(60),

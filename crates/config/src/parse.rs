@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
+use crate::acl::{read_acl, AclRead, ACL_KEYS};
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::ini::{lex, Header, Section};
+use crate::limit::{read_limit, LimitRead, LIMIT_KEYS};
 use crate::listener::{read_listener, ListenerRead, LISTENER_KEYS};
 use crate::model::{BackendConfig, Config, L4Config, L4Protocol, ServerConfig};
 use crate::reader::SectionReader;
@@ -46,6 +48,10 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         l4_lines: HashMap::new(),
         listeners: Vec::new(),
         listener_lines: HashMap::new(),
+        limits: Vec::new(),
+        limit_lines: HashMap::new(),
+        acls: Vec::new(),
+        acl_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -83,6 +89,14 @@ struct Parser<'a> {
     listeners: Vec<(ListenerRead, &'a Section)>,
     /// Every declared listener name and its header line.
     listener_lines: HashMap<&'a str, usize>,
+    /// The `[limit NAME]` sections read (duplicates already dropped), with their sections.
+    limits: Vec<(LimitRead, &'a Section)>,
+    /// Every declared limit name and its header line.
+    limit_lines: HashMap<&'a str, usize>,
+    /// The `[acl NAME]` sections read (duplicates already dropped), with their sections.
+    acls: Vec<(AclRead, &'a Section)>,
+    /// Every declared ACL name and its header line.
+    acl_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -159,7 +173,107 @@ impl<'a> Parser<'a> {
                     self.listeners.push((read, section));
                 }
             }
+            Header::Limit(name) => {
+                let first = self.limit_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, LIMIT_KEYS, &mut self.errors);
+                let read = read_limit(&mut r, name);
+                if first.is_none() {
+                    self.limit_lines.insert(name, section.line);
+                    self.limits.push((read, section));
+                }
+            }
+            Header::Acl(name) => {
+                let first = self.acl_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, ACL_KEYS, &mut self.errors);
+                let read = read_acl(&mut r, name);
+                if first.is_none() {
+                    self.acl_lines.insert(name, section.line);
+                    self.acls.push((read, section));
+                }
+            }
         }
+    }
+
+    /// The ACL checks that need the whole file: `routes` name routes, `l4` TCP listeners.
+    fn cross_check_acls(&mut self) {
+        let acls = std::mem::take(&mut self.acls);
+        let mut declared: Vec<(&str, usize)> =
+            self.route_lines.iter().map(|(n, l)| (*n, *l)).collect();
+        declared.sort_by_key(|(_, line)| *line);
+        let routes: Vec<String> = declared.iter().map(|(n, _)| n.to_string()).collect();
+        let tcp: Vec<String> = self
+            .l4
+            .iter()
+            .filter_map(|(r, _)| r.config.as_ref())
+            .filter(|c| c.protocol == L4Protocol::Tcp)
+            .map(|c| c.name.clone())
+            .collect();
+        for (read, section) in &acls {
+            let Some(config) = &read.config else {
+                continue;
+            };
+            for name in &config.routes {
+                if !self.route_lines.contains_key(name.as_str()) {
+                    let kind = ErrorKind::UnknownRoute {
+                        name: name.clone(),
+                        known: routes.clone(),
+                        suggestion: suggest(name, routes.iter().map(String::as_str)),
+                    };
+                    self.section_error(section, read.routes_line, "routes", kind);
+                }
+            }
+            for name in &config.listeners {
+                if !self.listener_lines.contains_key(name.as_str()) {
+                    let mut known: Vec<String> =
+                        self.listener_lines.keys().map(|n| n.to_string()).collect();
+                    known.sort();
+                    let kind = ErrorKind::UnknownListener {
+                        name: name.clone(),
+                        suggestion: suggest(name, known.iter().map(String::as_str)),
+                        known,
+                    };
+                    self.section_error(section, read.listeners_line, "listeners", kind);
+                }
+            }
+            for name in &config.l4 {
+                if !tcp.contains(name) {
+                    let kind = ErrorKind::UnknownGroup {
+                        name: name.clone(),
+                        known: tcp.clone(),
+                        suggestion: suggest(name, tcp.iter().map(String::as_str)),
+                    };
+                    self.section_error(section, read.l4_line, "l4", kind);
+                }
+            }
+        }
+        self.acls = acls;
+    }
+
+    /// The limit checks that need the whole file: `routes` name existing routes.
+    fn cross_check_limits(&mut self) {
+        let limits = std::mem::take(&mut self.limits);
+        let mut declared: Vec<(&str, usize)> =
+            self.route_lines.iter().map(|(n, l)| (*n, *l)).collect();
+        declared.sort_by_key(|(_, line)| *line);
+        let known: Vec<String> = declared.iter().map(|(n, _)| n.to_string()).collect();
+        for (read, section) in &limits {
+            let Some(config) = &read.config else {
+                continue;
+            };
+            for name in &config.routes {
+                if !self.route_lines.contains_key(name.as_str()) {
+                    let kind = ErrorKind::UnknownRoute {
+                        name: name.clone(),
+                        known: known.clone(),
+                        suggestion: suggest(name, known.iter().map(String::as_str)),
+                    };
+                    self.section_error(section, read.routes_line, "routes", kind);
+                }
+            }
+        }
+        self.limits = limits;
     }
 
     fn section_error(&mut self, section: &Section, line: usize, key: &str, kind: ErrorKind) {
@@ -355,6 +469,8 @@ impl<'a> Parser<'a> {
         self.routes = routes;
         self.cross_check_l4(&known);
         self.cross_check_listeners();
+        self.cross_check_limits();
+        self.cross_check_acls();
         if !self.any_route {
             self.errors.push(ConfigError {
                 file: self.file.to_string(),
@@ -384,6 +500,16 @@ impl<'a> Parser<'a> {
             l4: self.l4.into_iter().filter_map(|(r, _)| r.config).collect(),
             listeners: self
                 .listeners
+                .into_iter()
+                .filter_map(|(r, _)| r.config)
+                .collect(),
+            limits: self
+                .limits
+                .into_iter()
+                .filter_map(|(r, _)| r.config)
+                .collect(),
+            acls: self
+                .acls
                 .into_iter()
                 .filter_map(|(r, _)| r.config)
                 .collect(),

@@ -35,6 +35,10 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("max_header_bytes", format_size(s.max_header_bytes)),
         ("max_headers", s.max_headers.to_string()),
         (
+            "trusted_proxies",
+            crate::acl::format_cidrs(&s.trusted_proxies),
+        ),
+        (
             "h2_max_concurrent_streams",
             s.h2.max_concurrent_streams.to_string(),
         ),
@@ -245,6 +249,14 @@ pub(crate) fn to_ini(config: &Config) -> String {
     for l in &config.listeners {
         let values = crate::listener::listener_values(l);
         section(&mut out, &format!("listener {}", l.name), values);
+    }
+    for a in &config.acls {
+        let values = crate::acl::acl_values(a);
+        section(&mut out, &format!("acl {}", a.name), values);
+    }
+    for l in &config.limits {
+        let values = crate::limit::limit_values(l);
+        section(&mut out, &format!("limit {}", l.name), values);
     }
     out
 }

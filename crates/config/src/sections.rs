@@ -27,6 +27,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "client_keepalive_timeout",
     "max_header_bytes",
     "max_headers",
+    "trusted_proxies",
     "h2_max_concurrent_streams",
     "h2_stream_window",
     "h2_connection_window",
@@ -241,6 +242,7 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         ),
         max_header_bytes: r.value("max_header_bytes", d.max_header_bytes, header_bytes),
         max_headers: r.value("max_headers", d.max_headers, number(1, MAX_HEADERS)),
+        trusted_proxies: r.value("trusted_proxies", Vec::new(), crate::acl::cidr_list),
         h2: H2Settings {
             max_concurrent_streams: r.value(
                 "h2_max_concurrent_streams",

@@ -94,6 +94,43 @@ pub(crate) fn summary(config: &Config) -> String {
             fallback
         );
     }
+    if !config.acls.is_empty() {
+        let _ = writeln!(out, "{}:", plural(config.acls.len(), "acl", "acls"));
+    }
+    for a in &config.acls {
+        let rules: Vec<String> = a.rules.iter().map(ToString::to_string).collect();
+        let mut on = a
+            .routes
+            .iter()
+            .map(|r| format!("route {r}"))
+            .collect::<Vec<_>>();
+        on.extend(a.l4.iter().map(|l| format!("l4 {l}")));
+        on.extend(a.listeners.iter().map(|l| format!("listener {l}")));
+        let _ = writeln!(
+            out,
+            "  {}: {}, else {} on {}",
+            a.name,
+            format_list(&rules),
+            a.default,
+            format_list(&on)
+        );
+    }
+    if !config.limits.is_empty() {
+        let _ = writeln!(out, "{}:", plural(config.limits.len(), "limit", "limits"));
+    }
+    for l in &config.limits {
+        let scope = match (&l.path_prefix, l.routes.is_empty()) {
+            (None, true) => String::new(),
+            (Some(p), true) => format!(" on {p}"),
+            (None, false) => format!(" on routes {}", format_list(&l.routes)),
+            (Some(p), false) => format!(" on {p} of routes {}", format_list(&l.routes)),
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {} per {}, burst {}{}",
+            l.name, l.rate, l.key, l.burst, scope
+        );
+    }
     out.truncate(out.trim_end().len());
     out
 }

@@ -108,6 +108,7 @@ fn expected() -> Config {
             client_keepalive_timeout: Duration::from_secs(120),
             max_header_bytes: 32 * 1024,
             max_headers: 200,
+            trusted_proxies: Vec::new(),
             upstream_connect_timeout: Duration::from_millis(1500),
             upstream_response_timeout: Duration::from_secs(600),
             upstream_keepalive_timeout: Duration::from_secs(90),
@@ -174,6 +175,8 @@ fn expected() -> Config {
         ],
         l4: Vec::new(),
         listeners: Vec::new(),
+        limits: Vec::new(),
+        acls: Vec::new(),
     }
 }
 
@@ -427,6 +430,36 @@ fn every_key_example_in_the_docs_is_valid() {
                     ));
                     text
                 }
+                "## `[limit NAME]`" if key == "rate" => {
+                    format!("[limit l]\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[limit NAME]`" if key == "routes" => format!(
+                    "[limit l]\nrate = 10/s\n{line}\n[route chat]\nbackends = b\n\
+                     [route embeddings]\npath_prefix = /e/\nbackends = b\n"
+                ),
+                "## `[limit NAME]`" => {
+                    format!("[limit l]\nrate = 10/s\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[acl NAME]`" if key == "l4" => format!(
+                    "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n\
+                     [l4 redis]\nlisten = 127.0.0.1:6380\nbackends = b\n[route r]\nbackends = b\n"
+                ),
+                "## `[acl NAME]`" if key == "listeners" => format!(
+                    "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n\
+                     [listener public]\nlisten = 127.0.0.1:8443\n[route r]\nbackends = b\n"
+                ),
+                "## `[acl NAME]`" if key == "routes" => format!(
+                    "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n[route chat]\nbackends = b\n\
+                     [route admin]\npath_prefix = /admin/\nbackends = b\n"
+                ),
+                "## `[acl NAME]`" => format!(
+                    "[acl a]\nroutes = r\n{}{line}\n[route r]\nbackends = b\n",
+                    if key == "rules" {
+                        ""
+                    } else {
+                        "rules = allow ::1\n"
+                    }
+                ),
                 other => panic!("ini block under unexpected heading {other}"),
             };
             let text = if text.contains("[backend") {

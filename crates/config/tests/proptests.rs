@@ -7,9 +7,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
-    parse, Address, BackendConfig, BackendProtocol, Config, HashKey, HealthCheck, L4Config,
-    L4Protocol, ListenerConfig, MetricsEndpoint, Protocols, RouteConfig, ServerConfig,
-    SniCertificate,
+    parse, AclAction, AclConfig, AclRule, Address, BackendConfig, BackendProtocol, Cidr, Config,
+    HashKey, HealthCheck, L4Config, L4Protocol, LimitConfig, LimitKey, ListenerConfig,
+    MetricsEndpoint, Protocols, Rate, RouteConfig, ServerConfig, SniCertificate, MAX_LIMIT_BURST,
+    MAX_LIMIT_KEYS,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -80,7 +81,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
         ),
     )
         .prop_map(|(a, b, c, d, e, h, w, s)| ServerConfig {
-            listen: a.0,
+            listen: a.0.clone(),
             threads: a.1,
             admin_listen: a.2,
             drain_timeout: a.3,
@@ -88,6 +89,16 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             client_keepalive_timeout: b.1,
             max_header_bytes: b.2,
             max_headers: b.3,
+            trusted_proxies: if a.1 % 2 == 0 {
+                Vec::new()
+            } else {
+                a.0.iter()
+                    .map(|l| Cidr {
+                        addr: l.ip(),
+                        prefix: if l.is_ipv4() { 32 } else { 128 },
+                    })
+                    .collect()
+            },
             upstream_connect_timeout: c.0,
             upstream_response_timeout: c.1,
             upstream_keepalive_timeout: c.2,
@@ -422,45 +433,174 @@ fn listeners() -> impl Strategy<Value = Vec<(ListenerConfig, Option<usize>)>> {
     })
 }
 
+/// `[limit NAME]` sections; `routes` picks some of the config's routes by index.
+fn limits() -> impl Strategy<Value = Vec<(LimitConfig, Vec<usize>)>> {
+    let key = prop_oneof![
+        Just(LimitKey::Global),
+        Just(LimitKey::ClientIp),
+        Just(LimitKey::Path),
+        Just(LimitKey::ApiKey),
+        "[a-z][a-z0-9-]{0,8}".prop_map(LimitKey::Header),
+    ];
+    let rate = (1..=100_000u32, select(vec![1u64, 60, 3600])).prop_map(|(count, per)| Rate {
+        count,
+        per: Duration::from_secs(per),
+    });
+    let one = (
+        key,
+        rate,
+        1..=MAX_LIMIT_BURST,
+        prop::option::of("/[a-z0-9/]{0,8}"),
+        prop::collection::vec(any::<usize>(), 0..3),
+        1..=MAX_LIMIT_KEYS,
+    );
+    prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(
+                |(name, (key, rate, burst, path_prefix, routes, max_keys))| {
+                    let config = LimitConfig {
+                        burst,
+                        path_prefix,
+                        max_keys,
+                        ..LimitConfig::new(&name, key, rate)
+                    };
+                    (config, routes)
+                },
+            )
+            .collect()
+    })
+}
+
+/// `[acl NAME]` sections; `routes` picks some of the config's routes by index (at least one).
+fn acls() -> impl Strategy<Value = Vec<(AclConfig, Vec<usize>)>> {
+    let rule = (any::<bool>(), ip(), 0..=32u8).prop_map(|(allow, ip, bits)| {
+        let prefix = if ip.is_ipv4() { bits } else { bits * 4 };
+        // The network of `ip` with `prefix` bits, written as text and parsed back.
+        let net: Cidr = format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 })
+            .parse()
+            .unwrap();
+        let masked = match net.addr {
+            IpAddr::V4(a) => IpAddr::V4(
+                (u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)).into(),
+            ),
+            IpAddr::V6(a) => IpAddr::V6(
+                (u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0))
+                    .into(),
+            ),
+        };
+        AclRule {
+            action: if allow {
+                AclAction::Allow
+            } else {
+                AclAction::Deny
+            },
+            network: Cidr {
+                addr: masked,
+                prefix,
+            },
+        }
+    });
+    let one = (
+        prop::collection::vec(rule, 1..4),
+        any::<bool>(),
+        prop::collection::vec(any::<usize>(), 1..3),
+        subsequence(vec!["GET", "POST", "DELETE"], 0..3),
+        prop::option::of("/[a-z0-9/]{0,8}"),
+    );
+    prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(|(name, (rules, allow, routes, methods, path_prefix))| {
+                let default = if allow {
+                    AclAction::Allow
+                } else {
+                    AclAction::Deny
+                };
+                let header = path_prefix.as_ref().map(|_| "x-debug".to_string());
+                let config = AclConfig {
+                    methods: methods.into_iter().map(String::from).collect(),
+                    path_prefix,
+                    header,
+                    ..AclConfig::new(&name, rules, default)
+                };
+                (config, routes)
+            })
+            .collect()
+    })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (server(), backends()).prop_flat_map(|(server, backends)| {
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        (routes(names.clone()), l4s(names), listeners()).prop_map(move |(routes, l4, listeners)| {
-            // Keep only listeners whose port no other listener uses (port 0 never collides).
-            let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
-            ports.extend(server.admin_listen.map(|a| a.port()));
-            let l4 = l4
-                .into_iter()
-                .filter(|l| {
-                    let p = l.listen.port();
-                    let free = p == 0 || !ports.contains(&p);
-                    ports.push(p);
-                    free
-                })
-                .collect::<Vec<L4Config>>();
-            let listeners = listeners
-                .into_iter()
-                .map(|(mut l, fallback)| {
-                    // A fallback names a TCP group.
-                    let tcp: Vec<&L4Config> = l4
-                        .iter()
-                        .filter(|g| g.protocol == L4Protocol::Tcp)
-                        .collect();
-                    if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
-                        let group = tcp[i % tcp.len()].name.clone();
-                        l.fallback = Some(switchyard_config::Fallback::Tcp(group));
-                    }
-                    l
-                })
-                .collect();
-            Config {
-                server: server.clone(),
-                backends: backends.clone(),
-                routes,
-                l4,
-                listeners,
-            }
-        })
+        (
+            routes(names.clone()),
+            l4s(names),
+            listeners(),
+            limits(),
+            acls(),
+        )
+            .prop_map(move |(routes, l4, listeners, limits, acls)| {
+                // Keep only listeners whose port no other listener uses (port 0 never collides).
+                let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
+                ports.extend(server.admin_listen.map(|a| a.port()));
+                let l4 = l4
+                    .into_iter()
+                    .filter(|l| {
+                        let p = l.listen.port();
+                        let free = p == 0 || !ports.contains(&p);
+                        ports.push(p);
+                        free
+                    })
+                    .collect::<Vec<L4Config>>();
+                let listeners = listeners
+                    .into_iter()
+                    .map(|(mut l, fallback)| {
+                        // A fallback names a TCP group.
+                        let tcp: Vec<&L4Config> = l4
+                            .iter()
+                            .filter(|g| g.protocol == L4Protocol::Tcp)
+                            .collect();
+                        if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
+                            let group = tcp[i % tcp.len()].name.clone();
+                            l.fallback = Some(switchyard_config::Fallback::Tcp(group));
+                        }
+                        l
+                    })
+                    .collect();
+                let limits = limits
+                    .into_iter()
+                    .map(|(mut l, picks)| {
+                        for i in picks.into_iter().filter(|_| !routes.is_empty()) {
+                            let name = routes[i % routes.len()].name.clone();
+                            if !l.routes.contains(&name) {
+                                l.routes.push(name);
+                            }
+                        }
+                        l
+                    })
+                    .collect();
+                let acls = acls
+                    .into_iter()
+                    .filter(|_| !routes.is_empty())
+                    .map(|(mut a, picks)| {
+                        for i in picks {
+                            let name = routes[i % routes.len()].name.clone();
+                            if !a.routes.contains(&name) {
+                                a.routes.push(name);
+                            }
+                        }
+                        a
+                    })
+                    .collect();
+                Config {
+                    server: server.clone(),
+                    backends: backends.clone(),
+                    routes,
+                    l4,
+                    listeners,
+                    limits,
+                    acls,
+                }
+            })
     })
 }
 

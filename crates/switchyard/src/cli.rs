@@ -239,6 +239,8 @@ pub fn quick_config(
         backends,
         l4: Vec::new(),
         listeners: Vec::new(),
+        limits: Vec::new(),
+        acls: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

@@ -26,6 +26,7 @@ pub mod loadgen;
 pub mod logging;
 pub mod net;
 pub mod observe;
+pub mod security;
 pub mod server;
 pub mod upstream;
 

@@ -73,6 +73,10 @@ pub struct Shared {
     pub admin_auth: crate::admin::auth::AdminAuth,
     /// The audit log.
     pub audit: crate::audit::Audit,
+    /// The `[limit NAME]` rate limits and their buckets.
+    pub limits: crate::security::Limits,
+    /// The `[acl NAME]` access control lists.
+    pub acls: crate::security::Acls,
 }
 
 /// One reactor thread's socket for an `[l4 NAME]` listener.
@@ -424,6 +428,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         .map_err(StartError::Runtime)?;
 
     let shared = Arc::new(Shared {
+        limits: crate::security::Limits::new(&config),
+        acls: crate::security::Acls::new(&config),
         router: Router::new(&config.routes),
         stats: Stats::with_l4(
             threads,

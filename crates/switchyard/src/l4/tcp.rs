@@ -66,6 +66,12 @@ impl Listener {
 
     /// Serves one client connection to its end.
     async fn serve(&self, client: TcpStream, peer: SocketAddr) {
+        if !self.shared.acls.allow_l4(self.index, peer.ip()) {
+            // Closed before any backend is connected.
+            self.stats.error(crate::observe::ErrorKind::AclDenied);
+            drop(client);
+            return;
+        }
         let Some((upstream, i, _in_flight)) = self.connect(peer).await else {
             self.counters().no_backend.bump(1);
             tracing::debug!(%peer, listener = self.index, "l4: no backend could be reached");

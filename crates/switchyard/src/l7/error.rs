@@ -68,6 +68,10 @@ pub enum ProxyError {
         /// Its limit.
         max: u32,
     },
+    /// A `[limit NAME]` refused the request.
+    RateLimited(Box<crate::security::Refusal>),
+    /// An `[acl NAME]` (named) denied the client.
+    AclDenied(std::sync::Arc<str>),
 }
 
 impl ProxyError {
@@ -84,6 +88,8 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
             ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             ProxyError::TooManyWebSockets { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::AclDenied(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -100,6 +106,8 @@ impl ProxyError {
             ProxyError::ClientAborted => ErrorKind::ClientError,
             ProxyError::UnknownModel { .. } => ErrorKind::UnknownModel,
             ProxyError::TooManyWebSockets { .. } => ErrorKind::WebSocketLimit,
+            ProxyError::RateLimited(_) => ErrorKind::RateLimited,
+            ProxyError::AclDenied(_) => ErrorKind::AclDenied,
         }
     }
 
@@ -129,6 +137,8 @@ impl ProxyError {
             ProxyError::TooManyWebSockets { .. } => {
                 "503 Service Unavailable: too many WebSocket connections\n"
             }
+            ProxyError::RateLimited(_) => "429 Too Many Requests: rate limit reached\n",
+            ProxyError::AclDenied(_) => "403 Forbidden\n",
         }
     }
 }
@@ -164,6 +174,8 @@ impl fmt::Display for ProxyError {
                     "route {route:?}: {max} WebSocket tunnels open (max_websockets)"
                 )
             }
+            ProxyError::RateLimited(r) => write!(f, "rate limit {:?} reached", &*r.limit),
+            ProxyError::AclDenied(acl) => write!(f, "denied by acl {:?}", &**acl),
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum Code {
     DeadlineExceeded = 4,
     /// The requested model is not served.
     NotFound = 5,
+    /// An access control list denied the call.
+    PermissionDenied = 7,
     /// Too many open streams of some kind (a limit).
     ResourceExhausted = 8,
     /// No route serves the method's path.
@@ -55,7 +57,10 @@ pub fn code_of(e: &ProxyError) -> Code {
         ProxyError::BadRequest(_) => Code::Internal,
         ProxyError::ClientAborted => Code::Cancelled,
         ProxyError::UnknownModel { .. } => Code::NotFound,
-        ProxyError::TooManyWebSockets { .. } => Code::ResourceExhausted,
+        ProxyError::AclDenied(_) => Code::PermissionDenied,
+        ProxyError::TooManyWebSockets { .. } | ProxyError::RateLimited(_) => {
+            Code::ResourceExhausted
+        }
         ProxyError::NoHealthyBackend { .. }
         | ProxyError::Connect { .. }
         | ProxyError::ConnectTimeout { .. }

@@ -317,6 +317,9 @@ impl Worker {
                 "x-switchyard-error",
                 HeaderValue::from_static(e.kind().name()),
             );
+            if let ProxyError::RateLimited(r) = &e {
+                r.set_headers(h);
+            }
             return resp;
         }
         let (body, content_type) = match &e {
@@ -337,6 +340,19 @@ impl Worker {
                 ),
                 "application/json",
             ),
+            // OpenAI's shape for a rate limit, which its client libraries back off on.
+            ProxyError::RateLimited(r) => (
+                Bytes::from(
+                    serde_json::json!({"error": {
+                        "message": format!("Rate limit reached ({}); retry later.", &*r.limit),
+                        "type": "requests",
+                        "param": null,
+                        "code": "rate_limit_exceeded",
+                    }})
+                    .to_string(),
+                ),
+                "application/json",
+            ),
             _ => (
                 Bytes::from_static(e.body().as_bytes()),
                 "text/plain; charset=utf-8",
@@ -350,6 +366,9 @@ impl Worker {
             "x-switchyard-error",
             HeaderValue::from_static(e.kind().name()),
         );
+        if let ProxyError::RateLimited(r) = &e {
+            r.set_headers(h);
+        }
         if close {
             // The framing of whatever follows on this connection cannot be trusted.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -425,6 +444,10 @@ impl Worker {
             .ok_or(ProxyError::NoRoute)?;
         exchange.route = Some(route);
         self.stats.routes[route].requests.bump(1);
+
+        // Phase: security: who the client is, access control, rate limits; before any
+        // backend is touched.
+        crate::security::admit(&self.shared, route, &mut req, ctx)?;
 
         // Phase: rewrite for the backend.
         let (mut parts, body) = req.into_parts();

@@ -291,6 +291,11 @@ async fn serve(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
+    if !worker.shared.acls.allow_listener(state.index, peer.ip()) {
+        // Closed before a byte is read.
+        worker.stats.error(crate::observe::ErrorKind::AclDenied);
+        return;
+    }
     let detected = match detect::detect(&stream, state.sniff_timeout).await {
         Ok(p) => p,
         Err(Undetected::Timeout) => {

@@ -155,6 +155,8 @@ pub fn stats_json(shared: &Shared) -> Value {
         "listeners": crate::net::listeners::report(&shared.config, &shared.listeners),
         "audit": shared.audit.stats_json(),
         "admin": shared.admin_auth.stats_json(),
+        "limits": shared.limits.report(),
+        "acls": shared.acls.report(),
     })
 }
 

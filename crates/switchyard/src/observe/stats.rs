@@ -54,11 +54,15 @@ pub enum ErrorKind {
     UnknownProtocol,
     /// A WebSocket upgrade found its route at `max_websockets` (503).
     WebSocketLimit,
+    /// A `[limit NAME]` refused the request (429).
+    RateLimited,
+    /// An `[acl NAME]` denied the request (403) or the L4 connection (closed).
+    AclDenied,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -72,6 +76,8 @@ impl ErrorKind {
         ErrorKind::UnknownModel,
         ErrorKind::UnknownProtocol,
         ErrorKind::WebSocketLimit,
+        ErrorKind::RateLimited,
+        ErrorKind::AclDenied,
     ];
 
     /// The name used in `/stats`.
@@ -90,6 +96,8 @@ impl ErrorKind {
             ErrorKind::UnknownModel => "unknown_model",
             ErrorKind::UnknownProtocol => "unknown_protocol",
             ErrorKind::WebSocketLimit => "websocket_limit",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::AclDenied => "acl_denied",
         }
     }
 

@@ -31,6 +31,8 @@ pub fn new() -> Builder {
             routes: Vec::new(),
             l4: Vec::new(),
             listeners: Vec::new(),
+            limits: Vec::new(),
+            acls: Vec::new(),
         },
         admin_token: None,
     }
@@ -290,6 +292,48 @@ impl Builder {
         };
         f(&mut l);
         self.config.listeners.push(l);
+        self
+    }
+
+    /// Adds `[limit name]`: `key` (`global`, `client_ip`, `api_key`, ...), `rate` (`10/s`) and
+    /// `burst`, then lets `f` change it.
+    pub fn limit(
+        mut self,
+        name: &str,
+        key: &str,
+        rate: &str,
+        burst: u32,
+        f: impl FnOnce(&mut switchyard_config::LimitConfig),
+    ) -> Self {
+        let mut l =
+            switchyard_config::LimitConfig::new(name, key.parse().unwrap(), rate.parse().unwrap());
+        l.burst = burst;
+        f(&mut l);
+        self.config.limits.push(l);
+        self
+    }
+
+    /// Adds `[acl name]` with `rules` (`allow 10.0.0.0/8, deny ::/0`) and `default = deny`,
+    /// then lets `f` set what it guards (`routes`, `l4`) and the rest.
+    pub fn acl(
+        mut self,
+        name: &str,
+        rules: &str,
+        f: impl FnOnce(&mut switchyard_config::AclConfig),
+    ) -> Self {
+        let rules = rules
+            .split(", ")
+            .map(|r| {
+                let (action, net) = r.split_once(' ').unwrap();
+                switchyard_config::AclRule {
+                    action: action.parse().unwrap(),
+                    network: net.parse().unwrap(),
+                }
+            })
+            .collect();
+        let mut a = switchyard_config::AclConfig::new(name, rules, Default::default());
+        f(&mut a);
+        self.config.acls.push(a);
         self
     }
 
