@@ -622,6 +622,7 @@ fn reactor(
                     tick.tick().await;
                     crate::clock::tick_coarse();
                     worker.deadlines.expire(crate::clock::coarse_now());
+                    worker.flush_audit();
                     if n % 10 == 0 {
                         worker.pool.sweep();
                     }
@@ -642,6 +643,7 @@ fn reactor(
             );
         }
         sweeper.abort();
+        worker.flush_audit();
         worker.pool.clear();
     });
 }

@@ -19,11 +19,18 @@ use switchyard_config::AuditSettings;
 
 pub use line::{ControlLine, RequestLine};
 
+/// Request lines a reactor thread gathers before it hands them to the writer in one send: one
+/// wake-up of the writer thread per batch, not per request. A thread sends a partial batch on
+/// its 100 ms tick, so a line waits at most that long.
+pub const BATCH: usize = 64;
+
 /// A line on its way to the writer.
 #[derive(Debug)]
 pub enum Entry {
     /// A request's line.
     Request(Box<RequestLine>),
+    /// A reactor thread's request lines, sent together (see [`Audit::requests`]).
+    Requests(Vec<Box<RequestLine>>),
     /// A control-plane action's line.
     Control(ControlLine),
 }
@@ -93,7 +100,8 @@ impl Audit {
             source,
         })?;
         let counters = Arc::<Counters>::default();
-        let (tx, rx) = sync_channel(settings.queue);
+        // `audit_queue` counts lines; they travel in batches of up to `BATCH`.
+        let (tx, rx) = sync_channel(settings.queue.div_ceil(BATCH).max(1));
         let w = writer::Writer::new(path.clone(), file, settings.clone(), Arc::clone(&counters));
         // The thread ends when the last sender (this handle) is dropped, after writing
         // everything queued.
@@ -143,6 +151,22 @@ impl Audit {
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Queues a batch of request lines (a reactor thread's, see [`BATCH`]); if the queue is
+    /// full they are dropped and counted, never waited for.
+    pub fn requests(&self, lines: Vec<Box<RequestLine>>) {
+        let Some(tx) = &self.tx else { return };
+        let n = lines.len() as u64;
+        match tx.try_send(Entry::Requests(lines)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters.write_errors.fetch_add(n, Ordering::Relaxed);
             }
         }
     }

@@ -98,10 +98,21 @@ impl Writer {
     }
 
     fn write(&mut self, e: &Entry) {
-        let mut text = match e {
+        let text = match e {
             Entry::Request(l) => line::format_request(l),
+            Entry::Requests(lines) => {
+                for l in lines {
+                    self.write_text(line::format_request(l));
+                }
+                return;
+            }
             Entry::Control(l) => line::format_control(l),
         };
+        self.write_text(text);
+    }
+
+    /// Writes one formatted line (rotating first when it is due).
+    fn write_text(&mut self, mut text: String) {
         text.push('\n');
         self.rotate_if_due(text.len() as u64);
         if self.out.is_none() {

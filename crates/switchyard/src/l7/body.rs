@@ -86,7 +86,7 @@ impl Drop for Exchange {
                 .route
                 .and_then(|r| routes.get(r))
                 .map(|r| r.name.clone());
-            self.worker.shared.audit.request(l);
+            self.worker.audit_line(l);
         }
         if let Some(r) = self.route.and_then(|r| self.worker.stats.routes.get(r)) {
             r.latency

@@ -68,6 +68,10 @@ pub struct Worker {
     pub(crate) http2: hyper::server::conn::http2::Builder<LocalExec>,
     /// Connections to `protocol = h2c` backends, one per backend.
     h2: H2Conns,
+    /// Audit lines of this thread's requests, sent to the writer in batches (boxed as the
+    /// exchanges made them: moving a pointer, not the line).
+    #[allow(clippy::vec_box)]
+    audit_pending: RefCell<Vec<Box<crate::audit::RequestLine>>>,
     h2_client: hyper::client::conn::http2::Builder<LocalExec>,
 }
 
@@ -154,6 +158,7 @@ impl Worker {
         Worker {
             http2,
             h2: H2Conns::new(shared.directory.capacity()),
+            audit_pending: RefCell::new(Vec::new()),
             h2_client,
             stats: shared.stats.thread(index),
             pool: Pool::new(
@@ -860,6 +865,24 @@ impl Worker {
             }
         }
         *self.membership.borrow_mut() = Rc::new(next);
+    }
+
+    /// Keeps a request's audit line for the next batch, sending the batch when it is full.
+    pub(crate) fn audit_line(&self, line: Box<crate::audit::RequestLine>) {
+        let mut pending = self.audit_pending.borrow_mut();
+        pending.push(line);
+        if pending.len() >= crate::audit::BATCH {
+            let batch = std::mem::replace(&mut *pending, Vec::with_capacity(crate::audit::BATCH));
+            self.shared.audit.requests(batch);
+        }
+    }
+
+    /// Sends the audit lines gathered so far (on the reactor's tick, and at shutdown).
+    pub(crate) fn flush_audit(&self) {
+        let mut pending = self.audit_pending.borrow_mut();
+        if !pending.is_empty() {
+            self.shared.audit.requests(std::mem::take(&mut *pending));
+        }
     }
 
     /// Returns a connection to the pool, unless its backend's slot has since changed hands.
