@@ -58,9 +58,10 @@ pub use listener::{
     DEFAULT_TLS_RELOAD_INTERVAL, MAX_SNI_CERTIFICATES,
 };
 pub use model::{
-    BackendConfig, BackendProtocol, BackendTls, Config, H2Settings, HashKey, HealthCheck, L4Config,
-    L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_L4_IDLE_TIMEOUT,
-    DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_MAX_DATAGRAM, DEFAULT_UDP_MAX_SESSIONS,
+    AcceptSettings, BackendConfig, BackendProtocol, BackendTls, Config, H2Settings, HashKey,
+    HealthCheck, L4Config, L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
+    DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_MAX_DATAGRAM,
+    DEFAULT_UDP_MAX_SESSIONS,
 };
 pub use parse::parse;
 pub use security::{

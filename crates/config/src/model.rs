@@ -244,6 +244,8 @@ pub struct ServerConfig {
     pub retry_budget: u32,
     /// The `h2_*` keys: HTTP/2 limits towards clients.
     pub h2: H2Settings,
+    /// The accept limiter's keys (`max_connections`, `max_connections_per_ip`, ...).
+    pub accept: AcceptSettings,
     /// `admin_token_file`: the file holding the admin plane's bearer token; `None` leaves the
     /// admin endpoint open, which is only allowed on a loopback `admin_listen`.
     pub admin_token_file: Option<std::path::PathBuf>,
@@ -254,6 +256,38 @@ pub struct ServerConfig {
     pub admin_block_time: Duration,
     /// The `audit_*` keys: the audit log.
     pub audit: crate::security::AuditSettings,
+}
+
+/// The accept limiter (`[server]` keys): checked as a connection is accepted, before any
+/// TLS or HTTP parsing, on `listen`, `[listener]` and TCP `[l4]` ports. `0` turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptSettings {
+    /// `max_connections`: client connections open at once over the whole process.
+    pub max_connections: usize,
+    /// `max_connections_per_ip`: connections one client IP may have open at once.
+    pub max_connections_per_ip: u32,
+    /// `max_connection_rate_per_ip`: new connections one client IP may open per second (a
+    /// burst of as many).
+    pub max_connection_rate_per_ip: u32,
+    /// `ban_after`: refusals of one IP in a row after which it is banned (`0`: never).
+    pub ban_after: u32,
+    /// `ban_time`: how long a ban lasts.
+    pub ban_time: Duration,
+    /// `max_tracked_ips`: client IPs the limiter remembers at most.
+    pub max_tracked_ips: usize,
+}
+
+impl Default for AcceptSettings {
+    fn default() -> Self {
+        AcceptSettings {
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            max_connection_rate_per_ip: 0,
+            ban_after: 0,
+            ban_time: Duration::from_secs(60),
+            max_tracked_ips: 100_000,
+        }
+    }
 }
 
 /// HTTP/2 limits and flow control for client connections (`[server]` `h2_*` keys).
@@ -316,6 +350,7 @@ impl Default for ServerConfig {
             retries: 1,
             retry_budget: 20,
             h2: H2Settings::default(),
+            accept: AcceptSettings::default(),
             admin_token_file: None,
             admin_max_failures: crate::security::DEFAULT_ADMIN_MAX_FAILURES,
             admin_block_time: crate::security::DEFAULT_ADMIN_BLOCK_TIME,

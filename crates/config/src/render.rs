@@ -48,6 +48,18 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
             format_size(s.h2.connection_window as usize),
         ),
         ("h2_max_reset_streams", s.h2.max_reset_streams.to_string()),
+        ("max_connections", s.accept.max_connections.to_string()),
+        (
+            "max_connections_per_ip",
+            s.accept.max_connections_per_ip.to_string(),
+        ),
+        (
+            "max_connection_rate_per_ip",
+            s.accept.max_connection_rate_per_ip.to_string(),
+        ),
+        ("ban_after", s.accept.ban_after.to_string()),
+        ("ban_time", format_duration(s.accept.ban_time)),
+        ("max_tracked_ips", s.accept.max_tracked_ips.to_string()),
         (
             "upstream_connect_timeout",
             format_duration(s.upstream_connect_timeout),

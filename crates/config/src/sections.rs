@@ -8,8 +8,8 @@ use crate::address::normalize_host_pattern;
 use crate::error::ErrorKind;
 use crate::ini::is_valid_name;
 use crate::model::{
-    BackendConfig, BackendProtocol, BackendTls, H2Settings, HashKey, HealthCheck, L4Config,
-    L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER,
+    AcceptSettings, BackendConfig, BackendProtocol, BackendTls, H2Settings, HashKey, HealthCheck,
+    L4Config, L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig, DEFAULT_BALANCER,
     DEFAULT_PATH_PREFIX, DEFAULT_WEIGHT,
 };
 use crate::reader::SectionReader;
@@ -32,6 +32,12 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "h2_stream_window",
     "h2_connection_window",
     "h2_max_reset_streams",
+    "max_connections",
+    "max_connections_per_ip",
+    "max_connection_rate_per_ip",
+    "ban_after",
+    "ban_time",
+    "max_tracked_ips",
     "upstream_connect_timeout",
     "upstream_response_timeout",
     "upstream_keepalive_timeout",
@@ -112,6 +118,8 @@ pub(crate) const MAX_THREADS: u64 = 1024;
 pub(crate) const HEADER_BYTES_RANGE: (usize, usize) = (8 * 1024, 1024 * 1024);
 /// The most `max_headers` accepts.
 pub(crate) const MAX_HEADERS: u64 = 1000;
+/// The most `max_connections` and `max_connections_per_ip` accept.
+pub(crate) const MAX_ACCEPT_LIMIT: u64 = 10_000_000;
 /// The most `h2_max_concurrent_streams` and `h2_max_reset_streams` accept.
 pub(crate) const MAX_H2_STREAMS: u64 = 10_000;
 /// The most `upstream_keepalive` accepts.
@@ -255,6 +263,30 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
                 "h2_max_reset_streams",
                 d.h2.max_reset_streams,
                 number(1, MAX_H2_STREAMS),
+            ),
+        },
+        accept: AcceptSettings {
+            max_connections: r.value(
+                "max_connections",
+                d.accept.max_connections,
+                number(0, MAX_ACCEPT_LIMIT),
+            ),
+            max_connections_per_ip: r.value(
+                "max_connections_per_ip",
+                d.accept.max_connections_per_ip,
+                number(0, MAX_ACCEPT_LIMIT),
+            ),
+            max_connection_rate_per_ip: r.value(
+                "max_connection_rate_per_ip",
+                d.accept.max_connection_rate_per_ip,
+                number(0, 1000),
+            ),
+            ban_after: r.value("ban_after", d.accept.ban_after, number(0, 1_000_000)),
+            ban_time: r.value("ban_time", d.accept.ban_time, duration(false)),
+            max_tracked_ips: r.value(
+                "max_tracked_ips",
+                d.accept.max_tracked_ips,
+                number(16, 10_000_000),
             ),
         },
         upstream_connect_timeout: r.value(

@@ -129,6 +129,7 @@ fn expected() -> Config {
             retries: 1,
             retry_budget: 20,
             h2: Default::default(),
+            accept: Default::default(),
             admin_token_file: Some("/etc/switchyard/admin.token".into()),
             admin_max_failures: 5,
             admin_block_time: Duration::from_secs(60),

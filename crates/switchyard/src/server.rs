@@ -77,6 +77,8 @@ pub struct Shared {
     pub limits: crate::security::Limits,
     /// The `[acl NAME]` access control lists.
     pub acls: crate::security::Acls,
+    /// The accept limiter, when any of its limits is set.
+    pub accept_limit: Option<Arc<crate::net::accept_limit::AcceptLimiter>>,
 }
 
 /// One reactor thread's socket for an `[l4 NAME]` listener.
@@ -430,6 +432,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let shared = Arc::new(Shared {
         limits: crate::security::Limits::new(&config),
         acls: crate::security::Acls::new(&config),
+        accept_limit: crate::net::accept_limit::from_config(&config.server.accept),
         router: Router::new(&config.routes),
         stats: Stats::with_l4(
             threads,
@@ -754,11 +757,15 @@ async fn accept_loop(
             _ = shutdown.changed() => return,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    let Ok(permit) = crate::net::accept_limit::check(&worker.shared, peer) else {
+                        continue; // closed at once
+                    };
                     let _ = stream.set_nodelay(true);
                     worker.stats.conns_accepted.bump(1);
                     active.set(active.get() + 1);
                     let (worker, active, rx) = (Rc::clone(&worker), Rc::clone(&active), shutdown.clone());
                     tokio::task::spawn_local(async move {
+                        let _permit = permit;
                         conn::serve(worker, stream, peer, rx).await;
                         active.set(active.get() - 1);
                     });

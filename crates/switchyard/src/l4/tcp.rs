@@ -219,11 +219,15 @@ pub async fn accept_loop(
             _ = shutdown.changed() => return,
             r = socket.accept() => match r {
                 Ok((stream, peer)) => {
+                    let Ok(permit) = crate::net::accept_limit::check(&listener.shared, peer) else {
+                        continue; // closed at once
+                    };
                     let _ = stream.set_nodelay(true);
                     listener.counters().connections.bump(1);
                     active.set(active.get() + 1);
                     let (listener, active) = (Rc::clone(&listener), Rc::clone(&active));
                     tokio::task::spawn_local(async move {
+                        let _permit = permit;
                         listener.serve(stream, peer).await;
                         listener.counters().closed.bump(1);
                         active.set(active.get() - 1);

@@ -255,12 +255,16 @@ pub async fn accept_loop(
             _ = shutdown.changed() => return,
             r = socket.accept() => match r {
                 Ok((stream, peer)) => {
+                    let Ok(permit) = super::accept_limit::check(&worker.shared, peer) else {
+                        continue; // closed at once
+                    };
                     let _ = stream.set_nodelay(true);
                     worker.stats.conns_accepted.bump(1);
                     active.set(active.get() + 1);
                     let (worker, tunnels, active, rx) =
                         (Rc::clone(&worker), tunnels.clone(), Rc::clone(&active), shutdown.clone());
                     tokio::task::spawn_local(async move {
+                        let _permit = permit;
                         let shared = Arc::clone(&worker.shared);
                         let state = &shared.listeners[listener];
                         let stats = &state.stats[thread];

@@ -157,6 +157,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "admin": shared.admin_auth.stats_json(),
         "limits": shared.limits.report(),
         "acls": shared.acls.report(),
+        "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
     })
 }
 
