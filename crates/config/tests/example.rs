@@ -341,8 +341,13 @@ fn the_docs_complete_example_is_valid() {
     let (heading, example) = &doc_blocks()[0];
     assert_eq!(heading, "## Complete example");
     let config = parse(example, "config.md").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.backends.len(), 6);
-    assert_eq!(config.routes.len(), 3);
+    assert_eq!(config.backends.len(), 7);
+    assert_eq!(config.routes.len(), 4);
+    let triton = config.backend("triton").unwrap();
+    assert!(triton.protocol == switchyard_config::BackendProtocol::H2c && triton.tls.is_some());
+    assert_eq!(config.server.accept.max_connections, 9000);
+    assert!(config.server.audit.log.is_some());
+    assert_eq!((config.limits.len(), config.acls.len()), (1, 1));
     assert_eq!(config.l4.len(), 2);
     assert_eq!(config.l4[1].protocol, switchyard_config::L4Protocol::Udp);
     let public = config.listener("public").unwrap();
