@@ -1,4 +1,4 @@
-# bench/common.sh - shared by bench/h2c.sh and bench/tcp.sh (sourced, not run). Defines
+# bench/common.sh - shared by the bench/*.sh scripts other than run.sh (sourced, not run). Defines
 # die/log, installs missing tools, finds or builds switchyard, and starts pinned processes in
 # their own process groups, all killed on exit, in a temp dir $T removed on exit.
 #
@@ -43,3 +43,26 @@ add_sample() {
 }
 avg() { awk -v t="${total[$1]}" -v n="${count[$1]}" 'BEGIN { printf "%.0f", t / n }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# nginx_backend LISTEN...: writes $T/nginx.conf for one nginx worker answering every request
+# with 200 and a 128-byte body on each `listen` argument (e.g. "127.0.0.1:8000",
+# "127.0.0.1:8001 http2").
+nginx_backend() {
+  local body listens=""
+  body=$(printf 'x%.0s' $(seq 1 128))
+  for l in "$@"; do listens+="    listen $l;"$'\n'; done
+  cat >"$T/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $T/nginx.pid;
+error_log $T/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+$listens    location / { return 200 "$body"; }
+  }
+}
+NGINX
+}

@@ -26,23 +26,7 @@ NAME=h2c.sh TOOLS="nginx:nginx haproxy:haproxy h2load:nghttp2-client"
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
-body=$(printf 'x%.0s' $(seq 1 128))
-cat >"$T/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $T/nginx.pid;
-error_log $T/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$BACKEND;
-    listen 127.0.0.1:$DIRECT http2;
-    location / { return 200 "$body"; }
-  }
-}
-NGINX
+nginx_backend "127.0.0.1:$BACKEND" "127.0.0.1:$DIRECT http2"
 cat >"$T/haproxy.cfg" <<HAPROXY
 global
   nbthread 1

@@ -745,37 +745,20 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     worker: Rc<Worker>,
     active: Rc<std::cell::Cell<usize>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     use crate::observe::stats::Bump;
-    if *shutdown.borrow() {
-        return;
-    }
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = crate::net::accept_limit::check(&worker.shared, peer) else {
-                        continue; // closed at once
-                    };
-                    let _ = stream.set_nodelay(true);
-                    worker.stats.conns_accepted.bump(1);
-                    active.set(active.get() + 1);
-                    let (worker, active, rx) = (Rc::clone(&worker), Rc::clone(&active), shutdown.clone());
-                    tokio::task::spawn_local(async move {
-                        let _permit = permit;
-                        conn::serve(worker, stream, peer, rx).await;
-                        active.set(active.get() - 1);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors or memory: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
+    let shared = Arc::clone(&worker.shared);
+    let spawn = |stream, peer, permit| {
+        worker.stats.conns_accepted.bump(1);
+        active.set(active.get() + 1);
+        let (worker, active, rx) = (Rc::clone(&worker), Rc::clone(&active), shutdown.clone());
+        tokio::task::spawn_local(async move {
+            let _permit = permit;
+            conn::serve(worker, stream, peer, rx).await;
+            active.set(active.get() - 1);
+        });
+    };
+    let mut rx = shutdown.clone();
+    crate::net::accept::accept_until_shutdown(&listener, &shared, &mut rx, "listen", spawn).await;
 }

@@ -208,37 +208,20 @@ pub async fn accept_loop(
     socket: TcpListener,
     listener: Rc<Listener>,
     active: Rc<Cell<usize>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    if *shutdown.borrow() {
-        return;
-    }
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
-            r = socket.accept() => match r {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = crate::net::accept_limit::check(&listener.shared, peer) else {
-                        continue; // closed at once
-                    };
-                    let _ = stream.set_nodelay(true);
-                    listener.counters().connections.bump(1);
-                    active.set(active.get() + 1);
-                    let (listener, active) = (Rc::clone(&listener), Rc::clone(&active));
-                    tokio::task::spawn_local(async move {
-                        let _permit = permit;
-                        listener.serve(stream, peer).await;
-                        listener.counters().closed.bump(1);
-                        active.set(active.get() - 1);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors or memory: back off instead of spinning.
-                    tracing::warn!(error = %e, "l4: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
+    let shared = Arc::clone(&listener.shared);
+    let spawn = |stream, peer, permit| {
+        listener.counters().connections.bump(1);
+        active.set(active.get() + 1);
+        let (listener, active) = (Rc::clone(&listener), Rc::clone(&active));
+        tokio::task::spawn_local(async move {
+            let _permit = permit;
+            listener.serve(stream, peer).await;
+            listener.counters().closed.bump(1);
+            active.set(active.get() - 1);
+        });
+    };
+    let mut rx = shutdown.clone();
+    crate::net::accept::accept_until_shutdown(&socket, &shared, &mut rx, "l4", spawn).await;
 }

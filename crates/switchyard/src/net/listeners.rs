@@ -244,45 +244,32 @@ pub async fn accept_loop(
     thread: usize,
     tunnels: Option<Rc<Tunnels>>,
     active: Rc<Cell<usize>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    if *shutdown.borrow() {
-        return;
-    }
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
-            r = socket.accept() => match r {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = super::accept_limit::check(&worker.shared, peer) else {
-                        continue; // closed at once
-                    };
-                    let _ = stream.set_nodelay(true);
-                    worker.stats.conns_accepted.bump(1);
-                    active.set(active.get() + 1);
-                    let (worker, tunnels, active, rx) =
-                        (Rc::clone(&worker), tunnels.clone(), Rc::clone(&active), shutdown.clone());
-                    tokio::task::spawn_local(async move {
-                        let _permit = permit;
-                        let shared = Arc::clone(&worker.shared);
-                        let state = &shared.listeners[listener];
-                        let stats = &state.stats[thread];
-                        stats.connections.bump(1);
-                        serve(&worker, state, stats, tunnels.as_deref(), stream, peer, rx).await;
-                        stats.closed.bump(1);
-                        worker.stats.conns_closed.bump(1);
-                        active.set(active.get() - 1);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors or memory: back off instead of spinning.
-                    tracing::warn!(error = %e, "listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
+    let shared = Arc::clone(&worker.shared);
+    let spawn = |stream, peer, permit| {
+        worker.stats.conns_accepted.bump(1);
+        active.set(active.get() + 1);
+        let (worker, tunnels, active, rx) = (
+            Rc::clone(&worker),
+            tunnels.clone(),
+            Rc::clone(&active),
+            shutdown.clone(),
+        );
+        tokio::task::spawn_local(async move {
+            let _permit = permit;
+            let shared = Arc::clone(&worker.shared);
+            let state = &shared.listeners[listener];
+            let stats = &state.stats[thread];
+            stats.connections.bump(1);
+            serve(&worker, state, stats, tunnels.as_deref(), stream, peer, rx).await;
+            stats.closed.bump(1);
+            worker.stats.conns_closed.bump(1);
+            active.set(active.get() - 1);
+        });
+    };
+    let mut rx = shutdown.clone();
+    super::accept::accept_until_shutdown(&socket, &shared, &mut rx, "listener", spawn).await;
 }
 
 /// Serves one connection of a listener to its end.

@@ -1,5 +1,6 @@
 //! Listeners and client connections.
 
+pub mod accept;
 pub mod accept_limit;
 pub mod acme;
 pub mod certs;
