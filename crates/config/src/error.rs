@@ -78,6 +78,14 @@ pub enum ErrorKind {
         /// Why it is needed.
         reason: String,
     },
+    /// A key that works only together with a `[server]` key, which is absent or empty
+    /// (reported on the first key's line).
+    NeedsServerKey {
+        /// The `[server]` key needed.
+        needed: String,
+        /// Why it is needed.
+        reason: String,
+    },
     /// A key that the section's `protocol` has no use for (reported on the key's line).
     NotForProtocol {
         /// The section's protocol, as written in the config (`tcp`, `udp`).
@@ -204,6 +212,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::MissingKey { key } => write!(f, "missing required key `{key}`"),
             ErrorKind::NeedsKey { needed, reason } => {
                 write!(f, "needs `{needed}` in the same section: {reason}")
+            }
+            ErrorKind::NeedsServerKey { needed, reason } => {
+                write!(f, "needs `{needed}` in [server]: {reason}")
             }
             ErrorKind::NotForProtocol { protocol, reason } => {
                 write!(f, "not valid with `protocol = {protocol}`: {reason}")

@@ -36,6 +36,7 @@ mod limit;
 mod listener;
 mod model;
 mod parse;
+mod proxy_protocol;
 mod reader;
 mod render;
 mod sections;
@@ -64,6 +65,7 @@ pub use model::{
     DEFAULT_UDP_MAX_SESSIONS,
 };
 pub use parse::parse;
+pub use proxy_protocol::{ProxyProtocol, DEFAULT_PROXY_PROTOCOL_TIMEOUT};
 pub use security::{
     AuditSettings, AUDIT_MAX_AGE, AUDIT_MAX_BYTES_RANGE, AUDIT_MAX_KEEP, AUDIT_QUEUE_RANGE,
     DEFAULT_ADMIN_BLOCK_TIME, DEFAULT_ADMIN_MAX_FAILURES,

@@ -30,6 +30,8 @@ pub(crate) const LISTENER_KEYS: &[&str] = &[
     "tls_handshake_timeout",
     "tls_reload_interval",
     "acme_challenge_dir",
+    "proxy_protocol",
+    "proxy_protocol_timeout",
 ];
 
 /// The default `tls_handshake_timeout`.
@@ -194,12 +196,23 @@ pub struct ListenerConfig {
     /// `acme_challenge_dir`: where ACME HTTP-01 tokens are served from, for plain-HTTP
     /// requests to `/.well-known/acme-challenge/TOKEN`.
     pub acme_challenge_dir: Option<PathBuf>,
+    /// `proxy_protocol`: the PROXY protocol header required from trusted peers.
+    pub proxy_protocol: crate::ProxyProtocol,
+    /// `proxy_protocol_timeout`: how long the header may take; `None` means `[server]
+    /// proxy_protocol_timeout`.
+    pub proxy_protocol_timeout: Option<Duration>,
 }
 
 impl ListenerConfig {
     /// The sniff timeout in effect: this listener's own, else `client_header_timeout`.
     pub fn effective_sniff_timeout(&self, server: &crate::ServerConfig) -> Duration {
         self.sniff_timeout.unwrap_or(server.client_header_timeout)
+    }
+
+    /// The PROXY protocol timeout in effect: this listener's own, else `[server]`'s.
+    pub fn effective_proxy_protocol_timeout(&self, server: &crate::ServerConfig) -> Duration {
+        self.proxy_protocol_timeout
+            .unwrap_or(server.proxy_protocol_timeout)
     }
 
     /// Every certificate and key file this listener reads, default first.
@@ -294,6 +307,8 @@ pub(crate) struct ListenerRead {
     pub listen_line: usize,
     /// The line of `fallback` (the header's if absent).
     pub fallback_line: usize,
+    /// The line of `proxy_protocol` (the header's if absent).
+    pub proxy_protocol_line: usize,
 }
 
 /// Reports `key` (if given) as needing `needed` for `reason`.
@@ -325,6 +340,7 @@ pub(crate) fn read_listener(r: &mut SectionReader<'_>, name: &str) -> ListenerRe
         reload_interval,
     );
     let acme_challenge_dir = r.value("acme_challenge_dir", None, |s| path(s).map(Some));
+    let (proxy_protocol, proxy_protocol_timeout) = crate::proxy_protocol::read_port_keys(r, true);
 
     if !r.failed("protocols") {
         check_combinations(r, &protocols);
@@ -341,11 +357,14 @@ pub(crate) fn read_listener(r: &mut SectionReader<'_>, name: &str) -> ListenerRe
         tls_handshake_timeout,
         tls_reload_interval,
         acme_challenge_dir,
+        proxy_protocol,
+        proxy_protocol_timeout,
     });
     ListenerRead {
         config,
         listen_line: r.line_of("listen"),
         fallback_line: r.line_of("fallback"),
+        proxy_protocol_line: r.line_of("proxy_protocol"),
     }
 }
 
@@ -402,7 +421,7 @@ pub(crate) fn listener_values(l: &ListenerConfig) -> Vec<(&'static str, String)>
             .unwrap_or_default()
     };
     let tls = l.protocols.tls;
-    vec![
+    let mut values = vec![
         ("listen", format_list(&listen)),
         ("protocols", l.protocols.to_string()),
         (
@@ -444,7 +463,12 @@ pub(crate) fn listener_values(l: &ListenerConfig) -> Vec<(&'static str, String)>
             },
         ),
         ("acme_challenge_dir", p(&l.acme_challenge_dir)),
-    ]
+    ];
+    values.extend(crate::proxy_protocol::port_values(
+        l.proxy_protocol,
+        l.proxy_protocol_timeout,
+    ));
+    values
 }
 
 #[cfg(test)]

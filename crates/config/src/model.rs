@@ -144,6 +144,11 @@ pub struct L4Config {
     /// `max_datagram` (UDP only): the largest datagram payload relayed, in bytes; longer ones
     /// are dropped. [`DEFAULT_UDP_MAX_DATAGRAM`] for TCP, where it is unused.
     pub max_datagram: usize,
+    /// `proxy_protocol` (TCP only): the PROXY protocol header required from trusted peers.
+    pub proxy_protocol: crate::ProxyProtocol,
+    /// `proxy_protocol_timeout` (TCP only): how long the header may take; `None` means the
+    /// server's `proxy_protocol_timeout`.
+    pub proxy_protocol_timeout: Option<Duration>,
 }
 
 impl L4Config {
@@ -167,7 +172,15 @@ impl L4Config {
             connect_timeout: None,
             max_sessions: DEFAULT_UDP_MAX_SESSIONS,
             max_datagram: DEFAULT_UDP_MAX_DATAGRAM,
+            proxy_protocol: crate::ProxyProtocol::Off,
+            proxy_protocol_timeout: None,
         }
+    }
+
+    /// The PROXY protocol timeout in effect: this listener's own, else `server`'s.
+    pub fn effective_proxy_protocol_timeout(&self, server: &ServerConfig) -> Duration {
+        self.proxy_protocol_timeout
+            .unwrap_or(server.proxy_protocol_timeout)
     }
 
     /// The connect timeout in effect: this listener's own, else `server`'s
@@ -200,6 +213,12 @@ pub struct ServerConfig {
     /// `trusted_proxies`: peers whose `X-Forwarded-For` names the client (for ACLs, rate
     /// limits and the `X-Forwarded-For` sent upstream); empty: none, the peer is the client.
     pub trusted_proxies: Vec<crate::Cidr>,
+    /// `proxy_protocol`: the PROXY protocol header required on `listen` from peers in
+    /// `trusted_proxies` (`off`: none is read).
+    pub proxy_protocol: crate::ProxyProtocol,
+    /// `proxy_protocol_timeout`: how long a PROXY protocol header may take to arrive; the
+    /// default of `[listener NAME]` and `[l4 NAME]` ports too.
+    pub proxy_protocol_timeout: Duration,
     /// `upstream_connect_timeout`: how long connecting to a backend may take.
     pub upstream_connect_timeout: Duration,
     /// `upstream_response_timeout`: from request sent to response headers received (504
@@ -330,6 +349,8 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             trusted_proxies: Vec::new(),
+            proxy_protocol: crate::ProxyProtocol::Off,
+            proxy_protocol_timeout: crate::DEFAULT_PROXY_PROTOCOL_TIMEOUT,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             upstream_keepalive_timeout: Duration::from_secs(60),

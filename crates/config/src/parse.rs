@@ -321,6 +321,10 @@ impl<'a> Parser<'a> {
                     self.section_error(section, read.backends_line, "backends", kind);
                 }
             }
+            if config.proxy_protocol.is_on() && server.trusted_proxies.is_empty() {
+                let kind = crate::proxy_protocol::needs_trusted_proxies();
+                self.section_error(section, read.proxy_protocol_line, "proxy_protocol", kind);
+            }
             let clash = taken
                 .iter()
                 .find(|(a, p, _)| *p == config.protocol && collide(*a, config.listen));
@@ -387,6 +391,10 @@ impl<'a> Parser<'a> {
                     };
                     errors.push((*section, read.fallback_line, "fallback", kind));
                 }
+            }
+            if config.proxy_protocol.is_on() && server.trusted_proxies.is_empty() {
+                let kind = crate::proxy_protocol::needs_trusted_proxies();
+                errors.push((*section, read.proxy_protocol_line, "proxy_protocol", kind));
             }
             // A listener's own addresses are checked for duplicates only, like `[server]`'s
             // (sockets bind IPv6 only, so `0.0.0.0:P` and `[::]:P` may go together).

@@ -38,6 +38,11 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
             "trusted_proxies",
             crate::acl::format_cidrs(&s.trusted_proxies),
         ),
+        ("proxy_protocol", s.proxy_protocol.to_string()),
+        (
+            "proxy_protocol_timeout",
+            format_duration(s.proxy_protocol_timeout),
+        ),
         (
             "h2_max_concurrent_streams",
             s.h2.max_concurrent_streams.to_string(),
@@ -217,7 +222,7 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
 pub(crate) fn l4_values(l: &L4Config) -> Vec<(&'static str, String)> {
     let udp = l.protocol == L4Protocol::Udp;
     let udp_only = |v: String| if udp { v } else { String::new() };
-    vec![
+    let mut values = vec![
         ("listen", l.listen.to_string()),
         ("protocol", l.protocol.to_string()),
         ("backends", format_list(&l.backends)),
@@ -229,7 +234,12 @@ pub(crate) fn l4_values(l: &L4Config) -> Vec<(&'static str, String)> {
         ),
         ("max_sessions", udp_only(l.max_sessions.to_string())),
         ("max_datagram", udp_only(format_size(l.max_datagram))),
-    ]
+    ];
+    values.extend(crate::proxy_protocol::port_values(
+        l.proxy_protocol,
+        l.proxy_protocol_timeout,
+    ));
+    values
 }
 
 fn section(out: &mut String, header: &str, values: Vec<(&'static str, String)>) {

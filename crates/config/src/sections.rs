@@ -28,6 +28,8 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "max_header_bytes",
     "max_headers",
     "trusted_proxies",
+    "proxy_protocol",
+    "proxy_protocol_timeout",
     "h2_max_concurrent_streams",
     "h2_stream_window",
     "h2_connection_window",
@@ -103,6 +105,8 @@ pub(crate) const L4_KEYS: &[&str] = &[
     "connect_timeout",
     "max_sessions",
     "max_datagram",
+    "proxy_protocol",
+    "proxy_protocol_timeout",
 ];
 /// The range of `[l4 NAME]` `max_sessions`.
 pub(crate) const MAX_SESSIONS_RANGE: (u64, u64) = (1, 1_000_000);
@@ -251,6 +255,12 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         max_header_bytes: r.value("max_header_bytes", d.max_header_bytes, header_bytes),
         max_headers: r.value("max_headers", d.max_headers, number(1, MAX_HEADERS)),
         trusted_proxies: r.value("trusted_proxies", Vec::new(), crate::acl::cidr_list),
+        proxy_protocol: r.value("proxy_protocol", d.proxy_protocol, |s| s.parse()),
+        proxy_protocol_timeout: r.value(
+            "proxy_protocol_timeout",
+            d.proxy_protocol_timeout,
+            crate::proxy_protocol::timeout,
+        ),
         h2: H2Settings {
             max_concurrent_streams: r.value(
                 "h2_max_concurrent_streams",
@@ -346,6 +356,13 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         }),
     };
     check_admin_listen(r, &server);
+    if server.proxy_protocol.is_on()
+        && server.trusted_proxies.is_empty()
+        && !r.failed("trusted_proxies")
+    {
+        let kind = crate::proxy_protocol::needs_trusted_proxies();
+        r.error(r.line_of("proxy_protocol"), Some("proxy_protocol"), kind);
+    }
     server
 }
 
@@ -575,6 +592,8 @@ pub(crate) struct L4Read {
     pub listen_line: usize,
     /// The line of `backends` (the header's if absent).
     pub backends_line: usize,
+    /// The line of `proxy_protocol` (the header's if absent).
+    pub proxy_protocol_line: usize,
 }
 
 /// Reads `[l4 NAME]` (the backends' existence and address collisions are checked later,
@@ -596,6 +615,8 @@ pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
     let (lo, hi) = MAX_SESSIONS_RANGE;
     let max_sessions = r.value("max_sessions", defaults.max_sessions, number(lo, hi));
     let max_datagram = r.value("max_datagram", defaults.max_datagram, datagram_size);
+    let (proxy_protocol, proxy_protocol_timeout) =
+        crate::proxy_protocol::read_port_keys(r, protocol == L4Protocol::Tcp);
     let not_for: &[(&str, &str)] = match protocol {
         L4Protocol::Tcp => &[
             (
@@ -604,10 +625,20 @@ pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
             ),
             ("max_datagram", "TCP carries byte streams, not datagrams"),
         ],
-        L4Protocol::Udp => &[(
-            "connect_timeout",
-            "UDP has no connection handshake to time out",
-        )],
+        L4Protocol::Udp => &[
+            (
+                "connect_timeout",
+                "UDP has no connection handshake to time out",
+            ),
+            (
+                "proxy_protocol",
+                "the PROXY protocol header is read at the start of a TCP connection",
+            ),
+            (
+                "proxy_protocol_timeout",
+                "the PROXY protocol header is read at the start of a TCP connection",
+            ),
+        ],
     };
     for (key, reason) in not_for {
         if let Some(entry) = r.get(key) {
@@ -629,6 +660,8 @@ pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
             connect_timeout,
             max_sessions,
             max_datagram,
+            proxy_protocol,
+            proxy_protocol_timeout,
         }),
         _ => None,
     };
@@ -636,6 +669,7 @@ pub(crate) fn read_l4(r: &mut SectionReader<'_>, name: &str) -> L4Read {
         config,
         listen_line: r.line_of("listen"),
         backends_line: r.line_of("backends"),
+        proxy_protocol_line: r.line_of("proxy_protocol"),
     }
 }
 

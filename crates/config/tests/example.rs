@@ -109,6 +109,8 @@ fn expected() -> Config {
             max_header_bytes: 32 * 1024,
             max_headers: 200,
             trusted_proxies: Vec::new(),
+            proxy_protocol: Default::default(),
+            proxy_protocol_timeout: Duration::from_secs(5),
             upstream_connect_timeout: Duration::from_millis(1500),
             upstream_response_timeout: Duration::from_secs(600),
             upstream_keepalive_timeout: Duration::from_secs(90),
@@ -363,6 +365,10 @@ fn every_key_example_in_the_docs_is_valid() {
         for line in block.lines() {
             let key = line.split('=').next().unwrap_or("").trim();
             let text = match heading.as_str() {
+                // The PROXY protocol header is read only from trusted peers.
+                "## `[server]`" if key == "proxy_protocol" => format!(
+                    "[server]\ntrusted_proxies = 10.0.0.0/8\n{line}\n[route r]\nbackends = b\n"
+                ),
                 "## `[server]`" => format!("[server]\n{line}\n[route r]\nbackends = b\n"),
                 "## `[backend NAME]`" if key == "address" => {
                     format!("[backend b]\n{line}\n[route r]\nbackends = b\n")
@@ -409,11 +415,21 @@ fn every_key_example_in_the_docs_is_valid() {
                      [route r]\nbackends = b\n"
                 ),
                 "## `[l4 NAME]`" => format!(
-                    "[l4 t]\nlisten = 127.0.0.1:7000\nbackends = b\n{line}\n\
-                     [route r]\nbackends = b\n"
+                    "[server]\ntrusted_proxies = 10.0.0.0/8\n\
+                     [l4 t]\nlisten = 127.0.0.1:7000\nbackends = b\n{}{line}\n\
+                     [route r]\nbackends = b\n",
+                    if key == "proxy_protocol_timeout" {
+                        "proxy_protocol = v2\n"
+                    } else {
+                        ""
+                    }
                 ),
                 "## `[listener NAME]`" => {
-                    let mut text = String::from("[listener p]\n");
+                    let mut text =
+                        String::from("[server]\ntrusted_proxies = 10.0.0.0/8\n[listener p]\n");
+                    if key == "proxy_protocol_timeout" {
+                        text.push_str("proxy_protocol = v2\n");
+                    }
                     if key != "listen" {
                         text.push_str("listen = 127.0.0.1:8443\n");
                     }

@@ -9,8 +9,8 @@ use proptest::sample::{select, subsequence};
 use switchyard_config::{
     parse, AclAction, AclConfig, AclRule, Address, BackendConfig, BackendProtocol, Cidr, Config,
     HashKey, HealthCheck, L4Config, L4Protocol, LimitConfig, LimitKey, ListenerConfig,
-    MetricsEndpoint, Protocols, Rate, RouteConfig, ServerConfig, SniCertificate, MAX_LIMIT_BURST,
-    MAX_LIMIT_KEYS,
+    MetricsEndpoint, Protocols, ProxyProtocol, Rate, RouteConfig, ServerConfig, SniCertificate,
+    MAX_LIMIT_BURST, MAX_LIMIT_KEYS,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -99,6 +99,13 @@ fn server() -> impl Strategy<Value = ServerConfig> {
                     })
                     .collect()
             },
+            // The header is read only from trusted peers: on only where there are some.
+            proxy_protocol: if a.1 % 2 == 0 {
+                ProxyProtocol::Off
+            } else {
+                proxy_mode(w.3)
+            },
+            proxy_protocol_timeout: Duration::from_millis(1 + u64::from(w.0) % 300_000),
             upstream_connect_timeout: c.0,
             upstream_response_timeout: c.1,
             upstream_keepalive_timeout: c.2,
@@ -144,6 +151,24 @@ fn server() -> impl Strategy<Value = ServerConfig> {
                 queue: s.6,
             },
         })
+}
+
+/// A `proxy_protocol` mode picked by `n`.
+fn proxy_mode(n: u32) -> ProxyProtocol {
+    [
+        ProxyProtocol::Off,
+        ProxyProtocol::V1,
+        ProxyProtocol::V2,
+        ProxyProtocol::Any,
+    ][n as usize % 4]
+}
+
+/// `proxy_protocol` and `proxy_protocol_timeout` of a port (the timeout only with a mode on).
+fn proxy_keys() -> impl Strategy<Value = (ProxyProtocol, Option<Duration>)> {
+    (0..4u32, prop::option::of(1..=300_000u64)).prop_map(|(n, ms)| {
+        let mode = proxy_mode(n);
+        (mode, ms.filter(|_| mode.is_on()).map(Duration::from_millis))
+    })
 }
 
 /// A DNS name that does not look like an IPv4 literal.
@@ -350,11 +375,15 @@ fn l4s(backend_names: Vec<String>) -> impl Strategy<Value = Vec<L4Config>> {
         duration(),
         prop::option::of(duration()),
         prop::option::of((1usize..=1_000_000, 512usize..=65_535)),
+        proxy_keys(),
     );
     prop::collection::btree_map(name(), l4, 0..3).prop_map(|m| {
         m.into_iter()
             .map(
-                |(name, ((ip, port), backends, balancer, idle_timeout, connect_timeout, udp))| {
+                |(
+                    name,
+                    ((ip, port), backends, balancer, idle_timeout, connect_timeout, udp, proxy),
+                )| {
                     // `udp` carries the UDP-only keys; TCP keeps their defaults.
                     let protocol = match udp {
                         Some(_) => L4Protocol::Udp,
@@ -368,6 +397,7 @@ fn l4s(backend_names: Vec<String>) -> impl Strategy<Value = Vec<L4Config>> {
                         l.max_datagram = max_datagram;
                     } else {
                         l.connect_timeout = connect_timeout;
+                        (l.proxy_protocol, l.proxy_protocol_timeout) = proxy;
                     }
                     l
                 },
@@ -404,11 +434,12 @@ fn listeners() -> impl Strategy<Value = Vec<(ListenerConfig, Option<usize>)>> {
         (path(), path(), prop::collection::vec(sni, 0..3)),
         (seconds(1, 300), prop_oneof![Just(0u64), 1..=3600u64]),
         prop::option::of(path()),
+        proxy_keys(),
     );
     prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
         m.into_iter()
             .map(
-                |(name, (ips, protocols, fallback, sniff, tls, timing, acme))| {
+                |(name, (ips, protocols, fallback, sniff, tls, timing, acme, proxy))| {
                     let (cert, key, mut sni) = tls;
                     let mut seen = BTreeSet::new();
                     sni.retain(|s| seen.insert(s.host.clone()));
@@ -433,6 +464,8 @@ fn listeners() -> impl Strategy<Value = Vec<(ListenerConfig, Option<usize>)>> {
                             switchyard_config::DEFAULT_TLS_RELOAD_INTERVAL
                         },
                         acme_challenge_dir: acme.filter(|_| protocols.http1),
+                        proxy_protocol: proxy.0,
+                        proxy_protocol_timeout: proxy.1,
                     };
                     (config, fallback)
                 },
@@ -559,9 +592,25 @@ fn config() -> impl Strategy<Value = Config> {
                         free
                     })
                     .collect::<Vec<L4Config>>();
+                // Ports read the PROXY header only where the server trusts some peers.
+                let trusting = !server.trusted_proxies.is_empty();
+                let l4: Vec<L4Config> = l4
+                    .into_iter()
+                    .map(|mut l| {
+                        if !trusting {
+                            l.proxy_protocol = ProxyProtocol::Off;
+                            l.proxy_protocol_timeout = None;
+                        }
+                        l
+                    })
+                    .collect();
                 let listeners = listeners
                     .into_iter()
                     .map(|(mut l, fallback)| {
+                        if !trusting {
+                            l.proxy_protocol = ProxyProtocol::Off;
+                            l.proxy_protocol_timeout = None;
+                        }
                         // A fallback names a TCP group.
                         let tcp: Vec<&L4Config> = l4
                             .iter()
@@ -643,6 +692,9 @@ fn ini_line() -> impl Strategy<Value = String> {
         "acme_challenge_dir",
         "max_sessions",
         "max_datagram",
+        "proxy_protocol",
+        "proxy_protocol_timeout",
+        "trusted_proxies",
         "bogus",
         "",
     ]);
@@ -657,6 +709,8 @@ fn ini_line() -> impl Strategy<Value = String> {
         Just("least_conn".to_string()),
         Just("tcp".to_string()),
         Just("udp".to_string()),
+        Just("v2".to_string()),
+        Just("127.0.0.0/8".to_string()),
         Just("http1, h2c, tls".to_string()),
         Just("tcp:t".to_string()),
         Just("a.example.com /c.pem /k.pem".to_string()),

@@ -85,6 +85,30 @@ impl Listener {
         }
     }
 
+    /// With `proxy_protocol` on, reads the PROXY header of a connection from `peer` (see
+    /// [`gate`](crate::net::proxy_protocol::gate)): the stream and the client's address, or
+    /// `None` if it was closed (counted).
+    async fn proxy_header(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        let config = &self.shared.config.l4[self.index];
+        if !config.proxy_protocol.is_on() {
+            return Some((stream, peer));
+        }
+        let gate = crate::net::proxy_protocol::gate::Gate {
+            mode: config.proxy_protocol,
+            timeout: config.effective_proxy_protocol_timeout(&self.shared.config.server),
+            trusted: &self.shared.config.server.trusted_proxies,
+        };
+        let client = gate
+            .admit(&mut stream, peer, &self.counters().proxy)
+            .await
+            .ok()?;
+        Some((stream, client))
+    }
+
     /// Serves a client connection accepted elsewhere (a `[listener]` whose `fallback` names
     /// this group), counted as one of this group's.
     pub async fn serve_fallback(&self, client: TcpStream, peer: SocketAddr) {
@@ -217,7 +241,9 @@ pub async fn accept_loop(
         let (listener, active) = (Rc::clone(&listener), Rc::clone(&active));
         tokio::task::spawn_local(async move {
             let _permit = permit;
-            listener.serve(stream, peer).await;
+            if let Some((stream, client)) = listener.proxy_header(stream, peer).await {
+                listener.serve(stream, client).await;
+            }
             listener.counters().closed.bump(1);
             active.set(active.get() - 1);
         });

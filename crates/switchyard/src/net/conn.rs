@@ -316,12 +316,28 @@ async fn watchdog(ctx: Arc<ConnCtx>) -> Expired {
 /// anything else is closed and counted.
 pub async fn serve(
     worker: Rc<Worker>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
     let stats = Arc::clone(&worker.stats);
     let cfg = &worker.shared.config.server;
+    let peer = if cfg.proxy_protocol.is_on() {
+        let gate = super::proxy_protocol::gate::Gate {
+            mode: cfg.proxy_protocol,
+            timeout: cfg.proxy_protocol_timeout,
+            trusted: &cfg.trusted_proxies,
+        };
+        match gate.admit(&mut stream, peer, &stats.proxy).await {
+            Ok(client) => client,
+            Err(_) => {
+                stats.conns_closed.bump(1);
+                return;
+            }
+        }
+    } else {
+        peer
+    };
     let protocol = match super::detect::detect(&stream, cfg.client_header_timeout).await {
         Ok(p) => p,
         Err(why) => {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_config::{Config, Fallback, Protocols};
+use switchyard_config::{Config, Fallback, Protocols, ProxyProtocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use super::certs::{self, CertError, ReloadStats, Watched};
 use super::conn::Http;
 use super::detect::{self, Protocol, Undetected};
+use super::proxy_protocol::gate::{Gate, ProxyStats};
 use super::tls::{self, HandshakeError, Resolver};
 use crate::l4::tcp::Listener as Tunnels;
 use crate::l7::proxy::Worker;
@@ -81,6 +82,8 @@ pub struct ListenerStats {
     pub refused: AtomicU64,
     /// Connections closed because their first bytes did not decide within `sniff_timeout`.
     pub sniff_timeouts: AtomicU64,
+    /// PROXY protocol headers (`proxy_protocol`).
+    pub proxy: ProxyStats,
 }
 
 /// Picks one counter of a [`ListenerStats`].
@@ -129,6 +132,10 @@ pub struct ListenerState {
     pub tls: Option<TlsState>,
     /// `acme_challenge_dir`.
     pub acme_dir: Option<Arc<Path>>,
+    /// `proxy_protocol`.
+    pub proxy_protocol: ProxyProtocol,
+    /// The PROXY protocol timeout in effect.
+    pub proxy_protocol_timeout: Duration,
     /// Per reactor thread.
     pub stats: Box<[ListenerStats]>,
 }
@@ -186,6 +193,8 @@ pub fn build(config: &Config, threads: usize) -> Result<Vec<ListenerState>, Cert
                 sniff_timeout: l.effective_sniff_timeout(&config.server),
                 tls,
                 acme_dir: l.acme_challenge_dir.as_deref().map(Arc::from),
+                proxy_protocol: l.proxy_protocol,
+                proxy_protocol_timeout: l.effective_proxy_protocol_timeout(&config.server),
                 stats: (0..threads).map(|_| ListenerStats::default()).collect(),
             })
         })
@@ -226,6 +235,10 @@ pub fn report(config: &Config, states: &[ListenerState]) -> Value {
             v["active"] = json!(s
                 .total(|s| &s.connections)
                 .saturating_sub(s.total(|s| &s.closed)));
+            if l.proxy_protocol.is_on() {
+                v["proxy_protocol"] =
+                    ProxyStats::report(l.proxy_protocol, s.stats.iter().map(|t| &t.proxy));
+            }
             if let Some(t) = &s.tls {
                 v["certificate_reloads"] = json!(t.reloads.reloads.load(Relaxed));
                 v["certificate_reload_errors"] = json!(t.reloads.errors.load(Relaxed));
@@ -278,10 +291,24 @@ async fn serve(
     state: &ListenerState,
     stats: &ListenerStats,
     tunnels: Option<&Tunnels>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
+    let peer = if state.proxy_protocol.is_on() {
+        let gate = Gate {
+            mode: state.proxy_protocol,
+            timeout: state.proxy_protocol_timeout,
+            trusted: &worker.shared.config.server.trusted_proxies,
+        };
+        match gate.admit(&mut stream, peer, &stats.proxy).await {
+            Ok(client) => client,
+            Err(_) => return, // closed, counted
+        }
+    } else {
+        peer
+    };
+    // The client's address: the socket peer's, or the one its trusted proxy announced.
     if !worker.shared.acls.allow_listener(state.index, peer.ip()) {
         // Closed before a byte is read.
         worker.stats.error(crate::observe::ErrorKind::AclDenied);

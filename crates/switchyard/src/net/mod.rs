@@ -9,4 +9,5 @@ pub mod detect;
 pub mod h2c_upgrade;
 pub mod listener;
 pub mod listeners;
+pub mod proxy_protocol;
 pub mod tls;

@@ -1,5 +1,6 @@
 //! The `/stats` JSON document, built from the merged counters and the backend states.
 
+use crate::net::proxy_protocol::gate::ProxyStats;
 use serde_json::{json, Map, Value};
 use switchyard_config::L4Protocol;
 
@@ -127,6 +128,10 @@ pub fn stats_json(shared: &Shared) -> Value {
             if let (Some(v), Value::Object(counts)) = (v.as_object_mut(), counts) {
                 v.extend(counts);
             }
+            if l.proxy_protocol.is_on() {
+                v["proxy_protocol"] =
+                    ProxyStats::report(l.proxy_protocol, shared.stats.threads().map(|t| &t.l4[i].proxy));
+            }
             v
         })
         .collect();
@@ -153,12 +158,27 @@ pub fn stats_json(shared: &Shared) -> Value {
         "backends": backends,
         "l4": l4,
         "listeners": crate::net::listeners::report(&shared.config, &shared.listeners),
+        "listen": listen_json(shared),
         "audit": shared.audit.stats_json(),
         "admin": shared.admin_auth.stats_json(),
         "limits": shared.limits.report(),
         "acls": shared.acls.report(),
         "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
     })
+}
+
+/// `[server] listen`'s part of `/stats`: its addresses, and its PROXY protocol counters when
+/// `proxy_protocol` is on.
+fn listen_json(shared: &Shared) -> Value {
+    let s = &shared.config.server;
+    let mut v = json!({
+        "listen": s.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    if s.proxy_protocol.is_on() {
+        v["proxy_protocol"] =
+            ProxyStats::report(s.proxy_protocol, shared.stats.threads().map(|t| &t.proxy));
+    }
+    v
 }
 
 /// One backend's entry in `/stats` and `GET /admin/backends`.

@@ -4,6 +4,7 @@
 //! uncontended relaxed atomic add (no lock, no cache line shared between reactors). The admin
 //! thread sums the per-thread values when `/stats` is read.
 
+use crate::net::proxy_protocol::gate::ProxyStats;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -200,6 +201,8 @@ pub struct L4Stats {
     pub sessions_rejected: AtomicU64,
     /// Datagrams dropped: too long, a socket buffer full, or a send that failed.
     pub datagrams_dropped: AtomicU64,
+    /// PROXY protocol headers (`proxy_protocol`, TCP).
+    pub proxy: ProxyStats,
 }
 
 /// Merged counters of one `[l4 NAME]` listener.
@@ -250,6 +253,8 @@ pub struct ThreadStats {
     pub backends: Box<[BackendStats]>,
     /// Per `[l4 NAME]` listener, in configuration order.
     pub l4: Box<[L4Stats]>,
+    /// PROXY protocol headers on `[server] listen` (`proxy_protocol`).
+    pub proxy: ProxyStats,
 }
 
 impl ThreadStats {
@@ -273,6 +278,7 @@ impl ThreadStats {
             routes: (0..routes).map(|_| RouteStats::default()).collect(),
             backends: (0..backends).map(|_| BackendStats::default()).collect(),
             l4: (0..l4).map(|_| L4Stats::default()).collect(),
+            proxy: ProxyStats::default(),
         }
     }
 
@@ -380,6 +386,11 @@ impl Stats {
             t.datagrams_dropped += l.datagrams_dropped.load(Relaxed);
         }
         t
+    }
+
+    /// Every reactor thread's counters.
+    pub fn threads(&self) -> impl Iterator<Item = &ThreadStats> {
+        self.threads.iter().map(|t| &**t)
     }
 
     /// The counters owned by reactor thread `i`.

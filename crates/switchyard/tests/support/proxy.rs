@@ -289,6 +289,8 @@ impl Builder {
             tls_handshake_timeout: switchyard_config::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             tls_reload_interval: switchyard_config::DEFAULT_TLS_RELOAD_INTERVAL,
             acme_challenge_dir: None,
+            proxy_protocol: Default::default(),
+            proxy_protocol_timeout: None,
         };
         f(&mut l);
         self.config.listeners.push(l);
