@@ -274,6 +274,14 @@ impl Builder {
         self
     }
 
+    /// Lets `f` change the last `[l4]` listener added.
+    pub fn l4_set(mut self, f: impl FnOnce(&mut L4Config)) -> Self {
+        if let Some(l) = self.config.l4.last_mut() {
+            f(l);
+        }
+        self
+    }
+
     /// Adds `[listener name]` on 127.0.0.1:0 with the defaults (`protocols = http1, h2c`),
     /// then lets `f` change it; its bound address is [`Proxy::listener_addr`].
     pub fn listener(mut self, name: &str, f: impl FnOnce(&mut ListenerConfig)) -> Self {
