@@ -102,8 +102,7 @@ impl Listener {
             timeout: config.effective_proxy_protocol_timeout(&self.shared.config.server),
             trusted: &self.shared.config.server.trusted_proxies,
         };
-        let client = gate
-            .admit(&mut stream, peer, &self.counters().proxy)
+        let client = Box::pin(gate.admit(&mut stream, peer, &self.counters().proxy))
             .await
             .ok()?;
         Some((stream, client))

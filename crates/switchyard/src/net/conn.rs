@@ -328,7 +328,7 @@ pub async fn serve(
             timeout: cfg.proxy_protocol_timeout,
             trusted: &cfg.trusted_proxies,
         };
-        match gate.admit(&mut stream, peer, &stats.proxy).await {
+        match Box::pin(gate.admit(&mut stream, peer, &stats.proxy)).await {
             Ok(client) => client,
             Err(_) => {
                 stats.conns_closed.bump(1);

@@ -301,7 +301,7 @@ async fn serve(
             timeout: state.proxy_protocol_timeout,
             trusted: &worker.shared.config.server.trusted_proxies,
         };
-        match gate.admit(&mut stream, peer, &stats.proxy).await {
+        match Box::pin(gate.admit(&mut stream, peer, &stats.proxy)).await {
             Ok(client) => client,
             Err(_) => return, // closed, counted
         }

@@ -101,7 +101,8 @@ pub enum Refused {
 impl Gate<'_> {
     /// Admits `stream` from `peer`: the client's address (announced by a trusted peer's
     /// header, else `peer`), with the header consumed; or why it is to be closed. Counted in
-    /// `stats` either way.
+    /// `stats` either way. Callers box this future, so a connection's task is no larger on
+    /// ports with `proxy_protocol = off`.
     pub async fn admit(
         &self,
         stream: &mut TcpStream,

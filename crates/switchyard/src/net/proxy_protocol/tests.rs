@@ -292,6 +292,25 @@ proptest! {
     }
 
     #[test]
+    fn a_verdict_on_a_prefix_stands(bytes in prop::collection::vec(any::<u8>(), 0..64), v in 0..3u8) {
+        // Start from a real header's first bytes, so the random tail reaches deep.
+        let start: Vec<u8> = match v {
+            0 => b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2".to_vec(),
+            1 => v2_tcp4()[..14].to_vec(),
+            _ => Vec::new(),
+        };
+        let data = [start, bytes].concat();
+        let whole = parse(&data, ANY);
+        for end in 0..data.len() {
+            let early = parse(&data[..end], ANY);
+            if early != Parse::NeedMore {
+                prop_assert_eq!(early, whole, "the verdict on {} bytes changed with more", end);
+                break;
+            }
+        }
+    }
+
+    #[test]
     fn rendered_headers_parse_back(a in addresses(), tlvs in prop::collection::vec((any::<u8>(), prop::collection::vec(any::<u8>(), 0..40)), 0..4), tail in prop::collection::vec(any::<u8>(), 0..8)) {
         let v1 = render_v1(a);
         let mut buf = v1.clone().into_bytes();
