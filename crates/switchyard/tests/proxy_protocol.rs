@@ -325,3 +325,40 @@ async fn tls_works_after_the_header() {
     assert_eq!(l["handshakes_ok"], 2);
     assert_eq!(l["proxy_protocol"]["accepted"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_the_audit_log_see_the_announced_client() {
+    let audit = proxy::temp_path("audit.log");
+    let backend = server::echo().await;
+    let proxy = proxy::new()
+        .server(|s| {
+            s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+            s.proxy_protocol = ProxyProtocol::V1;
+            s.audit.log = Some(audit.clone());
+        })
+        .to(backend.addr())
+        .limit("per-client", "client_ip", "1/m", 1, |_| {})
+        .start();
+    let addr = proxy.addr();
+    let from = |ip: &str| format!("PROXY TCP4 {ip} 10.0.0.1 1000 8080\r\n").into_bytes();
+    // One request a minute per client: the balancer's own address is not the key.
+    assert_eq!(get_after(addr, &from("198.51.100.1")).await.status, 200);
+    assert_eq!(get_after(addr, &from("198.51.100.2")).await.status, 200);
+    assert_eq!(get_after(addr, &from("198.51.100.1")).await.status, 429);
+    let lines = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    support::wait_for(DEADLINE, "3 audit lines", || async {
+        lines(&audit).len() >= 3
+    })
+    .await;
+    let clients: Vec<String> = lines(&audit)
+        .iter()
+        .map(|l| l["client"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(clients, ["198.51.100.1", "198.51.100.2", "198.51.100.1"]);
+}
