@@ -178,6 +178,7 @@ fn expected() -> Config {
         listeners: Vec::new(),
         limits: Vec::new(),
         acls: Vec::new(),
+        budgets: Vec::new(),
     }
 }
 

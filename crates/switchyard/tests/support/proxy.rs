@@ -33,6 +33,7 @@ pub fn new() -> Builder {
             listeners: Vec::new(),
             limits: Vec::new(),
             acls: Vec::new(),
+            budgets: Vec::new(),
         },
         admin_token: None,
     }
