@@ -306,6 +306,11 @@ impl Worker {
     fn error_response(&self, e: ProxyError, mut exchange: Exchange) -> Response<ProxyBody> {
         let status = e.status();
         exchange.audit(|l| l.denied = Some(e.audit_reason()));
+        if let Some(s) = exchange.budget.as_deref_mut() {
+            // Nothing will come from a backend: settled now, not when the body is gone.
+            s.set_status(status.as_u16());
+            exchange.settle_budget();
+        }
         self.stats.error(e.kind());
         self.stats.response(exchange.route, status.as_u16());
         if let Some(r) = exchange.route.and_then(|r| self.stats.routes.get(r)) {

@@ -314,6 +314,22 @@ impl Builder {
         self
     }
 
+    /// Adds `[budget name]`: `tokens_per_minute` and `burst` (every other key at its default:
+    /// `key = api_key`, `per_model = true`), then lets `f` change it.
+    pub fn budget(
+        mut self,
+        name: &str,
+        tokens_per_minute: u64,
+        burst: u64,
+        f: impl FnOnce(&mut switchyard_config::BudgetConfig),
+    ) -> Self {
+        let mut b = switchyard_config::BudgetConfig::new(name, tokens_per_minute);
+        b.burst = burst;
+        f(&mut b);
+        self.config.budgets.push(b);
+        self
+    }
+
     /// Adds `[acl name]` with `rules` (`allow 10.0.0.0/8, deny ::/0`) and `default = deny`,
     /// then lets `f` set what it guards (`routes`, `l4`) and the rest.
     pub fn acl(

@@ -1,4 +1,4 @@
-//! The token-budget phase of a request (on routes a `[budget NAME]` applies to): the body is
+//! The token-budget phase of a request (on routes a `[budget NAME]` applies to): a JSON body is
 //! read ahead (the same bounded read-ahead as the model and prompt phases, forwarded first),
 //! the request's cost estimated, and the estimate reserved before any backend is touched.
 //! Also the `x-ratelimit-*` headers of an admitted request's response.
@@ -35,7 +35,12 @@ pub(super) async fn admit(
     ctx: &ConnCtx,
     exchange: &mut Exchange,
 ) -> Result<(), ProxyError> {
-    let complete = read_ahead(body, PROMPT_LIMIT).await?;
+    // Only a JSON body is read ahead: a gRPC or other stream may wait on its responses.
+    let json = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_none_or(|v| memchr::memmem::find(v.as_bytes(), b"json").is_some());
+    let complete = json && read_ahead(body, PROMPT_LIMIT).await?;
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -48,6 +53,13 @@ pub(super) async fn admit(
         complete,
         declared,
     );
+    if let Some(m) = &facts.model {
+        exchange.audit(|l| {
+            if l.model.is_none() {
+                l.model = Some(m.clone());
+            }
+        });
+    }
     let ask = Ask {
         model: facts.model.as_deref(),
         prompt_tokens: facts.prompt_tokens,
