@@ -194,11 +194,19 @@ fn parse_usage(buf: &[u8]) -> Parsed {
     Parsed::NeedMore
 }
 
+/// The counts of a usage object (its other fields are skipped).
+#[derive(serde::Deserialize)]
+struct Usage {
+    total_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
 /// `total_tokens` of a usage object, else `prompt_tokens + completion_tokens`.
 fn total_of(object: &[u8]) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_slice(object).ok()?;
-    let field = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-    field("total_tokens").or_else(|| Some(field("prompt_tokens")? + field("completion_tokens")?))
+    let u: Usage = serde_json::from_slice(object).ok()?;
+    u.total_tokens
+        .or_else(|| Some(u.prompt_tokens?.saturating_add(u.completion_tokens?)))
 }
 
 #[cfg(test)]
