@@ -12,6 +12,7 @@ mod support;
 use std::net::SocketAddr;
 
 use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use support::body::full;
 use support::client::{request, Answer, Client};
@@ -328,4 +329,69 @@ async fn a_refusal_is_audited_with_the_budget_name() {
     assert_eq!(lines[0]["model"], "llama");
     assert_eq!(lines[1]["denied"], "budget:tight");
     assert_eq!(lines[1]["status"], 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_stream_is_charged_what_was_streamed() {
+    // 20 tokens a second: 200 tokens would take ten seconds; the client leaves after a few.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine = spawn_on(
+        listener,
+        MockEngineArgs {
+            models: vec!["llama".into()],
+            ttft_ms: 0,
+            tokens_per_sec: 20.0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let p = proxy::new()
+        .to(engine.local_addr())
+        .budget("per-key", 1, 10_000, |_| {})
+        .start();
+    let mut req = chat("llama", "0123456789abcdef", 200);
+    req["stream"] = json!(true);
+    let mut c = Client::connect(p.addr()).await;
+    let resp = c
+        .send(
+            request(Method::POST, "/v1/chat/completions")
+                .header("content-type", "application/json")
+                .header("authorization", "Bearer sk-a")
+                .body(full(req.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    about(
+        resp.headers()["x-ratelimit-remaining-tokens"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        10_000 - 204,
+        "reserved",
+    );
+    let mut body = resp.into_body();
+    let mut received = Vec::new();
+    // The role chunk and a few tokens.
+    while received.windows(5).filter(|w| *w == b"data:").count() < 5 {
+        let frame = body.frame().await.expect("more events").expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            received.extend_from_slice(&data);
+        }
+    }
+    drop(body);
+    drop(c);
+    wait_for(DEADLINE, "the settlement", || async {
+        p.stats().await["budgets"][0]["tokens_charged"].as_u64() > Some(0)
+    })
+    .await;
+    let charged = p.stats().await["budgets"][0]["tokens_charged"]
+        .as_u64()
+        .unwrap();
+    // The prompt estimate (4) plus the events that passed the proxy: at least those the client
+    // saw, far fewer than the 200 reserved for the completion.
+    assert!((4 + 5..100).contains(&charged), "charged {charged}");
+    assert_eq!(p.stats().await["budgets"][0]["tokens_reserved"], 204);
 }
