@@ -92,6 +92,21 @@ pub enum Change {
         /// Its new value as INI text (empty if unset).
         new: String,
     },
+    /// A `[budget NAME]` section was added.
+    BudgetAdded(String),
+    /// A `[budget NAME]` section was removed.
+    BudgetRemoved(String),
+    /// A key of a `[budget NAME]` present in both configs changed.
+    BudgetChanged {
+        /// The budget's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// Its old value as INI text (empty if unset).
+        old: String,
+        /// Its new value as INI text (empty if unset).
+        new: String,
+    },
     /// A `[listener NAME]` section was added.
     ListenerAdded(String),
     /// A `[listener NAME]` section was removed.
@@ -168,6 +183,14 @@ impl fmt::Display for Change {
                 old,
                 new,
             } => write!(f, "limit {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::BudgetAdded(name) => write!(f, "budget {name}: added"),
+            Change::BudgetRemoved(name) => write!(f, "budget {name}: removed"),
+            Change::BudgetChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "budget {name}: {key} {} -> {}", Shown(old), Shown(new)),
             Change::ListenerAdded(name) => write!(f, "listener {name}: added"),
             Change::ListenerRemoved(name) => write!(f, "listener {name}: removed"),
             Change::ListenerChanged {
@@ -285,7 +308,33 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     listener_changes(old, new, &mut changes);
     limit_changes(old, new, &mut changes);
     acl_changes(old, new, &mut changes);
+    budget_changes(old, new, &mut changes);
     changes
+}
+
+/// The `[budget NAME]` differences from `old` to `new`.
+fn budget_changes(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    use crate::budget::budget_values;
+    for o in &old.budgets {
+        match new.budget(&o.name) {
+            None => changes.push(Change::BudgetRemoved(o.name.clone())),
+            Some(n) => changes.extend(
+                changed_keys(budget_values(o), budget_values(n))
+                    .into_iter()
+                    .map(|(key, old, new)| Change::BudgetChanged {
+                        name: o.name.clone(),
+                        key,
+                        old,
+                        new,
+                    }),
+            ),
+        }
+    }
+    for n in &new.budgets {
+        if old.budget(&n.name).is_none() {
+            changes.push(Change::BudgetAdded(n.name.clone()));
+        }
+    }
 }
 
 /// The `[acl NAME]` differences from `old` to `new`.

@@ -153,7 +153,7 @@ pub enum ErrorKind {
         /// A defined listener within edit distance 2 of `name`, if any.
         suggestion: Option<String>,
     },
-    /// A limit's `routes` names a route that has no `[route NAME]` section.
+    /// A limit's or budget's `routes` names a route that has no `[route NAME]` section.
     UnknownRoute {
         /// The missing route's name.
         name: String,

@@ -5,8 +5,8 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::suggest::suggest;
 
 /// The section types, as written in headers.
-pub(crate) const SECTION_TYPES: [&str; 7] = [
-    "server", "backend", "route", "l4", "listener", "limit", "acl",
+pub(crate) const SECTION_TYPES: [&str; 8] = [
+    "server", "backend", "route", "l4", "listener", "limit", "acl", "budget",
 ];
 
 /// What a section header declares.
@@ -26,6 +26,8 @@ pub(crate) enum Header {
     Limit(String),
     /// `[acl NAME]`.
     Acl(String),
+    /// `[budget NAME]`.
+    Budget(String),
     /// A header with an error already reported; its entries are lexed but not validated.
     /// `route` is set when it was meant to be a route (so "no routes" is not reported on top).
     Ignored {
@@ -159,12 +161,12 @@ impl Lexer<'_> {
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: false }
             }
-            ("backend" | "route" | "l4" | "listener" | "limit" | "acl", 1) => {
+            ("backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget", 1) => {
                 let k = invalid(&format!("missing name; expected [{kind} NAME]"));
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
             }
-            ("backend" | "route" | "l4" | "listener" | "limit" | "acl", 2)
+            ("backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget", 2)
                 if !is_valid_name(tokens[1]) =>
             {
                 let k = invalid("a name may only contain A-Z a-z 0-9 _ . -");
@@ -177,7 +179,8 @@ impl Lexer<'_> {
             ("listener", 2) => Header::Listener(tokens[1].to_string()),
             ("limit", 2) => Header::Limit(tokens[1].to_string()),
             ("acl", 2) => Header::Acl(tokens[1].to_string()),
-            ("backend" | "route" | "l4" | "listener" | "limit" | "acl", _) => {
+            ("budget", 2) => Header::Budget(tokens[1].to_string()),
+            ("backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget", _) => {
                 let k = invalid(&format!(
                     "expected [{kind} NAME] with a single name (no spaces)"
                 ));

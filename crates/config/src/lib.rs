@@ -28,6 +28,7 @@
 
 mod acl;
 mod address;
+mod budget;
 mod diff;
 mod error;
 mod health;
@@ -48,6 +49,10 @@ pub mod versions;
 
 pub use acl::{AclAction, AclConfig, AclRule, Cidr, MAX_ACL_RULES};
 pub use address::Address;
+pub use budget::{
+    BudgetConfig, DEFAULT_BUDGET_MAX_TOKENS, MAX_BUDGET_MAX_TOKENS, MAX_BUDGET_MODELS,
+    MAX_BUDGET_TOKENS,
+};
 pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use health::MAX_BODY_SUBSTRING;

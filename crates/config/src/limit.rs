@@ -186,7 +186,7 @@ fn path_prefix(s: &str) -> Result<Option<String>, String> {
     Ok(Some(s.to_string()))
 }
 
-fn route_names(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn route_names(s: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for name in parse_list(s)? {
         if !crate::ini::is_valid_name(name) {

@@ -36,6 +36,8 @@ pub struct Config {
     pub limits: Vec<crate::LimitConfig>,
     /// The `[acl NAME]` sections (access control lists), in file order.
     pub acls: Vec<crate::AclConfig>,
+    /// The `[budget NAME]` sections (LLM token budgets), in file order.
+    pub budgets: Vec<crate::BudgetConfig>,
 }
 
 impl Config {
@@ -62,6 +64,11 @@ impl Config {
     /// The `[limit NAME]` section named `name`, if there is one.
     pub fn limit(&self, name: &str) -> Option<&crate::LimitConfig> {
         self.limits.iter().find(|l| l.name == name)
+    }
+
+    /// The `[budget NAME]` section named `name`, if there is one.
+    pub fn budget(&self, name: &str) -> Option<&crate::BudgetConfig> {
+        self.budgets.iter().find(|b| b.name == name)
     }
 
     /// The `[listener NAME]` section named `name`, if there is one.

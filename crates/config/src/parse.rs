@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::acl::{read_acl, AclRead, ACL_KEYS};
+use crate::budget::{read_budget, BudgetRead, BUDGET_KEYS};
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::ini::{lex, Header, Section};
 use crate::limit::{read_limit, LimitRead, LIMIT_KEYS};
@@ -52,6 +53,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         limit_lines: HashMap::new(),
         acls: Vec::new(),
         acl_lines: HashMap::new(),
+        budgets: Vec::new(),
+        budget_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -97,6 +100,10 @@ struct Parser<'a> {
     acls: Vec<(AclRead, &'a Section)>,
     /// Every declared ACL name and its header line.
     acl_lines: HashMap<&'a str, usize>,
+    /// The `[budget NAME]` sections read (duplicates already dropped), with their sections.
+    budgets: Vec<(BudgetRead, &'a Section)>,
+    /// Every declared budget name and its header line.
+    budget_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -193,6 +200,16 @@ impl<'a> Parser<'a> {
                     self.acls.push((read, section));
                 }
             }
+            Header::Budget(name) => {
+                let first = self.budget_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, BUDGET_KEYS, &mut self.errors);
+                let read = read_budget(&mut r, name);
+                if first.is_none() {
+                    self.budget_lines.insert(name, section.line);
+                    self.budgets.push((read, section));
+                }
+            }
         }
     }
 
@@ -251,29 +268,36 @@ impl<'a> Parser<'a> {
         self.acls = acls;
     }
 
-    /// The limit checks that need the whole file: `routes` name existing routes.
+    /// The limit and budget checks that need the whole file: `routes` name existing routes.
     fn cross_check_limits(&mut self) {
-        let limits = std::mem::take(&mut self.limits);
         let mut declared: Vec<(&str, usize)> =
             self.route_lines.iter().map(|(n, l)| (*n, *l)).collect();
         declared.sort_by_key(|(_, line)| *line);
         let known: Vec<String> = declared.iter().map(|(n, _)| n.to_string()).collect();
-        for (read, section) in &limits {
-            let Some(config) = &read.config else {
-                continue;
-            };
-            for name in &config.routes {
+        let limits = self.limits.iter().filter_map(|(read, section)| {
+            let routes = &read.config.as_ref()?.routes;
+            Some((routes, read.routes_line, *section))
+        });
+        let budgets = self.budgets.iter().filter_map(|(read, section)| {
+            let routes = &read.config.as_ref()?.routes;
+            Some((routes, read.routes_line, *section))
+        });
+        let mut errors = Vec::new();
+        for (routes, line, section) in limits.chain(budgets) {
+            for name in routes {
                 if !self.route_lines.contains_key(name.as_str()) {
                     let kind = ErrorKind::UnknownRoute {
                         name: name.clone(),
                         known: known.clone(),
                         suggestion: suggest(name, known.iter().map(String::as_str)),
                     };
-                    self.section_error(section, read.routes_line, "routes", kind);
+                    errors.push((section, line, kind));
                 }
             }
         }
-        self.limits = limits;
+        for (section, line, kind) in errors {
+            self.section_error(section, line, "routes", kind);
+        }
     }
 
     fn section_error(&mut self, section: &Section, line: usize, key: &str, kind: ErrorKind) {
@@ -518,6 +542,11 @@ impl<'a> Parser<'a> {
                 .collect(),
             acls: self
                 .acls
+                .into_iter()
+                .filter_map(|(r, _)| r.config)
+                .collect(),
+            budgets: self
+                .budgets
                 .into_iter()
                 .filter_map(|(r, _)| r.config)
                 .collect(),

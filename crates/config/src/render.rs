@@ -280,5 +280,9 @@ pub(crate) fn to_ini(config: &Config) -> String {
         let values = crate::limit::limit_values(l);
         section(&mut out, &format!("limit {}", l.name), values);
     }
+    for b in &config.budgets {
+        let values = crate::budget::budget_values(b);
+        section(&mut out, &format!("budget {}", b.name), values);
+    }
     out
 }

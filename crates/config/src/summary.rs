@@ -131,6 +131,28 @@ pub(crate) fn summary(config: &Config) -> String {
             l.name, l.rate, l.key, l.burst, scope
         );
     }
+    if !config.budgets.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}:",
+            plural(config.budgets.len(), "budget", "budgets")
+        );
+    }
+    for b in &config.budgets {
+        let per = if b.per_model { " and model" } else { "" };
+        let mut scope = String::new();
+        if !b.models.is_empty() {
+            scope.push_str(&format!(" for {}", format_list(&b.models)));
+        }
+        if !b.routes.is_empty() {
+            scope.push_str(&format!(" on routes {}", format_list(&b.routes)));
+        }
+        let _ = writeln!(
+            out,
+            "  {}: {} tokens/m per {}{per}, burst {}{scope}",
+            b.name, b.tokens_per_minute, b.key, b.burst
+        );
+    }
     out.truncate(out.trim_end().len());
     out
 }

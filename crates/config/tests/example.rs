@@ -180,6 +180,7 @@ fn expected() -> Config {
         listeners: Vec::new(),
         limits: Vec::new(),
         acls: Vec::new(),
+        budgets: Vec::new(),
     }
 }
 
@@ -350,6 +351,7 @@ fn the_docs_complete_example_is_valid() {
     assert_eq!(config.server.accept.max_connections, 9000);
     assert!(config.server.audit.log.is_some());
     assert_eq!((config.limits.len(), config.acls.len()), (1, 1));
+    assert_eq!(config.budget("tokens").unwrap().burst, 200_000);
     assert_eq!(config.l4.len(), 2);
     assert_eq!(config.l4[1].protocol, switchyard_config::L4Protocol::Udp);
     let public = config.listener("public").unwrap();
@@ -461,6 +463,15 @@ fn every_key_example_in_the_docs_is_valid() {
                 ),
                 "## `[limit NAME]`" => {
                     format!("[limit l]\nrate = 10/s\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[budget NAME]`" if key == "tokens_per_minute" => {
+                    format!("[budget k]\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[budget NAME]`" if key == "routes" => format!(
+                    "[budget k]\ntokens_per_minute = 10\n{line}\n[route chat]\nbackends = b\n"
+                ),
+                "## `[budget NAME]`" => {
+                    format!("[budget k]\ntokens_per_minute = 10\n{line}\n[route r]\nbackends = b\n")
                 }
                 "## `[acl NAME]`" if key == "l4" => format!(
                     "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n\

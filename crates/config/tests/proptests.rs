@@ -7,10 +7,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use switchyard_config::{
-    parse, AclAction, AclConfig, AclRule, Address, BackendConfig, BackendProtocol, Cidr, Config,
-    HashKey, HealthCheck, L4Config, L4Protocol, LimitConfig, LimitKey, ListenerConfig,
-    MetricsEndpoint, Protocols, ProxyProtocol, Rate, RouteConfig, ServerConfig, SniCertificate,
-    MAX_LIMIT_BURST, MAX_LIMIT_KEYS,
+    parse, AclAction, AclConfig, AclRule, Address, BackendConfig, BackendProtocol, BudgetConfig,
+    Cidr, Config, HashKey, HealthCheck, L4Config, L4Protocol, LimitConfig, LimitKey,
+    ListenerConfig, MetricsEndpoint, Protocols, ProxyProtocol, Rate, RouteConfig, ServerConfig,
+    SniCertificate, MAX_BUDGET_MAX_TOKENS, MAX_BUDGET_TOKENS, MAX_LIMIT_BURST, MAX_LIMIT_KEYS,
 };
 
 const MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -512,6 +512,43 @@ fn limits() -> impl Strategy<Value = Vec<(LimitConfig, Vec<usize>)>> {
     })
 }
 
+/// `[budget NAME]` sections; `routes` picks some of the config's routes by index.
+fn budgets() -> impl Strategy<Value = Vec<(BudgetConfig, Vec<usize>)>> {
+    let key = prop_oneof![
+        Just(LimitKey::Global),
+        Just(LimitKey::ClientIp),
+        Just(LimitKey::ApiKey),
+        "[a-z][a-z0-9-]{0,8}".prop_map(LimitKey::Header),
+    ];
+    let one = (
+        (1..=MAX_BUDGET_TOKENS, 1..=MAX_BUDGET_TOKENS),
+        key,
+        any::<bool>(),
+        subsequence(vec!["llama-3-8b", "llama-3-8b@v2", "gpt-4o"], 0..3),
+        prop::collection::vec(any::<usize>(), 0..3),
+        1..=MAX_LIMIT_KEYS,
+        1..=MAX_BUDGET_MAX_TOKENS,
+    );
+    prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(
+                |(name, ((tpm, burst), key, per_model, models, routes, max_keys, max_tokens))| {
+                    let config = BudgetConfig {
+                        burst,
+                        key,
+                        per_model,
+                        models: models.into_iter().map(String::from).collect(),
+                        max_keys,
+                        default_max_tokens: max_tokens,
+                        ..BudgetConfig::new(&name, tpm)
+                    };
+                    (config, routes)
+                },
+            )
+            .collect()
+    })
+}
+
 /// `[acl NAME]` sections; `routes` picks some of the config's routes by index (at least one).
 fn acls() -> impl Strategy<Value = Vec<(AclConfig, Vec<usize>)>> {
     let rule = (any::<bool>(), ip(), 0..=32u8).prop_map(|(allow, ip, bits)| {
@@ -578,8 +615,9 @@ fn config() -> impl Strategy<Value = Config> {
             listeners(),
             limits(),
             acls(),
+            budgets(),
         )
-            .prop_map(move |(routes, l4, listeners, limits, acls)| {
+            .prop_map(move |(routes, l4, listeners, limits, acls, budgets)| {
                 // Keep only listeners whose port no other listener uses (port 0 never collides).
                 let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
                 ports.extend(server.admin_listen.map(|a| a.port()));
@@ -648,6 +686,18 @@ fn config() -> impl Strategy<Value = Config> {
                         a
                     })
                     .collect();
+                let budgets = budgets
+                    .into_iter()
+                    .map(|(mut b, picks)| {
+                        for i in picks.into_iter().filter(|_| !routes.is_empty()) {
+                            let name = routes[i % routes.len()].name.clone();
+                            if !b.routes.contains(&name) {
+                                b.routes.push(name);
+                            }
+                        }
+                        b
+                    })
+                    .collect();
                 Config {
                     server: server.clone(),
                     backends: backends.clone(),
@@ -656,6 +706,7 @@ fn config() -> impl Strategy<Value = Config> {
                     listeners,
                     limits,
                     acls,
+                    budgets,
                 }
             })
     })
@@ -695,6 +746,9 @@ fn ini_line() -> impl Strategy<Value = String> {
         "proxy_protocol",
         "proxy_protocol_timeout",
         "trusted_proxies",
+        "tokens_per_minute",
+        "per_model",
+        "default_max_tokens",
         "bogus",
         "",
     ]);
@@ -734,6 +788,7 @@ fn ini_line() -> impl Strategy<Value = String> {
             "l4 t",
             "l4",
             "listener p",
+            "budget k",
             "x",
             "",
             "route"

@@ -241,6 +241,7 @@ pub fn quick_config(
         listeners: Vec::new(),
         limits: Vec::new(),
         acls: Vec::new(),
+        budgets: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

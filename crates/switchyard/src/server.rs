@@ -75,6 +75,8 @@ pub struct Shared {
     pub audit: crate::audit::Audit,
     /// The `[limit NAME]` rate limits and their buckets.
     pub limits: crate::security::Limits,
+    /// The `[budget NAME]` token budgets.
+    pub budgets: crate::security::Budgets,
     /// The `[acl NAME]` access control lists.
     pub acls: crate::security::Acls,
     /// The accept limiter, when any of its limits is set.
@@ -431,6 +433,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let shared = Arc::new(Shared {
         limits: crate::security::Limits::new(&config),
+        budgets: crate::security::Budgets::new(&config),
         acls: crate::security::Acls::new(&config),
         accept_limit: crate::net::accept_limit::from_config(&config.server.accept),
         router: Router::new(&config.routes),

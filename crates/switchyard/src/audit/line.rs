@@ -33,8 +33,9 @@ pub struct RequestLine {
     pub duration: Duration,
     /// From the request's arrival to the first response body byte, for streamed responses.
     pub ttft: Option<Duration>,
-    /// Why the proxy refused or failed the request (its `x-switchyard-error` kind).
-    pub denied: Option<&'static str>,
+    /// Why the proxy refused or failed the request (its `x-switchyard-error` kind, or
+    /// `budget:NAME` for a token budget).
+    pub denied: Option<std::borrow::Cow<'static, str>>,
 }
 
 /// A control-plane action: admin API changes, refused admin requests.
@@ -73,7 +74,7 @@ struct RequestJson<'a> {
     bytes: u64,
     duration_ms: f64,
     ttft_ms: Option<f64>,
-    denied: Option<&'static str>,
+    denied: Option<&'a str>,
 }
 
 /// The request line's JSON text (no trailing newline). Written straight from the line's
@@ -94,7 +95,7 @@ pub fn format_request(l: &RequestLine) -> String {
         bytes: l.bytes,
         duration_ms: ms(l.duration),
         ttft_ms: l.ttft.map(ms),
-        denied: l.denied,
+        denied: l.denied.as_deref(),
     };
     serde_json::to_string(&j).unwrap_or_default()
 }

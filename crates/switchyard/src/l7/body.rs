@@ -65,6 +65,10 @@ pub struct Exchange {
     pub(crate) grpc: bool,
     /// The request's audit line, when it gets one; sent when the exchange ends.
     pub(crate) audit: Option<Box<crate::audit::RequestLine>>,
+    /// The tightest `[limit NAME]`'s figures, when one applied (`x-ratelimit-*-requests`).
+    pub(crate) requests: Option<crate::security::Allowance>,
+    /// The `[budget NAME]` reservations, settled once when the exchange ends.
+    pub(crate) budget: Option<Box<crate::security::Settlement>>,
 }
 
 impl Exchange {
@@ -74,10 +78,20 @@ impl Exchange {
             f(l);
         }
     }
+
+    /// Settles the budgets' reservations on what the response said (once).
+    pub(crate) fn settle_budget(&mut self) {
+        if let Some(mut s) = self.budget.take() {
+            let shared = &self.worker.shared;
+            let now = shared.clock.ms_at(crate::clock::coarse_now());
+            shared.budgets.settle(now, &mut s);
+        }
+    }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
+        self.settle_budget();
         let now = Instant::now();
         if let Some(mut l) = self.audit.take() {
             l.duration = now.saturating_duration_since(self.start);
@@ -267,6 +281,17 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.get_mut();
         let polled = this.poll_body(cx);
+        if let Some(s) = this.exchange.budget.as_deref_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        s.feed(data);
+                    }
+                }
+                Poll::Ready(None) => this.exchange.settle_budget(),
+                _ => {}
+            }
+        }
         if this.exchange.audit.is_some() {
             if let Poll::Ready(Some(Ok(frame))) = &polled {
                 let streamed = !matches!(this.kind, Kind::Full(_));
@@ -295,6 +320,9 @@ impl Body for ProxyBody {
 impl ProxyBody {
     /// Records the response status on the exchange's audit line.
     pub fn audit_status(&mut self, status: http::StatusCode) {
+        if let Some(s) = self.exchange.budget.as_deref_mut() {
+            s.set_status(status.as_u16());
+        }
         self.exchange.audit(|l| l.status = status.as_u16());
     }
 

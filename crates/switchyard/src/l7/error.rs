@@ -72,6 +72,8 @@ pub enum ProxyError {
     RateLimited(Box<crate::security::Refusal>),
     /// An `[acl NAME]` (named) denied the client.
     AclDenied(std::sync::Arc<str>),
+    /// A `[budget NAME]` holds fewer tokens than the request's estimate.
+    BudgetExceeded(Box<crate::security::BudgetRefusal>),
 }
 
 impl ProxyError {
@@ -90,6 +92,7 @@ impl ProxyError {
             ProxyError::TooManyWebSockets { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::AclDenied(_) => StatusCode::FORBIDDEN,
+            ProxyError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -108,6 +111,15 @@ impl ProxyError {
             ProxyError::TooManyWebSockets { .. } => ErrorKind::WebSocketLimit,
             ProxyError::RateLimited(_) => ErrorKind::RateLimited,
             ProxyError::AclDenied(_) => ErrorKind::AclDenied,
+            ProxyError::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
+        }
+    }
+
+    /// What the audit line's `denied` says: the error's kind, or `budget:NAME`.
+    pub fn audit_reason(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            ProxyError::BudgetExceeded(r) => format!("budget:{}", &*r.budget).into(),
+            other => other.kind().name().into(),
         }
     }
 
@@ -139,6 +151,7 @@ impl ProxyError {
             }
             ProxyError::RateLimited(_) => "429 Too Many Requests: rate limit reached\n",
             ProxyError::AclDenied(_) => "403 Forbidden\n",
+            ProxyError::BudgetExceeded(_) => "429 Too Many Requests: token budget exhausted\n",
         }
     }
 }
@@ -176,6 +189,11 @@ impl fmt::Display for ProxyError {
             }
             ProxyError::RateLimited(r) => write!(f, "rate limit {:?} reached", &*r.limit),
             ProxyError::AclDenied(acl) => write!(f, "denied by acl {:?}", &**acl),
+            ProxyError::BudgetExceeded(r) => write!(
+                f,
+                "token budget {:?}: {} tokens left, {} estimated",
+                &*r.budget, r.remaining, r.estimate
+            ),
         }
     }
 }

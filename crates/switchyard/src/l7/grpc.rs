@@ -58,9 +58,9 @@ pub fn code_of(e: &ProxyError) -> Code {
         ProxyError::ClientAborted => Code::Cancelled,
         ProxyError::UnknownModel { .. } => Code::NotFound,
         ProxyError::AclDenied(_) => Code::PermissionDenied,
-        ProxyError::TooManyWebSockets { .. } | ProxyError::RateLimited(_) => {
-            Code::ResourceExhausted
-        }
+        ProxyError::TooManyWebSockets { .. }
+        | ProxyError::RateLimited(_)
+        | ProxyError::BudgetExceeded(_) => Code::ResourceExhausted,
         ProxyError::NoHealthyBackend { .. }
         | ProxyError::Connect { .. }
         | ProxyError::ConnectTimeout { .. }

@@ -1,6 +1,7 @@
 //! Layer 7: the HTTP/1.1 reverse proxy.
 
 pub mod body;
+pub mod cost;
 pub mod error;
 pub mod framing;
 pub mod grpc;

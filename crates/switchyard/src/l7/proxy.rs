@@ -7,6 +7,7 @@
 //! (routes, backend states) plus what the thread owns alone (its balancer instances, its
 //! connection pool, its counters). Nothing here takes a lock.
 
+mod budget;
 mod forward_h2;
 mod keys;
 mod upgrade;
@@ -205,6 +206,8 @@ impl Worker {
             in_flight: None,
             grpc: false,
             audit: crate::audit::request::begin(&self.shared.audit, &ctx.client_ip, &req),
+            requests: None,
+            budget: None,
         };
         let mut req = req;
         if ctx.h2c_upgrade && crate::net::h2c_upgrade::wants_upgrade(&req) {
@@ -235,9 +238,12 @@ impl Worker {
                 backend,
                 generation,
                 via,
-                head,
+                mut head,
                 explained,
             })) => {
+                if exchange.requests.is_some() || exchange.budget.is_some() {
+                    budget::on_response(&mut exchange, &mut head);
+                }
                 self.stats.response(exchange.route, head.status.as_u16());
                 if exchange.audit.is_some() {
                     let m = self.membership();
@@ -299,7 +305,12 @@ impl Worker {
 
     fn error_response(&self, e: ProxyError, mut exchange: Exchange) -> Response<ProxyBody> {
         let status = e.status();
-        exchange.audit(|l| l.denied = Some(e.kind().name()));
+        exchange.audit(|l| l.denied = Some(e.audit_reason()));
+        if let Some(s) = exchange.budget.as_deref_mut() {
+            // Nothing will come from a backend: settled now, not when the body is gone.
+            s.set_status(status.as_u16());
+            exchange.settle_budget();
+        }
         self.stats.error(e.kind());
         self.stats.response(exchange.route, status.as_u16());
         if let Some(r) = exchange.route.and_then(|r| self.stats.routes.get(r)) {
@@ -322,9 +333,7 @@ impl Worker {
                 "x-switchyard-error",
                 HeaderValue::from_static(e.kind().name()),
             );
-            if let ProxyError::RateLimited(r) = &e {
-                r.set_headers(h);
-            }
+            set_refusal_headers(&e, h);
             return resp;
         }
         let (body, content_type) = match &e {
@@ -358,6 +367,22 @@ impl Worker {
                 ),
                 "application/json",
             ),
+            ProxyError::BudgetExceeded(r) => (
+                Bytes::from(
+                    serde_json::json!({"error": {
+                        "message": format!(
+                            "Token budget reached ({}): {} tokens left, this request needs \
+                             about {}; retry later.",
+                            &*r.budget, r.remaining, r.estimate
+                        ),
+                        "type": "tokens",
+                        "param": null,
+                        "code": "rate_limit_exceeded",
+                    }})
+                    .to_string(),
+                ),
+                "application/json",
+            ),
             _ => (
                 Bytes::from_static(e.body().as_bytes()),
                 "text/plain; charset=utf-8",
@@ -371,9 +396,7 @@ impl Worker {
             "x-switchyard-error",
             HeaderValue::from_static(e.kind().name()),
         );
-        if let ProxyError::RateLimited(r) = &e {
-            r.set_headers(h);
-        }
+        set_refusal_headers(&e, h);
         if close {
             // The framing of whatever follows on this connection cannot be trusted.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -452,7 +475,7 @@ impl Worker {
 
         // Phase: security: who the client is, access control, rate limits; before any
         // backend is touched.
-        crate::security::admit(&self.shared, route, &mut req, ctx)?;
+        exchange.requests = crate::security::admit(&self.shared, route, &mut req, ctx)?;
 
         // Phase: rewrite for the backend.
         let (mut parts, body) = req.into_parts();
@@ -532,6 +555,10 @@ impl Worker {
                     }
                 };
             }
+        }
+        // Phase: token budgets: the estimate reserved, before any backend is touched.
+        if self.shared.budgets.guards_route(route) {
+            budget::admit(&self.shared, route, &parts, &mut body, ctx, exchange).await?;
         }
         let mut combined: Vec<usize> = Vec::new();
         let mut explained: Option<Box<str>> = None;
@@ -993,6 +1020,15 @@ fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(DEFAULT_MS, |s| s.saturating_mul(1_000).min(MAX_MS))
+}
+
+/// `Retry-After` and `x-ratelimit-*` on a refusal by a limit or a budget.
+fn set_refusal_headers(e: &ProxyError, h: &mut http::HeaderMap) {
+    match e {
+        ProxyError::RateLimited(r) => r.set_headers(h),
+        ProxyError::BudgetExceeded(r) => r.set_headers(h),
+        _ => {}
+    }
 }
 
 /// Whether `Transfer-Encoding` lists `chunked` more than once, over all its fields.

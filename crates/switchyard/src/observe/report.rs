@@ -162,6 +162,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "audit": shared.audit.stats_json(),
         "admin": shared.admin_auth.stats_json(),
         "limits": shared.limits.report(),
+        "budgets": shared.budgets.report(),
         "acls": shared.acls.report(),
         "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
     })

@@ -59,11 +59,13 @@ pub enum ErrorKind {
     RateLimited,
     /// An `[acl NAME]` denied the request (403) or the L4 connection (closed).
     AclDenied,
+    /// A `[budget NAME]` had too few tokens left for the request (429).
+    BudgetExceeded,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -79,6 +81,7 @@ impl ErrorKind {
         ErrorKind::WebSocketLimit,
         ErrorKind::RateLimited,
         ErrorKind::AclDenied,
+        ErrorKind::BudgetExceeded,
     ];
 
     /// The name used in `/stats`.
@@ -99,6 +102,7 @@ impl ErrorKind {
             ErrorKind::WebSocketLimit => "websocket_limit",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::AclDenied => "acl_denied",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
         }
     }
 

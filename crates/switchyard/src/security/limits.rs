@@ -50,6 +50,32 @@ impl Refusal {
     }
 }
 
+/// A request the limits let pass: the `x-ratelimit-*-requests` figures of the tightest limit
+/// that applied (the one with the fewest requests left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Its burst (`x-ratelimit-limit-requests`).
+    pub burst: u32,
+    /// Requests the key may still send now (`x-ratelimit-remaining-requests`).
+    pub remaining: u32,
+    /// Nanoseconds until its bucket is full again (`x-ratelimit-reset-requests`).
+    pub reset_ns: u64,
+}
+
+impl Allowance {
+    /// Adds the `x-ratelimit-*-requests` headers.
+    pub fn set_headers(&self, h: &mut HeaderMap) {
+        h.insert("x-ratelimit-limit-requests", HeaderValue::from(self.burst));
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from(self.remaining),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format_reset(self.reset_ns)) {
+            h.insert("x-ratelimit-reset-requests", v);
+        }
+    }
+}
+
 /// A duration as OpenAI writes its reset headers: `250ms` below a second, else seconds with
 /// up to three decimals (`1s`, `1.5s`, `90s`).
 pub fn format_reset(ns: u64) -> String {
@@ -142,16 +168,17 @@ impl Limits {
         self.limits.is_empty()
     }
 
-    /// Checks a request routed to `route` against every limit that applies, now.
+    /// Checks a request routed to `route` against every limit that applies, now: the
+    /// tightest limit's figures (`None` when no limit applies), or the refusal.
     pub fn check(
         &self,
         route: usize,
         path: &str,
         headers: &HeaderMap,
         client_ip: &[u8],
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Allowance>, Refusal> {
         if self.limits.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // Starts at 1: a stored TAT of 0 means a bucket never used.
         let now = self.epoch.elapsed().as_nanos() as u64 + 1;
@@ -166,7 +193,8 @@ impl Limits {
         path: &str,
         headers: &HeaderMap,
         client_ip: &[u8],
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Allowance>, Refusal> {
+        let mut tightest: Option<Allowance> = None;
         for limit in &self.limits {
             if !limit.routes.is_empty() && !limit.routes.contains(&route) {
                 continue;
@@ -190,21 +218,34 @@ impl Limits {
                     table.check(&limit.gcra, key, now)
                 }
             };
-            if let Decision::Deny {
-                retry_after_ns,
-                reset_ns,
-            } = decision
-            {
-                limit.denied.fetch_add(1, Relaxed);
-                return Err(Refusal {
-                    limit: Arc::clone(&limit.name),
-                    burst: limit.gcra.burst(),
+            match decision {
+                Decision::Deny {
                     retry_after_ns,
                     reset_ns,
-                });
+                } => {
+                    limit.denied.fetch_add(1, Relaxed);
+                    return Err(Refusal {
+                        limit: Arc::clone(&limit.name),
+                        burst: limit.gcra.burst(),
+                        retry_after_ns,
+                        reset_ns,
+                    });
+                }
+                Decision::Allow {
+                    remaining,
+                    reset_ns,
+                } => {
+                    if tightest.is_none_or(|t| remaining < t.remaining) {
+                        tightest = Some(Allowance {
+                            burst: limit.gcra.burst(),
+                            remaining,
+                            reset_ns,
+                        });
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(tightest)
     }
 
     /// The request's key for `key`, hashed with this process's random SipHash key.
@@ -252,7 +293,7 @@ impl Limits {
 }
 
 /// The token of an `Authorization: Bearer TOKEN` value (scheme case-insensitive).
-fn bearer(v: &[u8]) -> Option<&[u8]> {
+pub(super) fn bearer(v: &[u8]) -> Option<&[u8]> {
     let (scheme, token) = v.split_at_checked(7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")
@@ -336,6 +377,21 @@ mod tests {
         let evictions = report[0]["evictions"].as_u64().unwrap();
         assert!(keys <= 64, "{report}");
         assert_eq!(keys + evictions, 5000, "{report}");
+    }
+
+    #[test]
+    fn the_tightest_limit_gives_the_figures() {
+        let l = limits("[limit wide]\nrate = 100/m\n[limit narrow]\nrate = 1/m\nburst = 3\n");
+        let h = HeaderMap::new();
+        let a = l.check_at(1, 0, "/", &h, b"").unwrap().unwrap();
+        assert_eq!((a.burst, a.remaining), (3, 2));
+        assert_eq!(a.reset_ns, 60_000_000_000);
+        let mut headers = HeaderMap::new();
+        a.set_headers(&mut headers);
+        assert_eq!(headers["x-ratelimit-limit-requests"], "3");
+        assert_eq!(headers["x-ratelimit-remaining-requests"], "2");
+        assert_eq!(headers["x-ratelimit-reset-requests"], "60s");
+        assert_eq!(limits("").check_at(1, 0, "/", &h, b"").unwrap(), None);
     }
 
     #[test]

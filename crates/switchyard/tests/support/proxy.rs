@@ -33,6 +33,7 @@ pub fn new() -> Builder {
             listeners: Vec::new(),
             limits: Vec::new(),
             acls: Vec::new(),
+            budgets: Vec::new(),
         },
         admin_token: None,
     }
@@ -320,6 +321,22 @@ impl Builder {
         l.burst = burst;
         f(&mut l);
         self.config.limits.push(l);
+        self
+    }
+
+    /// Adds `[budget name]`: `tokens_per_minute` and `burst` (every other key at its default:
+    /// `key = api_key`, `per_model = true`), then lets `f` change it.
+    pub fn budget(
+        mut self,
+        name: &str,
+        tokens_per_minute: u64,
+        burst: u64,
+        f: impl FnOnce(&mut switchyard_config::BudgetConfig),
+    ) -> Self {
+        let mut b = switchyard_config::BudgetConfig::new(name, tokens_per_minute);
+        b.burst = burst;
+        f(&mut b);
+        self.config.budgets.push(b);
         self
     }
 

@@ -84,7 +84,7 @@ pub const PROMPT_LIMIT: usize = 1 << 20;
 
 /// Reads the request body ahead into `body.prefix` (kept to be forwarded first), until it
 /// ends or more than `limit` bytes are held; whether it ended.
-async fn read_ahead(body: &mut RequestBody, limit: usize) -> Result<bool, ProxyError> {
+pub(super) async fn read_ahead(body: &mut RequestBody, limit: usize) -> Result<bool, ProxyError> {
     let mut buf = bytes::BytesMut::new();
     if let Some(p) = body.prefix.take() {
         buf.extend_from_slice(&p);
