@@ -1,42 +1,51 @@
 #!/usr/bin/env bash
-# bench/security.sh - the cost of the security layer: keep-alive req/s through switchyard with
-# an ACL, a per-client-IP rate limit (never exceeded) and the audit log (every request) on,
-# against the same proxy with them off. wrk (one thread, 64 connections) and an nginx backend
-# (128-byte body) on LOAD_CPU, the proxy (one thread) on PROXY_CPU; rounds alternate the order.
+# bench/security.sh - the cost of the security layer: keep-alive req/s through switchyard in
+# three configurations, run alternately in the same run:
+#   off    no ACL, no rate limit, no audit log;
+#   acl    an [acl] (allow 127.0.0.0/8) and a [limit] keyed by client IP (never exceeded);
+#   audit  the same, plus audit_log (every request gets a line).
+# wrk (one thread, CONNS connections) and an nginx backend (128-byte body) on LOAD_CPU, the
+# proxies (one reactor thread each; the audit writer thread too) on PROXY_CPU. Each round runs
+# the three in a rotated order; the table gives the median req/s, the median of the per-round
+# ratios to `off`, and the audit log's written and dropped line counts (from /stats).
 #
 # Usage: bench/security.sh       (builds switchyard unless SWITCHYARD_BIN is set)
-# Knobs (default): SWITCHYARD_BIN, ROUNDS=3, DURATION=10 (s), CONNS=64, BASE_PORT=29280,
-#   PROXY_CPU=0, LOAD_CPU=1, ON_SERVER_LINE (the [server] line of the "on" proxy; default
-#   `audit_log = ...`, empty for ACL and rate limit alone). Prints a markdown table of req/s,
-#   p99 and the ratio on/off.
+# Knobs (default): SWITCHYARD_BIN, ROUNDS=5, DURATION=10 (s), CONNS=64, BASE_PORT=29280,
+#   PROXY_CPU=0, LOAD_CPU=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10} CONNS=${CONNS:-64} BASE_PORT=${BASE_PORT:-29280}
+ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} CONNS=${CONNS:-64} BASE_PORT=${BASE_PORT:-29280}
 PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
-BACKEND=$BASE_PORT OFF=$((BASE_PORT + 1)) ON=$((BASE_PORT + 2))
+BACKEND=$BASE_PORT ADMIN=$((BASE_PORT + 9))
+CONFIGS=(off acl audit)
 
-NAME=security.sh TOOLS="nginx:nginx wrk:wrk curl:curl"
+NAME=security.sh TOOLS="nginx:nginx wrk:wrk curl:curl python3:python3"
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
+port_of() { # port_of CONFIG
+  case $1 in off) echo $((BASE_PORT + 1)) ;; acl) echo $((BASE_PORT + 2)) ;; audit) echo $((BASE_PORT + 3)) ;; esac
+}
+
 nginx_backend "127.0.0.1:$BACKEND"
-common() { # common PORT [SERVER-KEY-LINE]
+config() { # config NAME
+  local admin=off
+  [ "$1" = audit ] && admin=127.0.0.1:$ADMIN
   cat <<INI
 [server]
-listen = 127.0.0.1:$1
+listen = 127.0.0.1:$(port_of "$1")
 threads = 1
-admin_listen = off
-${2:-}
+admin_listen = $admin
+INI
+  [ "$1" = audit ] && echo "audit_log = $T/audit.log"
+  cat <<INI
 [backend nginx]
 address = 127.0.0.1:$BACKEND
 [route all]
 backends = nginx
 INI
-}
-common "$OFF" >"$T/off.ini"
-{
-  common "$ON" "${ON_SERVER_LINE-audit_log = $T/audit.log}"
+  [ "$1" = off ] && return
   cat <<INI
 [acl local]
 rules = allow 127.0.0.0/8, allow ::1
@@ -46,13 +55,15 @@ routes = all
 key = client_ip
 rate = 1000000/s
 INI
-} >"$T/on.ini"
+}
 
 start "$LOAD_CPU" nginx -c "$T/nginx.conf"
-start "$PROXY_CPU" "$SWITCHYARD_BIN" run --config "$T/off.ini"
-start "$PROXY_CPU" "$SWITCHYARD_BIN" run --config "$T/on.ini"
-for port in $OFF $ON; do
-  ok=
+for c in "${CONFIGS[@]}"; do
+  config "$c" >"$T/$c.ini"
+  start "$PROXY_CPU" "$SWITCHYARD_BIN" run --config "$T/$c.ini"
+done
+for c in "${CONFIGS[@]}"; do
+  port=$(port_of "$c") ok=
   for _ in $(seq 1 100); do
     if curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1; then ok=1; break; fi
     sleep 0.1
@@ -60,29 +71,44 @@ for port in $OFF $ON; do
   [ -n "$ok" ] || die "nothing answers on port $port (see $T/procs.log)"
 done
 
+: >"$T/samples"
 declare -A p99
-port_of() { case $1 in off) echo "$OFF" ;; on) echo "$ON" ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
-  order=(off on)
-  [ $((round % 2)) -eq 0 ] && order=(on off)
-  for s in "${order[@]}"; do
+  n=${#CONFIGS[@]} shift=$(((round - 1) % ${#CONFIGS[@]}))
+  for i in $(seq 0 $((n - 1))); do
+    c=${CONFIGS[$(((i + shift) % n))]}
     out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-      "http://127.0.0.1:$(port_of "$s")/" 2>&1)
+      "http://127.0.0.1:$(port_of "$c")/" 2>&1)
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     lat=$(awk '$1 == "99%" { print $2 }' <<<"$out")
-    [ -n "$rps" ] || die "wrk said nothing usable for $s: $out"
-    grep -q "Non-2xx" <<<"$out" && die "$s: non-2xx responses: $out"
-    log "round $round $s: $rps req/s, p99 $lat"
-    add_sample "$s" "$rps"
-    p99[$s]=$lat
+    [ -n "$rps" ] || die "wrk said nothing usable for $c: $out"
+    grep -q "Non-2xx" <<<"$out" && die "$c: non-2xx responses: $out"
+    log "round $round $c: $rps req/s, p99 $lat"
+    echo "$round $c $rps" >>"$T/samples"
+    p99[$c]=$lat
   done
 done
-lines=$(wc -l <"$T/audit.log" 2>/dev/null || echo 0)
+stats=$(curl -sf "http://127.0.0.1:$ADMIN/stats") || die "no /stats from the audit proxy"
+read -r written dropped < <(python3 -c 'import json, sys
+a = json.load(sys.stdin)["audit"]
+print(a["written"], a["dropped"])' <<<"$stats")
 
-echo "| security layer | req/s | vs off | p99 (last round) |"
+echo "| security layer | req/s (median) | vs off (median of rounds) | p99 (last round) |"
 echo "|---|--:|--:|--:|"
-for s in off on; do
-  printf '| %s | %s | %.2fx | %s |\n' "$s" "$(avg "$s")" "$(ratio "$(avg "$s")" "$(avg off)")" "${p99[$s]}"
+for c in "${CONFIGS[@]}"; do
+  python3 - "$T/samples" "$c" "${p99[$c]}" <<'PY'
+import statistics, sys
+path, name, p99 = sys.argv[1:]
+rounds = {}
+for line in open(path):
+    r, c, rps = line.split()
+    rounds.setdefault(r, {})[c] = float(rps)
+rps = statistics.median(v[name] for v in rounds.values())
+ratio = statistics.median(v[name] / v["off"] for v in rounds.values())
+print(f"| {name} | {rps:.0f} | {ratio:.2f}x | {p99} |")
+PY
 done
 echo
-echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS; on = [acl] + [limit] key = client_ip + audit_log ($lines lines written); proxy on CPU $PROXY_CPU, nginx and wrk on CPU $LOAD_CPU; $(date -u +%F)"
+echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order rotated each round); acl = [acl] +" \
+  "[limit] key = client_ip; audit = acl + audit_log: $written lines written, $dropped dropped;" \
+  "proxies on CPU $PROXY_CPU, nginx and wrk on CPU $LOAD_CPU; $(date -u +%F)"

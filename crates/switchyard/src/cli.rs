@@ -1,4 +1,4 @@
-//! The command line: `run`, `proxy`, `check`, `demo`, `mock-engine`, `loadgen`.
+//! The command line: `run`, `proxy`, `check`, `demo`, `mock-engine`, `loadgen`, `flood`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,9 @@ pub enum Command {
     /// Send an open-loop load of streamed chat completions and report TTFT, latency,
     /// throughput and the engines' prefix-cache hit rate (the scheduling benchmark's client).
     Loadgen(LoadgenArgs),
+    /// Flood a listener with new TCP connections from many source addresses (127/8), to
+    /// test the accept limiter (`bench/flood.sh`).
+    Flood(crate::flood::FloodArgs),
 }
 
 /// Runs the parsed command line; the process exit code is returned.
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Loadgen(args) => loadgen(args),
+        Command::Flood(args) => crate::flood::main(args),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`observe`]: counters, latency histograms and the `/stats` document.
 //! - [`admin`]: the admin listener (`/stats`, `/healthz`).
 //! - [`loadgen`]: `switchyard loadgen`, an open-loop generator of streamed chat completions.
+//! - [`flood`]: `switchyard flood`, a new-connection flood from many source addresses.
 //! - [`cli`], [`demo`]: the command line and the built-in demo.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod flood;
 pub mod l4;
 pub mod l7;
 pub mod loadgen;

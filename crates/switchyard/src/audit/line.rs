@@ -1,41 +1,72 @@
 //! What one audit line says, and its JSON text (pure: no clock, no I/O).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::{HeaderValue, Method, Uri};
 use serde_json::{json, Value};
 
-/// One proxied (or refused) request, filled in as the request goes and sent when it ends.
-#[derive(Debug, Default, Clone)]
+use super::json;
+use crate::upstream::directory::Backend;
+
+/// One proxied (or refused) request, filled in as the request goes and written when it ends.
+/// It copies none of the request's text: the target and `Host` share the request's buffer,
+/// the backend is its handle, and the client and route are read from the exchange at the end.
+#[derive(Debug, Clone)]
 pub struct RequestLine {
     /// When the request arrived.
-    pub time: Option<SystemTime>,
-    /// The client's IP address.
-    pub client: String,
+    pub time: SystemTime,
     /// The short id of the request's bearer token (see [`super::key_id`]), never the token.
-    pub key_id: Option<String>,
+    pub key_id: Option<[u8; 8]>,
     /// The request method.
-    pub method: String,
-    /// The `Host` (or the target's authority).
-    pub host: Option<String>,
-    /// The path, without the query (which may carry secrets).
-    pub path: String,
+    pub method: Method,
+    /// The request target: its authority (if any) and path are logged, never its query
+    /// (which may carry secrets).
+    pub uri: Uri,
+    /// The `Host` field, logged when the target has no authority.
+    pub host: Option<HeaderValue>,
     /// The model the request named, when the proxy read it.
     pub model: Option<String>,
-    /// The route's name.
-    pub route: Option<String>,
-    /// The backend's name.
-    pub backend: Option<String>,
+    /// The backend that answered.
+    pub backend: Option<Arc<Backend>>,
     /// The status sent to the client.
     pub status: u16,
     /// Response body bytes sent to the client.
     pub bytes: u64,
-    /// From the request's arrival to the response's end.
-    pub duration: Duration,
     /// From the request's arrival to the first response body byte, for streamed responses.
     pub ttft: Option<Duration>,
     /// Why the proxy refused or failed the request (its `x-switchyard-error` kind, or
     /// `budget:NAME` for a token budget).
     pub denied: Option<std::borrow::Cow<'static, str>>,
+}
+
+impl Default for RequestLine {
+    fn default() -> Self {
+        RequestLine {
+            time: UNIX_EPOCH,
+            key_id: None,
+            method: Method::GET,
+            uri: Uri::from_static("/"),
+            host: None,
+            model: None,
+            backend: None,
+            status: 0,
+            bytes: 0,
+            ttft: None,
+            denied: None,
+        }
+    }
+}
+
+/// What the exchange knows when it ends: who asked, the route, how long it took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ending<'a> {
+    /// The client's IP address.
+    pub client: &'a [u8],
+    /// The route's name.
+    pub route: Option<&'a str>,
+    /// From the request's arrival to the response's end.
+    pub duration: Duration,
 }
 
 /// A control-plane action: admin API changes, refused admin requests.
@@ -51,53 +82,48 @@ pub struct ControlLine {
     pub detail: Value,
 }
 
-/// Milliseconds, with microsecond precision.
-fn ms(d: Duration) -> f64 {
-    (d.as_micros() as f64) / 1000.0
-}
-
-/// A request line as it is written: borrowed fields, serialised in this order.
-#[derive(serde::Serialize)]
-struct RequestJson<'a> {
-    time: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    client: &'a str,
-    key_id: Option<&'a str>,
-    method: &'a str,
-    host: Option<&'a str>,
-    path: &'a str,
-    model: Option<&'a str>,
-    route: Option<&'a str>,
-    backend: Option<&'a str>,
-    status: u16,
-    bytes: u64,
-    duration_ms: f64,
-    ttft_ms: Option<f64>,
-    denied: Option<&'a str>,
-}
-
-/// The request line's JSON text (no trailing newline). Written straight from the line's
-/// fields, without building a JSON map first (this runs once per request on the writer).
-pub fn format_request(l: &RequestLine) -> String {
-    let j = RequestJson {
-        time: rfc3339(l.time.unwrap_or(UNIX_EPOCH)),
-        kind: "request",
-        client: &l.client,
-        key_id: l.key_id.as_deref(),
-        method: &l.method,
-        host: l.host.as_deref(),
-        path: &l.path,
-        model: l.model.as_deref(),
-        route: l.route.as_deref(),
-        backend: l.backend.as_deref(),
-        status: l.status,
-        bytes: l.bytes,
-        duration_ms: ms(l.duration),
-        ttft_ms: l.ttft.map(ms),
-        denied: l.denied.as_deref(),
-    };
-    serde_json::to_string(&j).unwrap_or_default()
+/// Appends the request line's JSON text and a newline to `out`, its fields in this order:
+/// `time`, `type`, `client`, `key_id`, `method`, `host`, `path`, `model`, `route`, `backend`,
+/// `status`, `bytes`, `duration_ms`, `ttft_ms`, `denied`. Written straight into the buffer,
+/// allocating nothing else (this runs once per logged request, on the request's thread).
+pub fn write_request(out: &mut Vec<u8>, l: &RequestLine, end: Ending<'_>) {
+    let host = l
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| l.host.as_ref().and_then(|h| h.to_str().ok()));
+    out.extend_from_slice(b"{\"time\":");
+    json::time(out, l.time);
+    out.extend_from_slice(b",\"type\":\"request\",\"client\":");
+    json::string(out, end.client);
+    out.extend_from_slice(b",\"key_id\":");
+    json::opt_string(out, l.key_id.as_ref().map(|k| &k[..]));
+    out.extend_from_slice(b",\"method\":");
+    json::string(out, l.method.as_str().as_bytes());
+    out.extend_from_slice(b",\"host\":");
+    json::opt_string(out, host.map(str::as_bytes));
+    out.extend_from_slice(b",\"path\":");
+    json::string(out, l.uri.path().as_bytes());
+    out.extend_from_slice(b",\"model\":");
+    json::opt_string(out, l.model.as_deref().map(str::as_bytes));
+    out.extend_from_slice(b",\"route\":");
+    json::opt_string(out, end.route.map(str::as_bytes));
+    out.extend_from_slice(b",\"backend\":");
+    json::opt_string(out, l.backend.as_ref().map(|b| b.name().as_bytes()));
+    out.extend_from_slice(b",\"status\":");
+    json::uint(out, u64::from(l.status));
+    out.extend_from_slice(b",\"bytes\":");
+    json::uint(out, l.bytes);
+    out.extend_from_slice(b",\"duration_ms\":");
+    json::ms(out, end.duration);
+    out.extend_from_slice(b",\"ttft_ms\":");
+    match l.ttft {
+        Some(t) => json::ms(out, t),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"denied\":");
+    json::opt_string(out, l.denied.as_deref().map(str::as_bytes));
+    out.extend_from_slice(b"}\n");
 }
 
 /// The control line's JSON text (no trailing newline).
@@ -114,31 +140,9 @@ pub fn format_control(l: &ControlLine) -> String {
 
 /// `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T12:00:00.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, mo, da) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let mut out = Vec::with_capacity(26);
+    json::time(&mut out, t);
+    String::from_utf8_lossy(&out[1..out.len() - 1]).into_owned()
 }
 
 #[cfg(test)]
@@ -154,23 +158,112 @@ mod tests {
         assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000Z");
     }
 
+    fn written(l: &RequestLine, end: Ending<'_>) -> String {
+        let mut out = b"before\n".to_vec();
+        write_request(&mut out, l, end);
+        let text = String::from_utf8(out).unwrap();
+        let line = text.strip_prefix("before\n").unwrap();
+        let line = line
+            .strip_suffix('\n')
+            .expect("one line, ended by a newline");
+        assert!(!line.contains('\n'));
+        line.to_string()
+    }
+
     #[test]
     fn request_lines_are_one_json_object() {
         let l = RequestLine {
-            client: "127.0.0.1".into(),
-            method: "POST".into(),
-            path: "/v1/chat\n".into(),
+            method: Method::POST,
+            uri: "/v1/chat%0A?key=secret".parse().unwrap(),
+            host: Some(HeaderValue::from_static("api.local")),
             status: 200,
             bytes: 12,
-            duration: Duration::from_micros(1500),
             ..Default::default()
         };
-        let text = format_request(&l);
-        assert!(!text.contains('\n'));
+        let end = Ending {
+            client: b"127.0.0.1",
+            route: None,
+            duration: Duration::from_micros(1500),
+        };
+        let text = written(&l, end);
+        assert!(!text.contains("secret"));
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["path"], "/v1/chat\n");
-        assert_eq!(v["duration_ms"], 1.5);
-        assert_eq!(v["ttft_ms"], Value::Null);
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["type"], "request");
+        assert_eq!(v["client"], "127.0.0.1");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["host"], "api.local");
+        assert_eq!(v["path"], "/v1/chat%0A");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["bytes"], 12);
+        assert_eq!(v["duration_ms"], 1.5);
+        for null in ["key_id", "model", "route", "backend", "ttft_ms", "denied"] {
+            assert_eq!(v[null], Value::Null, "{null}");
+        }
+    }
+
+    #[test]
+    fn request_lines_match_serde_json_field_for_field() {
+        let l = RequestLine {
+            time: UNIX_EPOCH + Duration::from_millis(1_764_158_400_123),
+            key_id: Some(*b"0a1b2c3d"),
+            uri: Uri::from_static("http://api.local:8080/p?q"),
+            model: Some("llama \"3\"\t\\".into()),
+            status: 429,
+            bytes: 0,
+            ttft: Some(Duration::from_micros(120)),
+            denied: Some("rate_limited".into()),
+            ..Default::default()
+        };
+        let end = Ending {
+            client: b"::1",
+            route: Some("chat"),
+            duration: Duration::from_micros(12_000),
+        };
+        let expected = serde_json::json!({
+            "time": "2025-11-26T12:00:00.123Z",
+            "type": "request",
+            "client": "::1",
+            "key_id": "0a1b2c3d",
+            "method": "GET",
+            "host": "api.local:8080",
+            "path": "/p",
+            "model": "llama \"3\"\t\\",
+            "route": "chat",
+            "backend": null,
+            "status": 429,
+            "bytes": 0,
+            "duration_ms": 12.0,
+            "ttft_ms": 0.12,
+            "denied": "rate_limited",
+        });
+        let text = written(&l, end);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, expected);
+        assert!(text.contains("\"duration_ms\":12.0,"), "{text}");
+        let keys: Vec<&str> = text
+            .split(",\"")
+            .map(|f| f.trim_start_matches("{\"").split('"').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "time",
+                "type",
+                "client",
+                "key_id",
+                "method",
+                "host",
+                "path",
+                "model",
+                "route",
+                "backend",
+                "status",
+                "bytes",
+                "duration_ms",
+                "ttft_ms",
+                "denied"
+            ]
+        );
     }
 }

@@ -1,10 +1,13 @@
 //! The audit log: one JSON line per request and one per control-plane action.
 //!
-//! Lines are handed to a writer thread through a bounded channel ([`writer`]), so the request
-//! path never waits on the disk: when the channel is full a request line is dropped and
-//! counted. Control-plane lines (rare, from the admin thread) wait for room and are never
+//! A request's line is written as JSON text into its reactor thread's [`Batch`] when the
+//! request ends ([`line::write_request`]); full batches are handed to a writer thread through
+//! a bounded channel ([`writer`]), so the request path never waits on the disk: when the
+//! channel is full a batch of request lines is dropped and counted. Control-plane lines (rare, from the admin thread) wait for room and are never
 //! dropped. Request lines are sampled (`audit_sample`); control-plane lines are not.
 
+pub mod batch;
+pub mod json;
 pub mod line;
 pub mod request;
 pub mod writer;
@@ -17,20 +20,20 @@ use std::time::SystemTime;
 
 use switchyard_config::AuditSettings;
 
-pub use line::{ControlLine, RequestLine};
+pub use batch::Batch;
+pub use line::{ControlLine, Ending, RequestLine};
 
 /// Request lines a reactor thread gathers before it hands them to the writer in one send: one
 /// wake-up of the writer thread per batch, not per request. A thread sends a partial batch on
 /// its 100 ms tick, so a line waits at most that long.
 pub const BATCH: usize = 64;
 
-/// A line on its way to the writer.
+/// Lines on their way to the writer.
 #[derive(Debug)]
 pub enum Entry {
-    /// A request's line.
-    Request(Box<RequestLine>),
-    /// A reactor thread's request lines, sent together (see [`Audit::requests`]).
-    Requests(Vec<Box<RequestLine>>),
+    /// A reactor thread's request lines, their text written, sent together (see
+    /// [`Audit::requests`]).
+    Requests(Batch),
     /// A control-plane action's line.
     Control(ControlLine),
 }
@@ -141,26 +144,15 @@ impl Audit {
         sampled(n, self.sample)
     }
 
-    /// Queues a request line; if the queue is full it is dropped and counted, never waited for.
-    pub fn request(&self, l: Box<RequestLine>) {
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(Entry::Request(l)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// Queues a batch of request lines (a reactor thread's, see [`BATCH`]); if the queue is
     /// full they are dropped and counted, never waited for.
-    pub fn requests(&self, lines: Vec<Box<RequestLine>>) {
+    pub fn requests(&self, batch: Batch) {
         let Some(tx) = &self.tx else { return };
-        let n = lines.len() as u64;
-        match tx.try_send(Entry::Requests(lines)) {
+        let n = batch.lines();
+        if n == 0 {
+            return;
+        }
+        match tx.try_send(Entry::Requests(batch)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.counters.dropped.fetch_add(n, Ordering::Relaxed);
@@ -229,9 +221,15 @@ pub fn sampled(n: u64, percent: u32) -> bool {
 
 /// A short, stable, non-reversible id of a bearer token (the first 8 hex digits of its
 /// SHA-256), so audit lines tell API keys apart without holding them.
-pub fn key_id(token: &[u8]) -> String {
+pub fn key_id(token: &[u8]) -> [u8; 8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = ring::digest::digest(&ring::digest::SHA256, token);
-    d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
+    let mut id = [0u8; 8];
+    for (pair, b) in id.chunks_exact_mut(2).zip(d.as_ref()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
+    id
 }
 
 /// The token of an `Authorization: Bearer <token>` field, if the request has one.
@@ -257,15 +255,23 @@ mod tests {
             sample: 100,
             counters: Arc::default(),
         };
-        for _ in 0..5 {
-            a.request(Box::default());
+        let batch = |n| {
+            let mut b = Batch::default();
+            for _ in 0..n {
+                b.add(&RequestLine::default(), Ending::default());
+            }
+            b
+        };
+        for n in [1, 2, 3, 4, 5] {
+            a.requests(batch(n));
         }
-        assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 3);
+        a.requests(batch(0));
+        assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 12);
         assert_eq!(rx.try_iter().count(), 2);
         // Control lines wait for room instead (here there is some again).
         a.control("test", None, serde_json::Value::Null);
         assert!(matches!(rx.try_recv(), Ok(Entry::Control(_))));
-        assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 12);
     }
 
     #[test]
@@ -300,7 +306,9 @@ mod tests {
         let a = Audit::disabled();
         assert!(!a.enabled());
         assert!((0..10).all(|_| !a.sample_request()));
-        a.request(Box::default());
+        let mut b = Batch::default();
+        b.add(&RequestLine::default(), Ending::default());
+        a.requests(b);
         a.control("test", None, serde_json::Value::Null);
         assert_eq!(a.stats_json()["written"], 0);
     }
@@ -316,10 +324,15 @@ mod tests {
     #[test]
     fn key_ids_are_short_stable_and_not_the_secret() {
         let id = key_id(b"sk-secret-123");
-        assert_eq!(id.len(), 8);
+        assert!(id.iter().all(u8::is_ascii_hexdigit));
         assert_eq!(id, key_id(b"sk-secret-123"));
         assert_ne!(id, key_id(b"sk-secret-124"));
-        assert!(!"sk-secret-123".contains(&id));
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"sk-secret-123");
+        let hex: String = digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(&id[..], hex.as_bytes());
     }
 
     #[test]

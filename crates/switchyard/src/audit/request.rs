@@ -1,31 +1,31 @@
 //! Building a request's audit line on the request path: what is known when the request
-//! arrives here; the route, backend, status, bytes and timings are added as they are known
-//! (see [`crate::l7::body::Exchange`]). Only sampled requests get a line, and nothing here
-//! runs when the audit log is off.
+//! arrives here; the backend, status, bytes and timings are added as they are known, and the
+//! line is written when the exchange ends (see [`crate::l7::body::Exchange`]). Only sampled
+//! requests get a line, and nothing here runs when the audit log is off.
 
 use std::time::SystemTime;
 
-use http::{header, HeaderValue, Request};
+use http::{header, Request};
 
 use super::{bearer, key_id, Audit, RequestLine};
 
-/// A new line for `req` from `client`, if the audit log is on and the request is sampled.
-pub fn begin<B>(audit: &Audit, client: &HeaderValue, req: &Request<B>) -> Option<Box<RequestLine>> {
+/// A new line for `req`, if the audit log is on and the request is sampled. It copies no
+/// text: the target and `Host` share the request's buffer.
+pub fn begin<B>(audit: &Audit, req: &Request<B>) -> Option<Box<RequestLine>> {
     if !audit.sample_request() {
         return None;
     }
-    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
+    let uri = req.uri();
+    let host = match uri.authority() {
+        Some(_) => None,
+        None => req.headers().get(header::HOST).cloned(),
+    };
     Some(Box::new(RequestLine {
-        time: Some(SystemTime::now()),
-        client: String::from_utf8_lossy(client.as_bytes()).into_owned(),
+        time: SystemTime::now(),
         key_id: bearer(req.headers()).map(key_id),
-        method: req.method().as_str().to_string(),
-        host: host.map(str::to_string),
-        path: req.uri().path().to_string(),
+        method: req.method().clone(),
+        uri: uri.clone(),
+        host,
         ..Default::default()
     }))
 }

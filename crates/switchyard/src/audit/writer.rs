@@ -1,9 +1,10 @@
 //! The audit writer thread: appends lines to the file, rotates it by size and age (with an
-//! fsync of the finished file), counts what it wrote and what failed. The rotation decision
-//! and the rotated files' names are pure functions.
+//! fsync of the finished file), counts what it wrote and what failed. Request lines come as
+//! text, a batch at a time, written with one `write` each (no buffering here, no flush or
+//! fsync per line). The rotation decision and the rotated files' names are pure functions.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -46,7 +47,7 @@ pub fn open(path: &Path) -> std::io::Result<File> {
 pub(super) struct Writer {
     path: PathBuf,
     settings: AuditSettings,
-    out: Option<BufWriter<File>>,
+    out: Option<File>,
     size: u64,
     opened: Instant,
     counters: Arc<Counters>,
@@ -63,7 +64,7 @@ impl Writer {
         Writer {
             path,
             settings,
-            out: Some(BufWriter::new(file)),
+            out: Some(file),
             size,
             opened: Instant::now(),
             counters,
@@ -81,52 +82,57 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            while let Ok(e) = rx.try_recv() {
-                self.write(&e);
-            }
-            self.flush();
-        }
-        self.flush();
-    }
-
-    fn flush(&mut self) {
-        if let Some(out) = &mut self.out {
-            if out.flush().is_err() {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            }
         }
     }
 
     fn write(&mut self, e: &Entry) {
-        let text = match e {
-            Entry::Request(l) => line::format_request(l),
-            Entry::Requests(lines) => {
-                for l in lines {
-                    self.write_text(line::format_request(l));
+        match e {
+            Entry::Requests(batch) => {
+                let text = batch.text();
+                let len = text.len() as u64;
+                // Whether a rotation may fall within the batch (even into an empty file).
+                let split = self.size + len > self.settings.max_bytes as u64
+                    || rotation_due(
+                        self.size,
+                        len,
+                        self.opened.elapsed(),
+                        self.settings.max_bytes as u64,
+                        self.settings.max_age,
+                    );
+                if split && batch.lines() > 1 {
+                    // Line by line, so that the rotation falls between two lines.
+                    for l in text.split_inclusive(|&c| c == b'\n') {
+                        self.write_text(l, 1);
+                    }
+                } else {
+                    self.write_text(text, batch.lines());
                 }
-                return;
             }
-            Entry::Control(l) => line::format_control(l),
-        };
-        self.write_text(text);
+            Entry::Control(l) => {
+                let mut text = line::format_control(l);
+                text.push('\n');
+                self.write_text(text.as_bytes(), 1);
+            }
+        }
     }
 
-    /// Writes one formatted line (rotating first when it is due).
-    fn write_text(&mut self, mut text: String) {
-        text.push('\n');
+    /// Writes `lines` whole lines of text (rotating first when it is due).
+    fn write_text(&mut self, text: &[u8], lines: u64) {
         self.rotate_if_due(text.len() as u64);
         if self.out.is_none() {
             self.reopen();
         }
         let ok = match &mut self.out {
-            Some(out) => out.write_all(text.as_bytes()).is_ok(),
+            Some(out) => out.write_all(text).is_ok(),
             None => false,
         };
         if ok {
             self.size += text.len() as u64;
-            self.counters.written.fetch_add(1, Ordering::Relaxed);
+            self.counters.written.fetch_add(lines, Ordering::Relaxed);
         } else {
-            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .write_errors
+                .fetch_add(lines, Ordering::Relaxed);
         }
     }
 
@@ -143,15 +149,11 @@ impl Writer {
         }
     }
 
-    /// Finishes the file (flush, fsync), shifts `PATH.n` to `PATH.n+1` (the oldest beyond
+    /// Finishes the file (fsync), shifts `PATH.n` to `PATH.n+1` (the oldest beyond
     /// `audit_keep` is overwritten), moves the file to `PATH.1` and opens a fresh one.
     fn rotate(&mut self) {
         if let Some(out) = self.out.take() {
-            let synced = out
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .and_then(|f| f.sync_all());
-            if synced.is_err() {
+            if out.sync_all().is_err() {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -179,7 +181,7 @@ impl Writer {
         match open(&self.path) {
             Ok(f) => {
                 self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                self.out = Some(BufWriter::new(f));
+                self.out = Some(f);
                 self.opened = Instant::now();
             }
             Err(e) => {
@@ -237,12 +239,10 @@ mod tests {
             })
         };
         w.write(&line("first"));
-        w.flush();
         // An hour later (the writer's clock moved back rather than sleeping).
         if let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(3600)) {
             w.opened = earlier;
             w.write(&line("second"));
-            w.flush();
             let old = std::fs::read_to_string(rotated_path(&path, 1)).unwrap();
             let new = std::fs::read_to_string(&path).unwrap();
             assert!(
@@ -257,6 +257,45 @@ mod tests {
             assert_eq!(counters.written.load(Ordering::Relaxed), 2);
             assert_eq!(counters.write_errors.load(Ordering::Relaxed), 0);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_batch_is_split_between_lines_where_the_file_rotates() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-audit-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        let _ = std::fs::remove_file(&path);
+        let settings = AuditSettings {
+            log: Some(path.clone()),
+            max_bytes: 1024,
+            keep: 3,
+            ..Default::default()
+        };
+        let counters = Arc::<Counters>::default();
+        let mut w = Writer::new(
+            path.clone(),
+            open(&path).unwrap(),
+            settings,
+            Arc::clone(&counters),
+        );
+        let mut batch = super::super::Batch::default();
+        for _ in 0..8 {
+            batch.add(&line::RequestLine::default(), line::Ending::default());
+        }
+        let size = batch.text().len() as u64;
+        assert!(size > 1024 && size < 2048, "{size}");
+        w.write(&Entry::Requests(batch));
+        assert_eq!(counters.written.load(Ordering::Relaxed), 8);
+        assert_eq!(counters.rotations.load(Ordering::Relaxed), 1);
+        let mut lines = 0;
+        for p in [path.clone(), rotated_path(&path, 1)] {
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.len() <= 1024 && text.ends_with('\n'), "{}", text.len());
+            lines += text.lines().count();
+        }
+        assert_eq!(lines, 8);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -93,14 +93,17 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         self.settle_budget();
         let now = Instant::now();
-        if let Some(mut l) = self.audit.take() {
-            l.duration = now.saturating_duration_since(self.start);
+        if let Some(l) = self.audit.take() {
             let routes = &self.worker.shared.config.routes;
-            l.route = self
-                .route
-                .and_then(|r| routes.get(r))
-                .map(|r| r.name.clone());
-            self.worker.audit_line(l);
+            let end = crate::audit::Ending {
+                client: self.ctx.client_ip.as_bytes(),
+                route: self
+                    .route
+                    .and_then(|r| routes.get(r))
+                    .map(|r| r.name.as_str()),
+                duration: now.saturating_duration_since(self.start),
+            };
+            self.worker.audit_line(&l, end);
         }
         if let Some(r) = self.route.and_then(|r| self.worker.stats.routes.get(r)) {
             r.latency

@@ -72,7 +72,7 @@ pub struct Worker {
     /// Audit lines of this thread's requests, sent to the writer in batches (boxed as the
     /// exchanges made them: moving a pointer, not the line).
     #[allow(clippy::vec_box)]
-    audit_pending: RefCell<Vec<Box<crate::audit::RequestLine>>>,
+    audit_pending: RefCell<crate::audit::Batch>,
     h2_client: hyper::client::conn::http2::Builder<LocalExec>,
 }
 
@@ -159,7 +159,7 @@ impl Worker {
         Worker {
             http2,
             h2: H2Conns::new(shared.directory.capacity()),
-            audit_pending: RefCell::new(Vec::new()),
+            audit_pending: RefCell::default(),
             h2_client,
             stats: shared.stats.thread(index),
             pool: Pool::new(
@@ -205,7 +205,7 @@ impl Worker {
             start,
             in_flight: None,
             grpc: false,
-            audit: crate::audit::request::begin(&self.shared.audit, &ctx.client_ip, &req),
+            audit: crate::audit::request::begin(&self.shared.audit, &req),
             requests: None,
             budget: None,
         };
@@ -247,12 +247,8 @@ impl Worker {
                 self.stats.response(exchange.route, head.status.as_u16());
                 if exchange.audit.is_some() {
                     let m = self.membership();
-                    let name = m
-                        .slots
-                        .get(backend)
-                        .and_then(|b| b.as_ref())
-                        .map(|b| b.name());
-                    exchange.audit(|l| l.backend = name.map(str::to_string));
+                    let b = m.slots.get(backend).and_then(Option::clone);
+                    exchange.audit(|l| l.backend = b);
                 }
                 let body = match via {
                     Via::Http1(conn) => {
@@ -894,21 +890,20 @@ impl Worker {
         *self.membership.borrow_mut() = Rc::new(next);
     }
 
-    /// Keeps a request's audit line for the next batch, sending the batch when it is full.
-    pub(crate) fn audit_line(&self, line: Box<crate::audit::RequestLine>) {
+    /// Writes a request's audit line into the next batch, sending the batch when it is full.
+    pub(crate) fn audit_line(&self, line: &crate::audit::RequestLine, end: crate::audit::Ending) {
         let mut pending = self.audit_pending.borrow_mut();
-        pending.push(line);
-        if pending.len() >= crate::audit::BATCH {
-            let batch = std::mem::replace(&mut *pending, Vec::with_capacity(crate::audit::BATCH));
-            self.shared.audit.requests(batch);
+        pending.add(line, end);
+        if pending.full() {
+            self.shared.audit.requests(pending.take());
         }
     }
 
     /// Sends the audit lines gathered so far (on the reactor's tick, and at shutdown).
     pub(crate) fn flush_audit(&self) {
         let mut pending = self.audit_pending.borrow_mut();
-        if !pending.is_empty() {
-            self.shared.audit.requests(std::mem::take(&mut *pending));
+        if pending.lines() > 0 {
+            self.shared.audit.requests(pending.take());
         }
     }
 
