@@ -284,8 +284,9 @@ impl Worker {
                 let idle = self.shared.config.server.client_keepalive_timeout;
                 let worker = Rc::clone(&self);
                 worker.tunnels.set(worker.tunnels.get() + 1);
+                let stats = Arc::clone(&self.stats);
                 tokio::task::spawn_local(async move {
-                    tunnel(upgrade, conn, idle, in_flight).await;
+                    tunnel(upgrade, conn, idle, in_flight, stats).await;
                     worker.tunnels.set(worker.tunnels.get() - 1);
                 });
                 let mut resp = Response::new(ProxyBody::full(Bytes::new(), exchange));
