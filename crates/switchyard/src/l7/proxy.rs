@@ -404,6 +404,13 @@ impl Worker {
             )
         });
 
+        // A reverse proxy opens no tunnels: CONNECT is refused in any target form, and the
+        // connection closed, so bytes the client meant for a tunnel are never read as requests.
+        if req.method() == http::Method::CONNECT {
+            return Err(ProxyError::BadRequest(
+                "CONNECT (this proxy opens no tunnels)",
+            ));
+        }
         // Phase: framing. A head with both Content-Length and Transfer-Encoding is refused.
         if ctx.take_ambiguous_framing() {
             return Err(ProxyError::BadRequest(

@@ -169,12 +169,13 @@ pub async fn recording_backend() -> (SocketAddr, Received) {
                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                      Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
                 );
-                s.write_all(answer.as_bytes()).await.unwrap();
+                // The connection has its entry before the client can see the 101.
                 let slot = {
                     let mut log = log.lock().unwrap();
                     log.push(Conn::default());
                     log.len() - 1
                 };
+                s.write_all(answer.as_bytes()).await.unwrap();
                 let mut buf = [0u8; 16 * 1024];
                 loop {
                     match s.read(&mut buf).await {
