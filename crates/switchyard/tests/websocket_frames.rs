@@ -239,3 +239,35 @@ async fn a_real_client_gets_close_1009_for_a_message_over_the_limit() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echo_larger_than_the_socket_buffers_flows_both_ways_at_once() {
+    // 64 MiB in frames at the 1 MiB default limit, echoed while it is still being sent: more
+    // than every socket buffer on the way holds, so neither direction may wait on the other.
+    let (backend, _received) = recording_backend().await;
+    let proxy = proxy::new().to(backend).start();
+    let c = ws::open(proxy.addr(), "/chat").await;
+    let frame = ws::frame(0x82, &vec![5u8; 1 << 20]);
+    let total = 64 * frame.len();
+    let (mut r, mut w) = c.into_split();
+    let sent = frame.clone();
+    let writer = tokio::spawn(async move {
+        for _ in 0..64 {
+            w.write_all(&sent).await.unwrap();
+        }
+        w
+    });
+    let read = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0;
+        while got < total {
+            let n = r.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {got} bytes");
+            got += n;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the whole echo within 60 s");
+    let _w = writer.await.unwrap();
+}
