@@ -67,7 +67,7 @@ pub use model::{
     AcceptSettings, BackendConfig, BackendProtocol, BackendTls, Config, H2Settings, HashKey,
     HealthCheck, L4Config, L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
     DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_MAX_DATAGRAM,
-    DEFAULT_UDP_MAX_SESSIONS,
+    DEFAULT_UDP_MAX_SESSIONS, DEFAULT_WEBSOCKET_MAX_FRAME,
 };
 pub use parse::parse;
 pub use proxy_protocol::{ProxyProtocol, DEFAULT_PROXY_PROTOCOL_TIMEOUT};

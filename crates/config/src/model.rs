@@ -16,6 +16,8 @@ pub(crate) const DEFAULT_ADMIN_LISTEN: SocketAddr =
 pub(crate) const DEFAULT_PATH_PREFIX: &str = "/";
 /// The default route `balancer`.
 pub(crate) const DEFAULT_BALANCER: &str = "round_robin";
+/// The default `[server]` `websocket_max_frame`: 1 MiB.
+pub const DEFAULT_WEBSOCKET_MAX_FRAME: usize = 1 << 20;
 /// The default backend `weight`.
 pub(crate) const DEFAULT_WEIGHT: u32 = 1;
 
@@ -270,6 +272,10 @@ pub struct ServerConfig {
     pub retry_budget: u32,
     /// The `h2_*` keys: HTTP/2 limits towards clients.
     pub h2: H2Settings,
+    /// `websocket_max_frame`: the largest payload of one WebSocket frame a client may send,
+    /// in bytes (larger ones close the tunnel with status 1009); 0 = no limit. A route's own
+    /// `websocket_max_frame` overrides it.
+    pub websocket_max_frame: usize,
     /// The accept limiter's keys (`max_connections`, `max_connections_per_ip`, ...).
     pub accept: AcceptSettings,
     /// `admin_token_file`: the file holding the admin plane's bearer token; `None` leaves the
@@ -378,6 +384,7 @@ impl Default for ServerConfig {
             retries: 1,
             retry_budget: 20,
             h2: H2Settings::default(),
+            websocket_max_frame: DEFAULT_WEBSOCKET_MAX_FRAME,
             accept: AcceptSettings::default(),
             admin_token_file: None,
             admin_max_failures: crate::security::DEFAULT_ADMIN_MAX_FAILURES,
@@ -579,6 +586,17 @@ pub struct RouteConfig {
     pub explain: bool,
     /// `max_websockets`: WebSocket tunnels open at once on this route; 0 refuses upgrades.
     pub max_websockets: u32,
+    /// `websocket_max_frame`: this route's WebSocket frame limit in bytes (0 = none); `None`
+    /// takes the `[server]` value.
+    pub websocket_max_frame: Option<usize>,
+}
+
+impl RouteConfig {
+    /// The WebSocket frame limit that applies on this route under `server` (0 = none).
+    pub fn websocket_max_frame(&self, server: &ServerConfig) -> usize {
+        self.websocket_max_frame
+            .unwrap_or(server.websocket_max_frame)
+    }
 }
 
 /// The request property that `consistent_hash` keeps on one backend (`hash_key`).

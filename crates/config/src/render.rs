@@ -53,6 +53,7 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
             format_size(s.h2.connection_window as usize),
         ),
         ("h2_max_reset_streams", s.h2.max_reset_streams.to_string()),
+        ("websocket_max_frame", format_size(s.websocket_max_frame)),
         ("max_connections", s.accept.max_connections.to_string()),
         (
             "max_connections_per_ip",
@@ -212,6 +213,11 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
             } else {
                 r.max_websockets.to_string()
             },
+        ),
+        // Unset: the `[server]` value applies.
+        (
+            "websocket_max_frame",
+            r.websocket_max_frame.map(format_size).unwrap_or_default(),
         ),
     ]
 }

@@ -34,6 +34,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "h2_stream_window",
     "h2_connection_window",
     "h2_max_reset_streams",
+    "websocket_max_frame",
     "max_connections",
     "max_connections_per_ip",
     "max_connection_rate_per_ip",
@@ -94,6 +95,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "versions",
     "explain",
     "max_websockets",
+    "websocket_max_frame",
 ];
 /// The keys of `[l4 NAME]`, in the order they are rendered.
 pub(crate) const L4_KEYS: &[&str] = &[
@@ -275,6 +277,7 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
                 number(1, MAX_H2_STREAMS),
             ),
         },
+        websocket_max_frame: r.value("websocket_max_frame", d.websocket_max_frame, parse_size),
         accept: AcceptSettings {
             max_connections: r.value(
                 "max_connections",
@@ -569,6 +572,7 @@ pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
             DEFAULT_MAX_WEBSOCKETS,
             number(0, MAX_WEBSOCKETS),
         ),
+        websocket_max_frame: r.value("websocket_max_frame", None, |s| parse_size(s).map(Some)),
     };
     // A route open to registered backends may start with none of its own.
     let mut config = config;

@@ -220,6 +220,8 @@ fn invalid_server_values() {
         ("max_header_bytes", "99999999999999999999", "too large"),
         ("max_headers", "0", "between 1 and 1000"),
         ("max_headers", "1001", "between 1 and 1000"),
+        ("websocket_max_frame", "1x", "unknown size unit"),
+        ("websocket_max_frame", "-1", "cannot be negative"),
         ("upstream_connect_timeout", "", "empty"),
         ("upstream_response_timeout", "-5s", "negative"),
         ("upstream_keepalive_timeout", "0s", "greater than 0"),
@@ -357,6 +359,7 @@ fn invalid_route_values() {
         ("path_prefix", "/a b", "no spaces"),
         ("backends", "a, a", "listed twice"),
         ("backends", "a/b", "not a backend name"),
+        ("websocket_max_frame", "big", "16k or 1m"),
     ] {
         let text =
             format!("[backend a]\naddress = h:1\n[route r]\nbackends = a\n{key} = {value}\n");
@@ -584,4 +587,18 @@ fn backend_tls_keys() {
         "tls_server_name",
     );
     assert!(reason.contains("DNS name"), "{reason}");
+}
+
+#[test]
+fn a_route_websocket_max_frame_overrides_the_servers() {
+    let c = parse(TAIL, "t.ini").unwrap();
+    assert_eq!(c.server.websocket_max_frame, 1 << 20);
+    assert_eq!(c.routes[0].websocket_max_frame, None);
+    assert_eq!(c.routes[0].websocket_max_frame(&c.server), 1 << 20);
+    let text = format!("[server]\nwebsocket_max_frame = 64k\n{TAIL}");
+    let c = parse(&text, "t.ini").unwrap();
+    assert_eq!(c.routes[0].websocket_max_frame(&c.server), 64 << 10);
+    let c = parse(&format!("{text}websocket_max_frame = 0\n"), "t.ini").unwrap();
+    assert_eq!(c.routes[0].websocket_max_frame, Some(0));
+    assert_eq!(c.routes[0].websocket_max_frame(&c.server), 0);
 }

@@ -26,6 +26,7 @@ fail_timeout = 30s
 fail_timeout_max = 2m
 max_ejected_percent = 30%
 max_registered_backends = 16
+websocket_max_frame = 4m
 admin_token_file = /etc/switchyard/admin.token
 audit_log = /var/log/switchyard/audit.log
 audit_max_bytes = 64m
@@ -57,6 +58,7 @@ versions = llama@v1 90, llama@v2 10
 host = api.example.com
 path_prefix = /v1/embeddings
 backends = embed
+websocket_max_frame = 0
 
 [route default]
 backends = llama-a, llama-b, vllm
@@ -89,6 +91,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str)
         hash_key: HashKey::default(),
         explain: false,
         max_websockets: 10_000,
+        websocket_max_frame: None,
         discovery: false,
         versions: Vec::new(),
     }
@@ -131,6 +134,7 @@ fn expected() -> Config {
             retries: 1,
             retry_budget: 20,
             h2: Default::default(),
+            websocket_max_frame: 4 << 20,
             accept: Default::default(),
             admin_token_file: Some("/etc/switchyard/admin.token".into()),
             admin_max_failures: 5,
@@ -161,13 +165,16 @@ fn expected() -> Config {
                     "least_conn",
                 )
             },
-            route(
-                "embeddings",
-                &["api.example.com"],
-                "/v1/embeddings",
-                &["embed"],
-                "round_robin",
-            ),
+            RouteConfig {
+                websocket_max_frame: Some(0),
+                ..route(
+                    "embeddings",
+                    &["api.example.com"],
+                    "/v1/embeddings",
+                    &["embed"],
+                    "round_robin",
+                )
+            },
             route(
                 "default",
                 &[],
@@ -345,7 +352,9 @@ fn the_docs_complete_example_is_valid() {
     assert_eq!(heading, "## Complete example");
     let config = parse(example, "config.md").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.backends.len(), 7);
-    assert_eq!(config.routes.len(), 4);
+    assert_eq!(config.routes.len(), 5);
+    let realtime = config.route("realtime").unwrap();
+    assert_eq!(realtime.websocket_max_frame(&config.server), 4 << 20);
     let triton = config.backend("triton").unwrap();
     assert!(triton.protocol == switchyard_config::BackendProtocol::H2c && triton.tls.is_some());
     assert_eq!(config.server.accept.max_connections, 9000);

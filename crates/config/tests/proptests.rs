@@ -78,6 +78,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             0..=1000u32,
             0..=100u32,
             1..=(1usize << 20),
+            prop_oneof![Just(0usize), 1..=(1usize << 40)],
         ),
     )
         .prop_map(|(a, b, c, d, e, h, w, s)| ServerConfig {
@@ -131,6 +132,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
                 connection_window: w.2,
                 max_reset_streams: w.3,
             },
+            websocket_max_frame: s.7,
             accept: switchyard_config::AcceptSettings {
                 max_connections: w.0 as usize,
                 max_connections_per_ip: w.3,
@@ -332,11 +334,14 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
             "m@7b 1",
         ]),
         any::<bool>(),
+        prop::option::of(prop_oneof![Just(0usize), 1..=(1usize << 32)]),
     );
     prop::collection::btree_map(name(), route, 1..5).prop_map(|m| {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        for (name, (hosts, path_prefix, backends, balancer, hash_key, versions, discovery)) in m {
+        for (name, route) in m {
+            let (hosts, path_prefix, backends, balancer, hash_key, versions, discovery, frame) =
+                route;
             let hosts: Vec<String> = hosts.into_iter().rev().collect();
             let mut sorted = hosts.clone();
             sorted.sort();
@@ -349,6 +354,7 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
                     balancer: balancer.to_string(),
                     explain: hash_key != HashKey::ClientIp,
                     max_websockets: if discovery { 0 } else { 10_000 },
+                    websocket_max_frame: frame,
                     hash_key,
                     discovery,
                     versions: if versions.is_empty() {

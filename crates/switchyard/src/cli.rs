@@ -237,6 +237,7 @@ pub fn quick_config(
             hash_key: Default::default(),
             explain: false,
             max_websockets: 10_000,
+            websocket_max_frame: None,
             discovery: false,
             versions: Vec::new(),
         }],

@@ -1,7 +1,8 @@
 //! Hostile and malformed HTTP/1.1 input, a case at a time, against a proxy whose backend records
 //! every request that reaches it whole: nothing malformed gets through (a request is refused,
 //! or reaches the backend only in the well-formed shape the proxy writes), and a well-behaved
-//! client is served after every case.
+//! client is served after every case. Hostile WebSocket frames, HTTP/2 header blocks and slow
+//! readers are in `bad_input_streams.rs`.
 
 mod support;
 
@@ -103,6 +104,13 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("absolute-form overrides Host", b("GET http://other.example/p?q=1 HTTP/1.1\r\nHost: x\r\n\r\n"), Forwarded { path: "/p?q=1", host: "other.example" }),
         ("absolute-form with a non-HTTP scheme", b("GET ftp://other.example/ HTTP/1.1\r\nHost: x\r\n\r\n"), Refused),
         ("CONNECT to a third party", b("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"), Refused),
+        // CONNECT abuse: the proxy opens no tunnels, whatever follows the head.
+        ("CONNECT with a TLS ClientHello behind it", [b("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"), vec![0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00]].concat(), Refused),
+        ("CONNECT to a loopback SSH port", b("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-OpenSSH_9.6\r\n"), Refused),
+        ("CONNECT with an origin-form target", b("CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n"), Refused),
+        ("CONNECT with a body", b("CONNECT x:80 HTTP/1.1\r\nHost: x:80\r\nContent-Length: 5\r\n\r\nhello"), Refused),
+        ("CONNECT over HTTP/1.0", b("CONNECT evil.example:443 HTTP/1.0\r\n\r\n"), Refused),
+        ("CONNECT with a request hidden behind it", b("CONNECT x:80 HTTP/1.1\r\nHost: x:80\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"), Refused),
         ("asterisk-form with GET", b("GET * HTTP/1.1\r\nHost: x\r\n\r\n"), Refused),
     ]
 }
@@ -146,7 +154,7 @@ async fn malformed_and_hostile_requests_never_reach_the_backend_malformed() {
         .to(backend.addr())
         .start();
     let cases = cases();
-    assert!(cases.len() >= 40, "{} cases", cases.len());
+    assert!(cases.len() >= 50, "{} cases", cases.len());
     let mut failures = Vec::new();
     for (name, bytes, expect) in &cases {
         let before = seen.lock().unwrap().len();

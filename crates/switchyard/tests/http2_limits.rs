@@ -8,26 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use support::server;
-use support::{client, proxy, wait_for, DEADLINE};
-
-async fn h2_connect(addr: std::net::SocketAddr) -> h2::client::SendRequest<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
-
-fn get(path: &str) -> Request<()> {
-    Request::builder()
-        .uri(format!("http://limits.test{path}"))
-        .body(())
-        .unwrap()
-}
+use support::{client, h2c, proxy, wait_for, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gets_no_more_streams_than_the_limit() {
@@ -51,7 +34,7 @@ async fn a_client_gets_no_more_streams_than_the_limit() {
         .server(|s| s.h2.max_concurrent_streams = 3)
         .to(backend.addr())
         .start();
-    let sender = h2_connect(proxy.addr()).await;
+    let sender = h2c::connect(proxy.addr()).await;
     // Until the proxy's SETTINGS arrive the client may assume more streams (and would have
     // the extra ones refused); a well-behaved client waits for them.
     wait_for(DEADLINE, "the proxy's SETTINGS", || {
@@ -64,7 +47,9 @@ async fn a_client_gets_no_more_streams_than_the_limit() {
             let sender = sender.clone();
             tokio::spawn(async move {
                 let mut ready = sender.ready().await.unwrap();
-                let (resp, _) = ready.send_request(get(&format!("/{i}")), true).unwrap();
+                let (resp, _) = ready
+                    .send_request(h2c::get(&format!("/{i}")), true)
+                    .unwrap();
                 let resp = resp.await.unwrap();
                 assert_eq!(resp.status(), StatusCode::OK);
             })
@@ -101,31 +86,7 @@ async fn a_rapid_reset_client_is_sent_away_and_others_are_served() {
         .server(|s| s.h2.max_reset_streams = 10)
         .to(backend.addr())
         .start();
-    let tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-    let (mut sender, conn) = h2::client::handshake(tcp).await.unwrap();
-    let conn = tokio::spawn(conn);
-    // Open streams and cancel each at once, as fast as the connection allows.
-    let mut opened = 0;
-    for i in 0..10_000 {
-        let Ok(ready) = sender.clone().ready().await else {
-            break;
-        };
-        sender = ready;
-        let Ok((_resp, mut stream)) = sender.send_request(get(&format!("/burst/{i}")), false)
-        else {
-            break;
-        };
-        stream.send_reset(h2::Reason::CANCEL);
-        opened += 1;
-        if conn.is_finished() {
-            break;
-        }
-    }
-    let ended = tokio::time::timeout(DEADLINE, conn)
-        .await
-        .expect("the proxy ends the connection")
-        .unwrap();
-    let err = ended.expect_err("the connection ends with an error");
+    let (opened, err) = h2c::rapid_reset(proxy.addr()).await;
     // The GOAWAY, or, when the client was still writing as the proxy closed the connection
     // after it, the write that failed.
     let goaway = err.is_go_away() && err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);

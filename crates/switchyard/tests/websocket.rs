@@ -1,13 +1,14 @@
 //! WebSocket through the proxy: the HTTP/1.1 upgrade handshake reaches the backend with its
 //! `Upgrade` and `Connection` headers, the backend's 101 reaches the client, and then bytes
 //! flow both ways (including what the backend sent right after its 101), half-close passes,
-//! and an idle tunnel is closed. A backend that refuses the upgrade answers normally.
+//! and an idle tunnel is closed. The client sends WebSocket frames (the proxy checks them; see
+//! `websocket_frames.rs`); the backend's bytes are passed on whatever they are. A backend that refuses the upgrade answers normally.
 
 mod support;
 
 use std::time::Duration;
 
-use support::proxy;
+use support::{proxy, ws};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -92,8 +93,13 @@ async fn messages_flow_both_ways_and_half_close_passes() {
         early.extend_from_slice(&b[..n]);
     }
     assert_eq!(early, b"hello");
-    // 256 KiB each way, interleaved.
-    let payload: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    // 256 KiB each way, interleaved: frames of up to 64 KiB (the echo sends them back as
+    // they are).
+    let data: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    let payload: Vec<u8> = data
+        .chunks(64 * 1024 - 7)
+        .flat_map(|c| ws::frame(0x82, c))
+        .collect();
     let (mut r, mut w) = c.into_split();
     let sent = payload.clone();
     let writer = tokio::spawn(async move {
@@ -149,15 +155,16 @@ async fn shutdown_lets_an_open_tunnel_finish() {
     assert!(head.starts_with("http/1.1 101"), "{head}");
     proxy.shutdown();
     // Draining: the tunnel still carries bytes both ways.
-    c.write_all(b"after shutdown").await.unwrap();
-    let want = b"helloafter shutdown".len();
-    while early.len() < want {
+    let message = ws::frame(0x81, b"after shutdown");
+    c.write_all(&message).await.unwrap();
+    let want = [&b"hello"[..], &message].concat();
+    while early.len() < want.len() {
         let mut b = [0u8; 64];
         let n = c.read(&mut b).await.unwrap();
         assert!(n > 0, "tunnel closed during the drain");
         early.extend_from_slice(&b[..n]);
     }
-    assert_eq!(early, b"helloafter shutdown");
+    assert_eq!(early, want);
     // The client leaves; the server's threads then end (well before the 5 s drain timeout).
     drop(c);
     let started = tokio::time::Instant::now();

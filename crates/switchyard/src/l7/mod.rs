@@ -11,3 +11,4 @@ pub mod models;
 pub mod proxy;
 pub mod route;
 pub mod tunnel;
+pub mod ws_frames;

@@ -286,8 +286,9 @@ impl Worker {
                 let idle = self.shared.config.server.client_keepalive_timeout;
                 let worker = Rc::clone(&self);
                 worker.tunnels.set(worker.tunnels.get() + 1);
+                let stats = Arc::clone(&self.stats);
                 tokio::task::spawn_local(async move {
-                    tunnel(upgrade, conn, idle, in_flight).await;
+                    tunnel(upgrade, conn, idle, in_flight, stats).await;
                     worker.tunnels.set(worker.tunnels.get() - 1);
                 });
                 let mut resp = Response::new(ProxyBody::full(Bytes::new(), exchange));
@@ -422,6 +423,13 @@ impl Worker {
             )
         });
 
+        // A reverse proxy opens no tunnels: CONNECT is refused in any target form, and the
+        // connection closed, so bytes the client meant for a tunnel are never read as requests.
+        if req.method() == http::Method::CONNECT {
+            return Err(ProxyError::BadRequest(
+                "CONNECT (this proxy opens no tunnels)",
+            ));
+        }
         // Phase: framing. A head with both Content-Length and Transfer-Encoding is refused.
         if ctx.take_ambiguous_framing() {
             return Err(ProxyError::BadRequest(

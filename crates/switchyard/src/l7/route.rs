@@ -122,6 +122,7 @@ mod tests {
             hash_key: Default::default(),
             explain: false,
             max_websockets: 10_000,
+            websocket_max_frame: None,
             discovery: false,
             versions: Vec::new(),
         }

@@ -87,6 +87,11 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "responses": classes(&s.status),
                 "latency_us": latency(&s.latency),
                 "prefix_index_entries": (r.balancer == "prefix_cache").then_some(s.prefix_index_entries),
+                "websocket": {
+                    "max_frame": r.websocket_max_frame(&shared.config.server),
+                    "frames_too_large": s.websocket_frames_too_large,
+                    "protocol_errors": s.websocket_protocol_errors,
+                },
             })
         })
         .collect();

@@ -131,6 +131,10 @@ pub struct RouteStats {
     pub latency: Histogram,
     /// Entries in this thread's prefix index for the route (`prefix_cache` only).
     pub prefix_index_entries: AtomicU64,
+    /// WebSocket tunnels closed for a client frame over `websocket_max_frame` (1009).
+    pub websocket_frames_too_large: AtomicU64,
+    /// WebSocket tunnels closed for a client frame breaking RFC 6455 (1002).
+    pub websocket_protocol_errors: AtomicU64,
 }
 
 /// Counters of one backend on one thread.
@@ -338,6 +342,10 @@ pub struct ItemTotals {
     pub latency: Snapshot,
     /// Prefix-index entries over all threads (routes only).
     pub prefix_index_entries: u64,
+    /// WebSocket tunnels closed for a frame over the limit (routes only).
+    pub websocket_frames_too_large: u64,
+    /// WebSocket tunnels closed for a protocol error (routes only).
+    pub websocket_protocol_errors: u64,
     /// Bytes received from the backend by L4 tunnels (backends only).
     pub l4_bytes_in: u64,
     /// Bytes sent to the backend by L4 tunnels (backends only).
@@ -432,6 +440,8 @@ impl Stats {
             for (a, b) in t.status.iter_mut().zip(r.status.iter()) {
                 *a += b.load(Relaxed);
             }
+            t.websocket_frames_too_large += r.websocket_frames_too_large.load(Relaxed);
+            t.websocket_protocol_errors += r.websocket_protocol_errors.load(Relaxed);
             r.latency.merge_into(&mut t.latency);
             // The index is shared by the threads: each reports the same figure.
             t.prefix_index_entries = t

@@ -3,15 +3,19 @@
 //! - [`server`]: hyper backends (echo, fixed, custom handlers) that count connections and
 //!   requests, a silent one and a dead address;
 //! - [`client`]: a one-connection hyper client; [`raw`]: a byte-level TCP client;
-//! - [`body`]: fixed, channel-fed and generated bodies, and a streaming digest.
+//! - [`h2c`]: HTTP/2 clients, well-behaved, rapid-reset and raw frames;
+//! - [`body`]: fixed, channel-fed and generated bodies, and a streaming digest;
+//! - [`ws`]: WebSocket frames at the byte level and a recording WebSocket backend.
 #![allow(dead_code, unused_imports)]
 
 pub mod body;
 pub mod client;
+pub mod h2c;
 pub mod proxy;
 pub mod raw;
 pub mod server;
 pub mod tls;
+pub mod ws;
 
 use std::future::Future;
 use std::time::Duration;

@@ -170,6 +170,7 @@ impl Builder {
             hash_key: Default::default(),
             explain: false,
             max_websockets: 10_000,
+            websocket_max_frame: None,
             discovery: false,
             versions: Vec::new(),
         });
@@ -180,6 +181,14 @@ impl Builder {
     pub fn max_websockets(mut self, max: u32) -> Self {
         if let Some(r) = self.config.routes.last_mut() {
             r.max_websockets = max;
+        }
+        self
+    }
+
+    /// Sets `websocket_max_frame` on the route added last.
+    pub fn websocket_max_frame(mut self, max: usize) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            r.websocket_max_frame = Some(max);
         }
         self
     }

@@ -11,7 +11,10 @@ use hyper::body::Incoming;
 
 use crate::l7::body::{Exchange, ProxyBody};
 use crate::l7::error::ProxyError;
+use crate::l7::tunnel::{splice, Carried};
+use crate::l7::ws_frames::Violation;
 use crate::net::conn::ConnCtx;
+use crate::observe::stats::{Bump, ThreadStats};
 use crate::server::Shared;
 use crate::upstream::conn::UpstreamConn;
 
@@ -98,12 +101,15 @@ pub(super) fn websocket_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> 
 }
 
 /// Splices the upgraded client connection and the backend's until both end, the tunnel is
-/// idle for `idle`, or a side fails. Bytes the backend sent after its 101 go first.
+/// idle for `idle`, a side fails, or the client sends a frame its route does not accept
+/// (`websocket_max_frame`, RFC 6455), counted in `stats`. Bytes the backend sent after its
+/// 101 go first.
 pub(super) async fn tunnel(
     upgrade: Upgrade,
     conn: Box<UpstreamConn>,
     idle: std::time::Duration,
     in_flight: Option<switchyard_balance::InFlight>,
+    stats: Arc<ThreadStats>,
 ) {
     let Upgrade {
         on_upgrade, slot, ..
@@ -111,16 +117,28 @@ pub(super) async fn tunnel(
     let Ok(client) = on_upgrade.await else {
         return;
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
+    let client = hyper_util::rt::TokioIo::new(client);
     let UpstreamConn { stream, buf, .. } = *conn;
-    if !buf.is_empty()
-        && tokio::io::AsyncWriteExt::write_all(&mut client, &buf)
-            .await
-            .is_err()
-    {
-        return;
-    }
-    let (ended, moved) = crate::l7::tunnel::splice(client, stream, idle).await;
+    let route = slot.as_ref().map(|s| s.route);
+    let max_frame = match &slot {
+        Some(s) => s.shared.config.routes[s.route].websocket_max_frame(&s.shared.config.server),
+        None => switchyard_config::DEFAULT_WEBSOCKET_MAX_FRAME,
+    };
+    let carried = Carried::WebSocket {
+        max_frame: max_frame as u64,
+    };
+    let counters = route.and_then(|r| stats.routes.get(r));
+    let on_reject = |violation: Violation| {
+        if let Some(r) = counters {
+            let counter = match violation {
+                Violation::FrameTooLarge { .. } => &r.websocket_frames_too_large,
+                _ => &r.websocket_protocol_errors,
+            };
+            counter.bump(1);
+        }
+        tracing::debug!(%violation, "websocket frame refused");
+    };
+    let (ended, moved) = splice(client, stream, idle, carried, &buf, on_reject).await;
     drop(in_flight);
     drop(slot);
     tracing::debug!(
