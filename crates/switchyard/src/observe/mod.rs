@@ -1,6 +1,8 @@
 //! Observability: counters, latency histograms and the `/stats` document.
 
+pub mod alerts;
 pub mod histogram;
+pub mod history;
 pub mod report;
 pub mod stats;
 
