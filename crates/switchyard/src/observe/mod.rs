@@ -1,6 +1,7 @@
 //! Observability: counters, latency histograms and the `/stats` document.
 
 pub mod alerts;
+pub mod exposition;
 pub mod histogram;
 pub mod history;
 pub mod report;
