@@ -5,6 +5,7 @@ pub mod exposition;
 pub mod histogram;
 pub mod history;
 pub mod report;
+pub mod sampler;
 pub mod stats;
 
 pub use stats::{ErrorKind, Stats, ThreadStats};
