@@ -38,6 +38,9 @@ pub struct Config {
     pub acls: Vec<crate::AclConfig>,
     /// The `[budget NAME]` sections (LLM token budgets), in file order.
     pub budgets: Vec<crate::BudgetConfig>,
+    /// The `[alert NAME]` sections, in file order (see [`Config::effective_alerts`] for the
+    /// rules watched).
+    pub alerts: Vec<crate::AlertConfig>,
 }
 
 impl Config {
@@ -272,6 +275,8 @@ pub struct ServerConfig {
     pub h2: H2Settings,
     /// The accept limiter's keys (`max_connections`, `max_connections_per_ip`, ...).
     pub accept: AcceptSettings,
+    /// The `history_*`, `alert_*` and `default_alerts` keys.
+    pub observe: crate::ObserveSettings,
     /// `admin_token_file`: the file holding the admin plane's bearer token; `None` leaves the
     /// admin endpoint open, which is only allowed on a loopback `admin_listen`.
     pub admin_token_file: Option<std::path::PathBuf>,
@@ -379,6 +384,7 @@ impl Default for ServerConfig {
             retry_budget: 20,
             h2: H2Settings::default(),
             accept: AcceptSettings::default(),
+            observe: crate::ObserveSettings::default(),
             admin_token_file: None,
             admin_max_failures: crate::security::DEFAULT_ADMIN_MAX_FAILURES,
             admin_block_time: crate::security::DEFAULT_ADMIN_BLOCK_TIME,

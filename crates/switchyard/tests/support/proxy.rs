@@ -34,6 +34,7 @@ pub fn new() -> Builder {
             limits: Vec::new(),
             acls: Vec::new(),
             budgets: Vec::new(),
+            alerts: Vec::new(),
         },
         admin_token: None,
     }
