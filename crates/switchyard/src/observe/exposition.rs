@@ -62,7 +62,8 @@ impl Exposition {
     }
 
     /// A histogram's samples: `buckets` are `(upper bound, count of values in that bucket)`
-    /// in increasing order (made cumulative here), then `+Inf`, `_sum` and `_count`.
+    /// in increasing order (made cumulative here), then `+Inf`, `_sum` and `_count`. A last
+    /// bucket bounded by infinity holds the values past the largest finite bound.
     pub fn histogram(
         &mut self,
         name: &str,
@@ -74,6 +75,10 @@ impl Exposition {
         let mut le = String::new();
         for (bound, count) in buckets {
             cumulative += count;
+            if bound.is_infinite() {
+                // Values past the largest bound: counted in `+Inf` alone.
+                continue;
+            }
             le.clear();
             push_value(&mut le, *bound);
             let _ = write!(self.out, "{name}_bucket");
@@ -190,15 +195,16 @@ mod tests {
         e.family("x_seconds", Kind::Histogram, "X.").histogram(
             "x_seconds",
             &[("route", "r")],
-            &[(0.005, 2), (0.1, 3)],
+            &[(0.005, 2), (0.1, 3), (f64::INFINITY, 1)],
             0.25,
         );
         let text = e.finish();
         assert!(text.contains("x_seconds_bucket{route=\"r\",le=\"0.005\"} 2\n"));
         assert!(text.contains("x_seconds_bucket{route=\"r\",le=\"0.1\"} 5\n"));
-        assert!(text.contains("x_seconds_bucket{route=\"r\",le=\"+Inf\"} 5\n"));
+        assert!(text.contains("x_seconds_bucket{route=\"r\",le=\"+Inf\"} 6\n"));
+        assert_eq!(text.matches("+Inf").count(), 1);
         assert!(text.contains("x_seconds_sum{route=\"r\"} 0.25\n"));
-        assert!(text.contains("x_seconds_count{route=\"r\"} 5\n"));
+        assert!(text.contains("x_seconds_count{route=\"r\"} 6\n"));
     }
 
     #[test]

@@ -365,6 +365,22 @@ impl Builder {
         self
     }
 
+    /// Adds `[alert name]` on `series` (`above` or `below` `threshold`), then lets `f` change
+    /// it.
+    pub fn alert(
+        mut self,
+        name: &str,
+        series: &str,
+        comparison: switchyard_config::AlertComparison,
+        threshold: f64,
+        f: impl FnOnce(&mut switchyard_config::AlertConfig),
+    ) -> Self {
+        let mut a = switchyard_config::AlertConfig::new(name, series, comparison, threshold);
+        f(&mut a);
+        self.config.alerts.push(a);
+        self
+    }
+
     /// One backend `b0` at `addr` behind a route for every path.
     pub fn to(self, addr: SocketAddr) -> Self {
         self.backend("b0", addr)
