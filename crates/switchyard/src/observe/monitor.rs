@@ -39,7 +39,7 @@ pub struct Monitor {
     /// Milliseconds between samples.
     pub interval_ms: u64,
     /// How the webhook's deliveries went.
-    pub notifications: NotifyStats,
+    pub notifications: Arc<NotifyStats>,
 }
 
 /// A config alert as the sampler's rule.
@@ -89,7 +89,7 @@ impl Monitor {
         Monitor {
             sampler: Mutex::new(sampler),
             interval_ms: o.history_interval.as_millis() as u64,
-            notifications: NotifyStats::default(),
+            notifications: Arc::default(),
         }
     }
 
@@ -145,6 +145,14 @@ pub fn payload(e: &AlertEvent, at: SystemTime) -> serde_json::Value {
     })
 }
 
+/// Queues `doc` for the webhook without waiting: when the queue is full it is dropped and
+/// counted.
+pub fn enqueue(tx: &mpsc::Sender<serde_json::Value>, doc: serde_json::Value, stats: &NotifyStats) {
+    if tx.try_send(doc).is_err() {
+        stats.dropped.fetch_add(1, Relaxed);
+    }
+}
+
 /// Samples once and hands the transitions to `notify`.
 fn tick(shared: &Shared, notify: Option<&mpsc::Sender<serde_json::Value>>) {
     let now = shared.clock.now_ms();
@@ -159,9 +167,7 @@ fn tick(shared: &Shared, notify: Option<&mpsc::Sender<serde_json::Value>>) {
             tracing::info!(alert = %e.rule, series = %e.series, severity, value = e.value, "alert resolved");
         }
         if let Some(tx) = notify {
-            if tx.try_send(payload(e, wall)).is_err() {
-                shared.monitor.notifications.dropped.fetch_add(1, Relaxed);
-            }
+            enqueue(tx, payload(e, wall), &shared.monitor.notifications);
         }
     }
 }
@@ -180,6 +186,12 @@ pub fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     };
     rt.block_on(async move {
         let o = &shared.config.server.observe;
+        tracing::info!(
+            interval_ms = shared.monitor.interval_ms,
+            memory_bytes = shared.monitor.sampler().memory_bytes(),
+            webhook = o.alert_webhook.as_ref().map(ToString::to_string),
+            "history sampler started"
+        );
         let notify = o.alert_webhook.clone().map(|url| {
             let (tx, rx) = mpsc::channel(QUEUE);
             let settings = super::webhook::Settings {
@@ -187,7 +199,8 @@ pub fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 timeout: o.alert_webhook_timeout,
                 retries: o.alert_webhook_retries,
             };
-            tokio::spawn(super::webhook::deliver(rx, settings, Arc::clone(&shared)));
+            let stats = Arc::clone(&shared.monitor.notifications);
+            tokio::spawn(super::webhook::deliver(rx, settings, stats));
             tx
         });
         let mut timer = tokio::time::interval(Duration::from_millis(shared.monitor.interval_ms));
@@ -230,6 +243,16 @@ mod tests {
             super::super::sampler::BACKEND_FIELDS,
             switchyard_config::BACKEND_FIELDS
         );
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _rx) = mpsc::channel(2);
+        let stats = NotifyStats::default();
+        for i in 0..5 {
+            enqueue(&tx, serde_json::json!(i), &stats);
+        }
+        assert_eq!(stats.dropped.load(Relaxed), 3);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use switchyard_config::WebhookUrl;
 use tokio::sync::mpsc;
 
-use crate::server::Shared;
+use super::monitor::NotifyStats;
 
 /// The wait after the first failed attempt; each further one doubles it.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -32,9 +32,8 @@ pub struct Settings {
 pub async fn deliver(
     mut rx: mpsc::Receiver<serde_json::Value>,
     settings: Settings,
-    shared: Arc<Shared>,
+    stats: Arc<NotifyStats>,
 ) {
-    let stats = &shared.monitor.notifications;
     while let Some(doc) = rx.recv().await {
         let body = Bytes::from(doc.to_string());
         let mut delivered = false;
@@ -97,4 +96,80 @@ async fn post(url: &WebhookUrl, body: Bytes) -> Result<(), String> {
     .await;
     driver.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A receiver answering each connection's request with the next status of `statuses`;
+    /// returns its URL and the bodies it read.
+    async fn receiver(statuses: Vec<u16>) -> (WebhookUrl, Arc<std::sync::Mutex<Vec<String>>>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&seen);
+        tokio::spawn(async move {
+            for status in statuses {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                // Read the head and the body (its length from Content-Length).
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(at) = text.find("\r\n\r\n") {
+                        let len: usize = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= at + 4 + len {
+                            kept.lock().unwrap().push(text[at + 4..].to_string());
+                            break;
+                        }
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn failed_attempts_are_retried_then_counted() {
+        let (url, seen) = receiver(vec![503, 200, 500, 500]).await;
+        let (tx, rx) = mpsc::channel(4);
+        let stats = Arc::new(NotifyStats::default());
+        let settings = Settings {
+            url,
+            timeout: Duration::from_secs(10),
+            retries: 1,
+        };
+        tx.send(serde_json::json!({"n": 1})).await.unwrap();
+        tx.send(serde_json::json!({"n": 2})).await.unwrap();
+        drop(tx);
+        deliver(rx, settings, Arc::clone(&stats)).await;
+        assert_eq!(stats.sent.load(Relaxed), 1, "503 then 200");
+        assert_eq!(stats.failed.load(Relaxed), 1, "500 twice: no retry left");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [r#"{"n":1}"#, r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":2}"#]
+        );
+    }
 }
