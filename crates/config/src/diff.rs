@@ -92,6 +92,21 @@ pub enum Change {
         /// Its new value as INI text (empty if unset).
         new: String,
     },
+    /// An `[alert NAME]` section was added.
+    AlertAdded(String),
+    /// An `[alert NAME]` section was removed.
+    AlertRemoved(String),
+    /// A key of an `[alert NAME]` present in both configs changed.
+    AlertChanged {
+        /// The alert's name.
+        name: String,
+        /// The key.
+        key: String,
+        /// Its old value as INI text (empty if unset).
+        old: String,
+        /// Its new value as INI text (empty if unset).
+        new: String,
+    },
     /// A `[budget NAME]` section was added.
     BudgetAdded(String),
     /// A `[budget NAME]` section was removed.
@@ -183,6 +198,14 @@ impl fmt::Display for Change {
                 old,
                 new,
             } => write!(f, "limit {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::AlertAdded(name) => write!(f, "alert {name}: added"),
+            Change::AlertRemoved(name) => write!(f, "alert {name}: removed"),
+            Change::AlertChanged {
+                name,
+                key,
+                old,
+                new,
+            } => write!(f, "alert {name}: {key} {} -> {}", Shown(old), Shown(new)),
             Change::BudgetAdded(name) => write!(f, "budget {name}: added"),
             Change::BudgetRemoved(name) => write!(f, "budget {name}: removed"),
             Change::BudgetChanged {
@@ -309,7 +332,33 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     limit_changes(old, new, &mut changes);
     acl_changes(old, new, &mut changes);
     budget_changes(old, new, &mut changes);
+    alert_changes(old, new, &mut changes);
     changes
+}
+
+/// The `[alert NAME]` differences from `old` to `new`.
+fn alert_changes(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    use crate::alert::alert_values;
+    for o in &old.alerts {
+        match new.alert(&o.name) {
+            None => changes.push(Change::AlertRemoved(o.name.clone())),
+            Some(n) => changes.extend(
+                changed_keys(alert_values(o), alert_values(n))
+                    .into_iter()
+                    .map(|(key, old, new)| Change::AlertChanged {
+                        name: o.name.clone(),
+                        key,
+                        old,
+                        new,
+                    }),
+            ),
+        }
+    }
+    for n in &new.alerts {
+        if old.alert(&n.name).is_none() {
+            changes.push(Change::AlertAdded(n.name.clone()));
+        }
+    }
 }
 
 /// The `[budget NAME]` differences from `old` to `new`.

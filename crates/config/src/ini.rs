@@ -5,8 +5,8 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::suggest::suggest;
 
 /// The section types, as written in headers.
-pub(crate) const SECTION_TYPES: [&str; 8] = [
-    "server", "backend", "route", "l4", "listener", "limit", "acl", "budget",
+pub(crate) const SECTION_TYPES: [&str; 9] = [
+    "server", "backend", "route", "l4", "listener", "limit", "acl", "budget", "alert",
 ];
 
 /// What a section header declares.
@@ -28,6 +28,8 @@ pub(crate) enum Header {
     Acl(String),
     /// `[budget NAME]`.
     Budget(String),
+    /// `[alert NAME]`.
+    Alert(String),
     /// A header with an error already reported; its entries are lexed but not validated.
     /// `route` is set when it was meant to be a route (so "no routes" is not reported on top).
     Ignored {
@@ -180,7 +182,8 @@ impl Lexer<'_> {
             ("limit", 2) => Header::Limit(tokens[1].to_string()),
             ("acl", 2) => Header::Acl(tokens[1].to_string()),
             ("budget", 2) => Header::Budget(tokens[1].to_string()),
-            ("backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget", _) => {
+            ("alert", 2) => Header::Alert(tokens[1].to_string()),
+            ("backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget" | "alert", _) => {
                 let k = invalid(&format!(
                     "expected [{kind} NAME] with a single name (no spaces)"
                 ));

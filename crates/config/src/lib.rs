@@ -28,6 +28,7 @@
 
 mod acl;
 mod address;
+mod alert;
 mod budget;
 mod diff;
 mod error;
@@ -36,6 +37,7 @@ mod ini;
 mod limit;
 mod listener;
 mod model;
+mod observe;
 mod parse;
 mod proxy_protocol;
 mod reader;
@@ -49,6 +51,9 @@ pub mod versions;
 
 pub use acl::{AclAction, AclConfig, AclRule, Cidr, MAX_ACL_RULES};
 pub use address::Address;
+pub use alert::{
+    default_alerts, AlertComparison, AlertConfig, AlertSeverity, BACKEND_FIELDS, GLOBAL_SERIES,
+};
 pub use budget::{
     BudgetConfig, DEFAULT_BUDGET_MAX_TOKENS, MAX_BUDGET_MAX_TOKENS, MAX_BUDGET_MODELS,
     MAX_BUDGET_TOKENS,
@@ -68,6 +73,10 @@ pub use model::{
     HealthCheck, L4Config, L4Protocol, MetricsEndpoint, ModelId, RouteConfig, ServerConfig,
     DEFAULT_L4_IDLE_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_MAX_DATAGRAM,
     DEFAULT_UDP_MAX_SESSIONS, DEFAULT_WEBSOCKET_MAX_FRAME,
+};
+pub use observe::{
+    ObserveSettings, WebhookUrl, MAX_HISTORY_ROWS, MAX_HISTORY_WINDOW, MAX_WEBHOOK_RETRIES,
+    MIN_HISTORY_INTERVAL,
 };
 pub use parse::parse;
 pub use proxy_protocol::{ProxyProtocol, DEFAULT_PROXY_PROTOCOL_TIMEOUT};

@@ -40,6 +40,9 @@ pub struct Config {
     pub acls: Vec<crate::AclConfig>,
     /// The `[budget NAME]` sections (LLM token budgets), in file order.
     pub budgets: Vec<crate::BudgetConfig>,
+    /// The `[alert NAME]` sections, in file order (see [`Config::effective_alerts`] for the
+    /// rules watched).
+    pub alerts: Vec<crate::AlertConfig>,
 }
 
 impl Config {
@@ -278,6 +281,8 @@ pub struct ServerConfig {
     pub websocket_max_frame: usize,
     /// The accept limiter's keys (`max_connections`, `max_connections_per_ip`, ...).
     pub accept: AcceptSettings,
+    /// The `history_*`, `alert_*` and `default_alerts` keys.
+    pub observe: crate::ObserveSettings,
     /// `admin_token_file`: the file holding the admin plane's bearer token; `None` leaves the
     /// admin endpoint open, which is only allowed on a loopback `admin_listen`.
     pub admin_token_file: Option<std::path::PathBuf>,
@@ -386,6 +391,7 @@ impl Default for ServerConfig {
             h2: H2Settings::default(),
             websocket_max_frame: DEFAULT_WEBSOCKET_MAX_FRAME,
             accept: AcceptSettings::default(),
+            observe: crate::ObserveSettings::default(),
             admin_token_file: None,
             admin_max_failures: crate::security::DEFAULT_ADMIN_MAX_FAILURES,
             admin_block_time: crate::security::DEFAULT_ADMIN_BLOCK_TIME,

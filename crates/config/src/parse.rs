@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::acl::{read_acl, AclRead, ACL_KEYS};
+use crate::alert::{read_alert, ALERT_KEYS};
 use crate::budget::{read_budget, BudgetRead, BUDGET_KEYS};
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::ini::{lex, Header, Section};
@@ -55,6 +56,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         acl_lines: HashMap::new(),
         budgets: Vec::new(),
         budget_lines: HashMap::new(),
+        alerts: Vec::new(),
+        alert_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -104,6 +107,10 @@ struct Parser<'a> {
     budgets: Vec<(BudgetRead, &'a Section)>,
     /// Every declared budget name and its header line.
     budget_lines: HashMap<&'a str, usize>,
+    /// The valid `[alert NAME]` sections read (duplicates already dropped).
+    alerts: Vec<crate::AlertConfig>,
+    /// Every declared alert name and its header line.
+    alert_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -208,6 +215,16 @@ impl<'a> Parser<'a> {
                 if first.is_none() {
                     self.budget_lines.insert(name, section.line);
                     self.budgets.push((read, section));
+                }
+            }
+            Header::Alert(name) => {
+                let first = self.alert_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let mut r = SectionReader::new(self.file, section, ALERT_KEYS, &mut self.errors);
+                let read = read_alert(&mut r, name);
+                if first.is_none() {
+                    self.alert_lines.insert(name, section.line);
+                    self.alerts.extend(read);
                 }
             }
         }
@@ -550,6 +567,7 @@ impl<'a> Parser<'a> {
                 .into_iter()
                 .filter_map(|(r, _)| r.config)
                 .collect(),
+            alerts: self.alerts,
         })
     }
 }

@@ -98,6 +98,7 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("retries", s.retries.to_string()),
         ("retry_budget", format!("{}%", s.retry_budget)),
     ];
+    values.extend(crate::observe::observe_values(&s.observe));
     let security = crate::security::security_values(s);
     values.extend(security);
     values
@@ -289,6 +290,10 @@ pub(crate) fn to_ini(config: &Config) -> String {
     for b in &config.budgets {
         let values = crate::budget::budget_values(b);
         section(&mut out, &format!("budget {}", b.name), values);
+    }
+    for a in &config.alerts {
+        let values = crate::alert::alert_values(a);
+        section(&mut out, &format!("alert {}", a.name), values);
     }
     out
 }

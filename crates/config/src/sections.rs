@@ -60,6 +60,15 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "health_jitter",
     "retries",
     "retry_budget",
+    // crate::observe::OBSERVE_KEYS, in that order:
+    "history_interval",
+    "history_window",
+    "history_long_step",
+    "history_long_window",
+    "alert_webhook",
+    "alert_webhook_timeout",
+    "alert_webhook_retries",
+    "default_alerts",
     // crate::security::SECURITY_KEYS, in that order:
     "admin_token_file",
     "admin_max_failures",
@@ -235,7 +244,9 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
     let d = ServerConfig::default();
     let (admin_token_file, admin_max_failures, admin_block_time, audit) =
         crate::security::read_security(r);
+    let observe = crate::observe::read_observe(r);
     let server = ServerConfig {
+        observe,
         admin_token_file,
         admin_max_failures,
         admin_block_time,

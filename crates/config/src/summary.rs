@@ -153,6 +153,28 @@ pub(crate) fn summary(config: &Config) -> String {
             b.name, b.tokens_per_minute, b.key, b.burst
         );
     }
+    let alerts = &config.alerts;
+    if !alerts.is_empty() {
+        let _ = writeln!(out, "{}:", plural(alerts.len(), "alert", "alerts"));
+    }
+    for a in alerts {
+        let cmp = match a.comparison {
+            crate::AlertComparison::Above => "above",
+            crate::AlertComparison::Below => "below",
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {} {cmp} {} for {}, {}",
+            a.name,
+            a.series,
+            a.threshold,
+            crate::value::format_duration(a.for_),
+            a.severity
+        );
+    }
+    if let Some(w) = &config.server.observe.alert_webhook {
+        let _ = writeln!(out, "alert notifications: POST {w}");
+    }
     out.truncate(out.trim_end().len());
     out
 }

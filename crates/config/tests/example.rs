@@ -136,6 +136,7 @@ fn expected() -> Config {
             h2: Default::default(),
             websocket_max_frame: 4 << 20,
             accept: Default::default(),
+            observe: Default::default(),
             admin_token_file: Some("/etc/switchyard/admin.token".into()),
             admin_max_failures: 5,
             admin_block_time: Duration::from_secs(60),
@@ -188,6 +189,7 @@ fn expected() -> Config {
         limits: Vec::new(),
         acls: Vec::new(),
         budgets: Vec::new(),
+        alerts: Vec::new(),
     }
 }
 
@@ -482,6 +484,17 @@ fn every_key_example_in_the_docs_is_valid() {
                 "## `[budget NAME]`" => {
                     format!("[budget k]\ntokens_per_minute = 10\n{line}\n[route r]\nbackends = b\n")
                 }
+                "## `[alert NAME]`" if line.starts_with('[') => continue,
+                "## `[alert NAME]`" if key == "series" => {
+                    format!("[alert a]\nabove = 1\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[alert NAME]`" if key == "above" || key == "below" => {
+                    format!("[alert a]\nseries = error_rate\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[alert NAME]`" => format!(
+                    "[alert a]\nseries = error_rate\nabove = 1000000\n{line}\n\
+                     [route r]\nbackends = b\n"
+                ),
                 "## `[acl NAME]`" if key == "l4" => format!(
                     "[acl a]\nrules = allow 10.0.0.0/8\n{line}\n\
                      [l4 redis]\nlisten = 127.0.0.1:6380\nbackends = b\n[route r]\nbackends = b\n"

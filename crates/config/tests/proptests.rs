@@ -141,6 +141,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
                 ban_time: Duration::from_secs(u64::from(w.3 % 600) + 1),
                 max_tracked_ips: w.0 as usize + 16,
             },
+            observe: Default::default(),
             admin_token_file: s.0.map(Into::into),
             admin_max_failures: 1 + s.4 % 1000,
             admin_block_time: Duration::from_secs(1 + u64::from(s.5) * 60),
@@ -518,6 +519,77 @@ fn limits() -> impl Strategy<Value = Vec<(LimitConfig, Vec<usize>)>> {
     })
 }
 
+/// The `history_*` and `alert_*` keys: steps and windows consistent and bounded.
+fn observe() -> impl Strategy<Value = switchyard_config::ObserveSettings> {
+    let url = prop::option::of((dns_name(false), 1..=65535u16, "(/[a-z0-9?=&]{0,8}){1,3}"));
+    (
+        (10..=60_000u64, 1..=10u64, 1..=1000u64, 1..=400u64),
+        url,
+        (1..=60_000u64, 0..=10u32, any::<bool>()),
+    )
+        .prop_map(|((interval, k, n, m), url, (timeout, retries, defaults))| {
+            let ms = Duration::from_millis;
+            switchyard_config::ObserveSettings {
+                history_interval: ms(interval),
+                history_window: ms(interval * n),
+                history_long_step: ms(interval * k),
+                history_long_window: ms(interval * k * m),
+                alert_webhook: url.map(|(host, port, path)| switchyard_config::WebhookUrl {
+                    address: format!("{host}:{port}").parse().unwrap(),
+                    path,
+                }),
+                alert_webhook_timeout: ms(timeout),
+                alert_webhook_retries: retries,
+                default_alerts: defaults,
+            }
+        })
+}
+
+/// `[alert NAME]` sections.
+fn alerts() -> impl Strategy<Value = Vec<switchyard_config::AlertConfig>> {
+    use switchyard_config::{AlertComparison, AlertConfig, AlertSeverity};
+    let series = select(vec![
+        "requests_per_second",
+        "error_rate",
+        "latency_p99_ms",
+        "backends_down",
+        "backend:*:up",
+        "backend:*:kv_cache_usage",
+        "backend:*:waiting",
+    ]);
+    let one = (
+        series,
+        any::<bool>(),
+        (-1_000_000i64..=1_000_000, 0..=1_000u32),
+        (0..=86_400_000u64, 0..=86_400_000u64),
+        0..3usize,
+    );
+    prop::collection::btree_map(name(), one, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(|(name, (series, above, (t, gap), (f, rf), sev))| {
+                let threshold = t as f64 / 1000.0;
+                let gap = f64::from(gap) / 100.0;
+                let (comparison, resolve) = if above {
+                    (AlertComparison::Above, threshold - gap)
+                } else {
+                    (AlertComparison::Below, threshold + gap)
+                };
+                AlertConfig {
+                    resolve,
+                    for_: Duration::from_millis(f),
+                    resolve_for: Duration::from_millis(rf),
+                    severity: [
+                        AlertSeverity::Info,
+                        AlertSeverity::Warning,
+                        AlertSeverity::Critical,
+                    ][sev],
+                    ..AlertConfig::new(&name, series, comparison, threshold)
+                }
+            })
+            .collect()
+    })
+}
+
 /// `[budget NAME]` sections; `routes` picks some of the config's routes by index.
 fn budgets() -> impl Strategy<Value = Vec<(BudgetConfig, Vec<usize>)>> {
     let key = prop_oneof![
@@ -613,7 +685,8 @@ fn acls() -> impl Strategy<Value = Vec<(AclConfig, Vec<usize>)>> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (server(), backends()).prop_flat_map(|(server, backends)| {
+    (server(), observe(), backends()).prop_flat_map(|(mut server, observe, backends)| {
+        server.observe = observe;
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
         (
             routes(names.clone()),
@@ -622,99 +695,103 @@ fn config() -> impl Strategy<Value = Config> {
             limits(),
             acls(),
             budgets(),
+            alerts(),
         )
-            .prop_map(move |(routes, l4, listeners, limits, acls, budgets)| {
-                // Keep only listeners whose port no other listener uses (port 0 never collides).
-                let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
-                ports.extend(server.admin_listen.map(|a| a.port()));
-                let l4 = l4
-                    .into_iter()
-                    .filter(|l| {
-                        let p = l.listen.port();
-                        let free = p == 0 || !ports.contains(&p);
-                        ports.push(p);
-                        free
-                    })
-                    .collect::<Vec<L4Config>>();
-                // Ports read the PROXY header only where the server trusts some peers.
-                let trusting = !server.trusted_proxies.is_empty();
-                let l4: Vec<L4Config> = l4
-                    .into_iter()
-                    .map(|mut l| {
-                        if !trusting {
-                            l.proxy_protocol = ProxyProtocol::Off;
-                            l.proxy_protocol_timeout = None;
-                        }
-                        l
-                    })
-                    .collect();
-                let listeners = listeners
-                    .into_iter()
-                    .map(|(mut l, fallback)| {
-                        if !trusting {
-                            l.proxy_protocol = ProxyProtocol::Off;
-                            l.proxy_protocol_timeout = None;
-                        }
-                        // A fallback names a TCP group.
-                        let tcp: Vec<&L4Config> = l4
-                            .iter()
-                            .filter(|g| g.protocol == L4Protocol::Tcp)
-                            .collect();
-                        if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
-                            let group = tcp[i % tcp.len()].name.clone();
-                            l.fallback = Some(switchyard_config::Fallback::Tcp(group));
-                        }
-                        l
-                    })
-                    .collect();
-                let limits = limits
-                    .into_iter()
-                    .map(|(mut l, picks)| {
-                        for i in picks.into_iter().filter(|_| !routes.is_empty()) {
-                            let name = routes[i % routes.len()].name.clone();
-                            if !l.routes.contains(&name) {
-                                l.routes.push(name);
+            .prop_map(
+                move |(routes, l4, listeners, limits, acls, budgets, alerts)| {
+                    // Keep only listeners whose port no other listener uses (port 0 never collides).
+                    let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
+                    ports.extend(server.admin_listen.map(|a| a.port()));
+                    let l4 = l4
+                        .into_iter()
+                        .filter(|l| {
+                            let p = l.listen.port();
+                            let free = p == 0 || !ports.contains(&p);
+                            ports.push(p);
+                            free
+                        })
+                        .collect::<Vec<L4Config>>();
+                    // Ports read the PROXY header only where the server trusts some peers.
+                    let trusting = !server.trusted_proxies.is_empty();
+                    let l4: Vec<L4Config> = l4
+                        .into_iter()
+                        .map(|mut l| {
+                            if !trusting {
+                                l.proxy_protocol = ProxyProtocol::Off;
+                                l.proxy_protocol_timeout = None;
                             }
-                        }
-                        l
-                    })
-                    .collect();
-                let acls = acls
-                    .into_iter()
-                    .filter(|_| !routes.is_empty())
-                    .map(|(mut a, picks)| {
-                        for i in picks {
-                            let name = routes[i % routes.len()].name.clone();
-                            if !a.routes.contains(&name) {
-                                a.routes.push(name);
+                            l
+                        })
+                        .collect();
+                    let listeners = listeners
+                        .into_iter()
+                        .map(|(mut l, fallback)| {
+                            if !trusting {
+                                l.proxy_protocol = ProxyProtocol::Off;
+                                l.proxy_protocol_timeout = None;
                             }
-                        }
-                        a
-                    })
-                    .collect();
-                let budgets = budgets
-                    .into_iter()
-                    .map(|(mut b, picks)| {
-                        for i in picks.into_iter().filter(|_| !routes.is_empty()) {
-                            let name = routes[i % routes.len()].name.clone();
-                            if !b.routes.contains(&name) {
-                                b.routes.push(name);
+                            // A fallback names a TCP group.
+                            let tcp: Vec<&L4Config> = l4
+                                .iter()
+                                .filter(|g| g.protocol == L4Protocol::Tcp)
+                                .collect();
+                            if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
+                                let group = tcp[i % tcp.len()].name.clone();
+                                l.fallback = Some(switchyard_config::Fallback::Tcp(group));
                             }
-                        }
-                        b
-                    })
-                    .collect();
-                Config {
-                    server: server.clone(),
-                    backends: backends.clone(),
-                    routes,
-                    l4,
-                    listeners,
-                    limits,
-                    acls,
-                    budgets,
-                }
-            })
+                            l
+                        })
+                        .collect();
+                    let limits = limits
+                        .into_iter()
+                        .map(|(mut l, picks)| {
+                            for i in picks.into_iter().filter(|_| !routes.is_empty()) {
+                                let name = routes[i % routes.len()].name.clone();
+                                if !l.routes.contains(&name) {
+                                    l.routes.push(name);
+                                }
+                            }
+                            l
+                        })
+                        .collect();
+                    let acls = acls
+                        .into_iter()
+                        .filter(|_| !routes.is_empty())
+                        .map(|(mut a, picks)| {
+                            for i in picks {
+                                let name = routes[i % routes.len()].name.clone();
+                                if !a.routes.contains(&name) {
+                                    a.routes.push(name);
+                                }
+                            }
+                            a
+                        })
+                        .collect();
+                    let budgets = budgets
+                        .into_iter()
+                        .map(|(mut b, picks)| {
+                            for i in picks.into_iter().filter(|_| !routes.is_empty()) {
+                                let name = routes[i % routes.len()].name.clone();
+                                if !b.routes.contains(&name) {
+                                    b.routes.push(name);
+                                }
+                            }
+                            b
+                        })
+                        .collect();
+                    Config {
+                        server: server.clone(),
+                        backends: backends.clone(),
+                        routes,
+                        l4,
+                        listeners,
+                        limits,
+                        acls,
+                        budgets,
+                        alerts,
+                    }
+                },
+            )
     })
 }
 
@@ -795,6 +872,7 @@ fn ini_line() -> impl Strategy<Value = String> {
             "l4",
             "listener p",
             "budget k",
+            "alert a",
             "x",
             "",
             "route"

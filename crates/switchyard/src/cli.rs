@@ -247,6 +247,7 @@ pub fn quick_config(
         limits: Vec::new(),
         acls: Vec::new(),
         budgets: Vec::new(),
+        alerts: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

@@ -81,6 +81,8 @@ pub struct Shared {
     pub acls: crate::security::Acls,
     /// The accept limiter, when any of its limits is set.
     pub accept_limit: Option<Arc<crate::net::accept_limit::AcceptLimiter>>,
+    /// The history and alerts (sampled by the monitor thread, read by the admin thread).
+    pub monitor: crate::observe::monitor::Monitor,
 }
 
 /// One reactor thread's socket for an `[l4 NAME]` listener.
@@ -432,6 +434,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         .map_err(StartError::Runtime)?;
 
     let shared = Arc::new(Shared {
+        monitor: crate::observe::monitor::Monitor::new(&config, directory.capacity()),
         limits: crate::security::Limits::new(&config),
         budgets: crate::security::Budgets::new(&config),
         acls: crate::security::Acls::new(&config),
@@ -523,6 +526,15 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         let h = std::thread::Builder::new()
             .name("switchyard-monitor".into())
             .spawn(move || crate::upstream::scrape::run(shared, rx))
+            .map_err(StartError::Runtime)?;
+        handles.push(h);
+    }
+    if admin_listener.is_some() {
+        let shared = Arc::clone(&shared);
+        let rx = rx.clone();
+        let h = std::thread::Builder::new()
+            .name("switchyard-history".into())
+            .spawn(move || crate::observe::monitor::run(shared, rx))
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }

@@ -1,4 +1,5 @@
-//! The admin listener: `GET /stats` (JSON), `GET /healthz` and the service-discovery API
+//! The admin listener: `GET /stats` (JSON), `GET /metrics` (Prometheus), `GET /history` and
+//! `GET /admin/alerts` (see [`observe`]), `GET /healthz` and the service-discovery API
 //! (`/admin/backends`, see [`backends`]), on its own thread and runtime so
 //! that reading statistics never competes with the data plane's event loops.
 
@@ -16,6 +17,7 @@ use crate::observe::report::stats_json;
 
 pub mod auth;
 pub mod backends;
+pub mod observe;
 use crate::server::Shared;
 
 fn respond(
@@ -62,11 +64,24 @@ pub async fn handle(
     }
     match path.as_str() {
         "/stats" => json_reply(StatusCode::OK, &stats_json(shared)),
+        "/metrics" => respond(
+            StatusCode::OK,
+            crate::observe::exposition::CONTENT_TYPE,
+            crate::observe::metrics::render(shared),
+        ),
+        "/history" => {
+            let (status, body) = observe::history(shared, req.uri().query().unwrap_or(""));
+            json_reply(status, &body)
+        }
+        "/admin/alerts" => {
+            let (status, body) = observe::alerts(shared);
+            json_reply(status, &body)
+        }
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /stats, /healthz or /admin/backends\n",
+            "not found; try /stats, /metrics, /history, /healthz, /admin/alerts or /admin/backends\n",
         ),
     }
 }

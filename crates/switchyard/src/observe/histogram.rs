@@ -112,6 +112,41 @@ impl Snapshot {
         }
         upper_bound(BUCKETS - 1)
     }
+
+    /// The values recorded since `earlier` (a snapshot of the same histogram taken before):
+    /// the bucket counts' differences.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        Snapshot {
+            counts: self
+                .counts
+                .iter()
+                .zip(&earlier.counts)
+                .map(|(now, before)| now.saturating_sub(*before))
+                .collect(),
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Snapshot) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    /// The non-empty buckets: `(upper bound in microseconds, count)`, in increasing order.
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (upper_bound(i), *c))
+    }
+
+    /// Approximate sum of the values (each counted at its bucket's upper bound), in
+    /// microseconds.
+    pub fn approximate_sum(&self) -> u64 {
+        self.buckets().map(|(b, c)| b.saturating_mul(c)).sum()
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +166,28 @@ mod tests {
             }
         }
         assert_eq!(index(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn differences_sums_and_buckets() {
+        let h = Histogram::default();
+        h.record(10);
+        let mut before = Snapshot::default();
+        h.merge_into(&mut before);
+        h.record(1000);
+        h.record(1000);
+        let mut now = Snapshot::default();
+        h.merge_into(&mut now);
+        let d = now.since(&before);
+        assert_eq!(d.count(), 2);
+        assert!(d.quantile(0.5) >= 1000);
+        let b: Vec<_> = d.buckets().collect();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].1, 2);
+        let mut sum = before.clone();
+        sum.add(&d);
+        assert_eq!(sum.count(), 3);
+        assert_eq!(d.approximate_sum(), 2 * b[0].0);
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub fn stats_json(shared: &Shared) -> Value {
             v
         })
         .collect();
+    let (history, alerts) = crate::admin::observe::stats_parts(shared);
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "process": {
@@ -170,6 +171,8 @@ pub fn stats_json(shared: &Shared) -> Value {
         "budgets": shared.budgets.report(),
         "acls": shared.acls.report(),
         "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
+        "history": history,
+        "alerts": alerts,
     })
 }
 

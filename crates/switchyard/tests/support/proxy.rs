@@ -34,6 +34,7 @@ pub fn new() -> Builder {
             limits: Vec::new(),
             acls: Vec::new(),
             budgets: Vec::new(),
+            alerts: Vec::new(),
         },
         admin_token: None,
     }
@@ -370,6 +371,22 @@ impl Builder {
         let mut a = switchyard_config::AclConfig::new(name, rules, Default::default());
         f(&mut a);
         self.config.acls.push(a);
+        self
+    }
+
+    /// Adds `[alert name]` on `series` (`above` or `below` `threshold`), then lets `f` change
+    /// it.
+    pub fn alert(
+        mut self,
+        name: &str,
+        series: &str,
+        comparison: switchyard_config::AlertComparison,
+        threshold: f64,
+        f: impl FnOnce(&mut switchyard_config::AlertConfig),
+    ) -> Self {
+        let mut a = switchyard_config::AlertConfig::new(name, series, comparison, threshold);
+        f(&mut a);
+        self.config.alerts.push(a);
         self
     }
 

@@ -1,0 +1,407 @@
+//! The `/metrics` document: the counters, gauges and latency histograms of `/stats` in the
+//! Prometheus text format, with conventional names and bounded labels (route, backend, L4
+//! listener, status class, error kind, alert).
+
+use serde_json::Value;
+use switchyard_config::L4Protocol;
+
+use super::exposition::{Exposition, Kind};
+use super::histogram::Snapshot;
+use super::stats::ErrorKind;
+use crate::server::Shared;
+
+/// The bucket bounds of the latency histograms, in seconds.
+pub const BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+const CLASSES: [(usize, &str); 6] = [
+    (1, "1xx"),
+    (2, "2xx"),
+    (3, "3xx"),
+    (4, "4xx"),
+    (5, "5xx"),
+    (0, "other"),
+];
+
+/// Folds a latency snapshot (microseconds, fine buckets) into [`BUCKETS`]: each fine bucket
+/// goes to the first bound at or above its upper bound, the rest to a last infinite bucket.
+/// Returns the buckets (not cumulative) and the approximate sum in seconds.
+pub fn fold(s: &Snapshot) -> (Vec<(f64, u64)>, f64) {
+    let mut out: Vec<(f64, u64)> = BUCKETS.iter().map(|b| (*b, 0)).collect();
+    out.push((f64::INFINITY, 0));
+    for (upper_us, count) in s.buckets() {
+        let secs = upper_us as f64 / 1e6;
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        out[i].1 += count;
+    }
+    (out, s.approximate_sum() as f64 / 1e6)
+}
+
+/// The whole document.
+pub fn render(shared: &Shared) -> String {
+    let mut e = Exposition::new();
+    let t = shared.stats.totals();
+    let now = shared.clock.now_ms();
+    let counter = |e: &mut Exposition, name: &str, help: &str, v: u64| {
+        e.family(name, Kind::Counter, help)
+            .sample(name, &[], v as f64);
+    };
+    counter(
+        &mut e,
+        "switchyard_requests_total",
+        "Requests received.",
+        t.requests,
+    );
+    let name = "switchyard_responses_total";
+    e.family(name, Kind::Counter, "Responses sent, by status class.");
+    for (i, code) in CLASSES {
+        e.sample(name, &[("code", code)], t.status[i] as f64);
+    }
+    counter(
+        &mut e,
+        "switchyard_retries_total",
+        "Requests retried on another backend.",
+        t.retries,
+    );
+    counter(
+        &mut e,
+        "switchyard_received_bytes_total",
+        "Bytes received from clients.",
+        t.bytes_in,
+    );
+    counter(
+        &mut e,
+        "switchyard_sent_bytes_total",
+        "Bytes sent to clients.",
+        t.bytes_out,
+    );
+    let name = "switchyard_errors_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Failed requests and connections, by kind.",
+    );
+    for k in ErrorKind::ALL {
+        e.sample(name, &[("kind", k.name())], t.errors[k as usize] as f64);
+    }
+    counter(
+        &mut e,
+        "switchyard_connections_accepted_total",
+        "Client connections accepted.",
+        t.conns_accepted,
+    );
+    let name = "switchyard_connections_active";
+    e.family(name, Kind::Gauge, "Client connections open.")
+        .sample(
+            name,
+            &[],
+            t.conns_accepted.saturating_sub(t.conns_closed) as f64,
+        );
+    routes(&mut e, shared);
+    backends(&mut e, shared, now);
+    l4(&mut e, shared);
+    security(&mut e, shared);
+    alerts(&mut e, shared);
+    let name = "switchyard_uptime_seconds";
+    e.family(name, Kind::Gauge, "Seconds since the server started.")
+        .sample(
+            name,
+            &[],
+            (shared.clock.uptime_secs() * 1000.0).round() / 1000.0,
+        );
+    e.finish()
+}
+
+fn routes(e: &mut Exposition, shared: &Shared) {
+    let routes: Vec<_> = (0..shared.config.routes.len())
+        .map(|i| (shared.config.routes[i].name.as_str(), shared.stats.route(i)))
+        .collect();
+    let name = "switchyard_route_requests_total";
+    e.family(name, Kind::Counter, "Requests matched to each route.");
+    for (route, s) in &routes {
+        e.sample(name, &[("route", route)], s.requests as f64);
+    }
+    let name = "switchyard_route_responses_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Responses of each route, by status class.",
+    );
+    for (route, s) in &routes {
+        for (i, code) in CLASSES {
+            e.sample(
+                name,
+                &[("route", route), ("code", code)],
+                s.status[i] as f64,
+            );
+        }
+    }
+    let name = "switchyard_route_request_duration_seconds";
+    e.family(
+        name,
+        Kind::Histogram,
+        "Request duration per route, from the request head to the end of the response.",
+    );
+    for (route, s) in &routes {
+        let (buckets, sum) = fold(&s.latency);
+        e.histogram(name, &[("route", route)], &buckets, sum);
+    }
+}
+
+/// Reads one figure of a scrape.
+type Figure = fn(&switchyard_balance::LoadFigures) -> Option<f64>;
+
+fn backends(e: &mut Exposition, shared: &Shared, now: u64) {
+    let membership = shared.directory.snapshot();
+    let all: Vec<_> = membership.backends().collect();
+    let totals: Vec<_> = all.iter().map(|b| shared.stats.backend(b.slot)).collect();
+    let name = "switchyard_backend_requests_total";
+    e.family(name, Kind::Counter, "Requests sent to each backend.");
+    for (b, s) in all.iter().zip(&totals) {
+        e.sample(name, &[("backend", b.name())], s.requests as f64);
+    }
+    let name = "switchyard_backend_errors_total";
+    e.family(name, Kind::Counter, "Failed exchanges with each backend.");
+    for (b, s) in all.iter().zip(&totals) {
+        e.sample(name, &[("backend", b.name())], s.errors as f64);
+    }
+    let name = "switchyard_backend_up";
+    e.family(
+        name,
+        Kind::Gauge,
+        "1 if balancers may pick the backend, else 0.",
+    );
+    for b in &all {
+        let up = if b.state.is_available(now) { 1.0 } else { 0.0 };
+        e.sample(name, &[("backend", b.name())], up);
+    }
+    let name = "switchyard_backend_in_flight";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Requests in flight to each backend through this proxy.",
+    );
+    for b in &all {
+        e.sample(name, &[("backend", b.name())], b.state.in_flight() as f64);
+    }
+    let figures: Vec<_> = all
+        .iter()
+        .map(|b| (b.name(), b.state.figures(now)))
+        .collect();
+    let scraped: [(&str, &str, Figure); 3] = [
+        (
+            "switchyard_backend_waiting",
+            "Requests waiting in the engine (fresh scrapes only).",
+            |f| f.waiting.map(|v| v as f64),
+        ),
+        (
+            "switchyard_backend_kv_cache_usage",
+            "The engine's KV-cache usage, 0..1 (fresh scrapes only).",
+            |f| f.kv_cache_usage,
+        ),
+        (
+            "switchyard_backend_gpu_utilization",
+            "The engine's GPU utilisation, 0..1 (fresh scrapes only).",
+            |f| f.gpu_util,
+        ),
+    ];
+    for (name, help, get) in scraped {
+        let values: Vec<_> = figures
+            .iter()
+            .filter_map(|(n, f)| f.as_ref().and_then(get).map(|v| (*n, v)))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        e.family(name, Kind::Gauge, help);
+        for (backend, v) in values {
+            e.sample(name, &[("backend", backend)], v);
+        }
+    }
+}
+
+fn l4(e: &mut Exposition, shared: &Shared) {
+    if shared.config.l4.is_empty() {
+        return;
+    }
+    let all: Vec<_> = shared
+        .config
+        .l4
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), l.protocol, shared.stats.l4(i)))
+        .collect();
+    let name = "switchyard_l4_connections_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "TCP connections (UDP sessions) accepted per L4 listener.",
+    );
+    for (listener, proto, s) in &all {
+        let v = match proto {
+            L4Protocol::Tcp => s.connections,
+            L4Protocol::Udp => s.sessions,
+        };
+        e.sample(name, &[("listener", listener)], v as f64);
+    }
+    let name = "switchyard_l4_connections_active";
+    e.family(
+        name,
+        Kind::Gauge,
+        "TCP connections (UDP sessions) open per L4 listener.",
+    );
+    for (listener, proto, s) in &all {
+        let v = match proto {
+            L4Protocol::Tcp => s.connections.saturating_sub(s.closed),
+            L4Protocol::Udp => s.sessions.saturating_sub(s.sessions_closed),
+        };
+        e.sample(name, &[("listener", listener)], v as f64);
+    }
+    let name = "switchyard_l4_connect_failures_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Backend connections that failed per L4 listener.",
+    );
+    for (listener, _, s) in &all {
+        e.sample(name, &[("listener", listener)], s.connect_failures as f64);
+    }
+    let name = "switchyard_l4_no_backend_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Connections refused for want of a backend per L4 listener.",
+    );
+    for (listener, _, s) in &all {
+        e.sample(name, &[("listener", listener)], s.no_backend as f64);
+    }
+}
+
+/// `name`'s `field` of each entry of a report array, as `(name, value)`.
+fn entries<'a>(report: &'a Value, field: &str) -> Vec<(&'a str, f64)> {
+    report
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| Some((v.get("name")?.as_str()?, v.get(field)?.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn security(e: &mut Exposition, shared: &Shared) {
+    let limits = shared.limits.report();
+    let budgets = shared.budgets.report();
+    let acls = shared.acls.report();
+    let families = [
+        (
+            "switchyard_limit_denied_total",
+            "Requests refused by each [limit].",
+            "limit",
+            &limits,
+            "denied",
+        ),
+        (
+            "switchyard_budget_denied_total",
+            "Requests refused by each [budget].",
+            "budget",
+            &budgets,
+            "denied",
+        ),
+        (
+            "switchyard_budget_tokens_charged_total",
+            "Tokens charged to each [budget].",
+            "budget",
+            &budgets,
+            "tokens_charged",
+        ),
+        (
+            "switchyard_acl_denied_total",
+            "Requests and connections denied by each [acl].",
+            "acl",
+            &acls,
+            "denied",
+        ),
+    ];
+    for (name, help, label, report, field) in families {
+        let values = entries(report, field);
+        if values.is_empty() {
+            continue;
+        }
+        e.family(name, Kind::Counter, help);
+        for (n, v) in values {
+            e.sample(name, &[(label, n)], v);
+        }
+    }
+}
+
+fn alerts(e: &mut Exposition, shared: &Shared) {
+    let (firing, rules, memory) = {
+        let s = shared.monitor.sampler();
+        let rules: Vec<(String, &'static str)> = s
+            .rules()
+            .map(|r| (r.name.clone(), r.severity.name()))
+            .collect();
+        (s.firing(), rules, s.memory_bytes())
+    };
+    let name = "switchyard_alerts_firing";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Alerts firing per rule (a backend rule counts each backend).",
+    );
+    for (rule, severity) in &rules {
+        let n = firing.iter().filter(|f| &f.0 == rule).count();
+        e.sample(name, &[("alert", rule), ("severity", severity)], n as f64);
+    }
+    let n = &shared.monitor.notifications;
+    let name = "switchyard_alert_notifications_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Alert notifications for the webhook, by outcome.",
+    );
+    for (result, c) in [
+        ("sent", &n.sent),
+        ("failed", &n.failed),
+        ("dropped", &n.dropped),
+    ] {
+        let v = c.load(std::sync::atomic::Ordering::Relaxed);
+        e.sample(name, &[("result", result)], v as f64);
+    }
+    let name = "switchyard_history_memory_bytes";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Bytes the history holds once its windows are full.",
+    )
+    .sample(name, &[], memory as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::histogram::Histogram;
+    use super::*;
+
+    #[test]
+    fn fine_buckets_fold_into_the_fixed_bounds() {
+        let h = Histogram::default();
+        h.record(1_000); // 1 ms
+        h.record(40_000); // 40 ms
+        h.record(40_000);
+        h.record(120_000_000); // 2 min: past the largest bound
+        let mut s = Snapshot::default();
+        h.merge_into(&mut s);
+        let (buckets, sum) = fold(&s);
+        assert_eq!(buckets.len(), BUCKETS.len() + 1);
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 4);
+        assert_eq!(buckets[0], (0.005, 1));
+        assert_eq!(buckets[3], (0.05, 2));
+        assert_eq!(buckets[BUCKETS.len()].1, 1);
+        assert!(sum > 120.0, "{sum}");
+    }
+}

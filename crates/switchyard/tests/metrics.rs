@@ -1,0 +1,125 @@
+//! `GET /metrics` through the real proxy: a strict Prometheus text parser reads it, and the
+//! series carry the traffic sent; the admin token guards it.
+
+#[path = "support/prom.rs"]
+mod prom;
+mod support;
+
+use http::StatusCode;
+use support::client::{get_authorized, Client};
+use support::server;
+use support::{proxy, wait_for, DEADLINE};
+
+const TOKEN: &str = "metrics-test-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_traffic_in_the_prometheus_format() {
+    let backend = server::fixed("ok").await;
+    let proxy = proxy::new()
+        .admin_token(TOKEN)
+        .backend("b0", backend.addr())
+        .route("r", "/", &["b0"], "round_robin")
+        .start();
+    let mut c = Client::connect(proxy.addr()).await;
+    const SENT: u64 = 7;
+    for _ in 0..SENT {
+        assert_eq!(c.get("/x").await.status, StatusCode::OK);
+    }
+    let hist = "switchyard_route_request_duration_seconds";
+    // Durations are recorded as each exchange ends, just after the client has the response.
+    wait_for(DEADLINE, "every duration recorded", || async {
+        let a = proxy.admin_get("/metrics").await;
+        prom::parse(&a.text())
+            .ok()
+            .and_then(|m| m.get(&format!("{hist}_count"), &[("route", "r")]))
+            == Some(SENT as f64)
+    })
+    .await;
+    let a = proxy.admin_get("/metrics").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
+    let sent = SENT as f64;
+    assert_eq!(m.get("switchyard_requests_total", &[]), Some(sent));
+    assert_eq!(
+        m.get("switchyard_responses_total", &[("code", "2xx")]),
+        Some(sent)
+    );
+    assert_eq!(
+        m.get("switchyard_route_requests_total", &[("route", "r")]),
+        Some(sent)
+    );
+    assert_eq!(
+        m.get(
+            "switchyard_route_responses_total",
+            &[("route", "r"), ("code", "2xx")]
+        ),
+        Some(sent)
+    );
+    assert_eq!(
+        m.get(
+            "switchyard_route_responses_total",
+            &[("route", "r"), ("code", "5xx")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(m.types[hist], "histogram");
+    let buckets = m.matching(&format!("{hist}_bucket"), &[("route", "r")]);
+    assert_eq!(buckets.len(), 14, "13 bounds and +Inf");
+    assert_eq!(buckets.last().unwrap().value, sent);
+    assert!(m.get(&format!("{hist}_sum"), &[("route", "r")]).unwrap() > 0.0);
+    assert_eq!(
+        m.get("switchyard_backend_requests_total", &[("backend", "b0")]),
+        Some(sent)
+    );
+    assert_eq!(
+        m.get("switchyard_backend_errors_total", &[("backend", "b0")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get("switchyard_backend_up", &[("backend", "b0")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("switchyard_backend_in_flight", &[("backend", "b0")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get("switchyard_errors_total", &[("kind", "no_route")]),
+        Some(0.0)
+    );
+    assert!(m.get("switchyard_connections_accepted_total", &[]).unwrap() >= 1.0);
+    assert!(m.get("switchyard_connections_active", &[]).unwrap() >= 1.0);
+    assert_eq!(
+        m.get(
+            "switchyard_alerts_firing",
+            &[("alert", "backend_down"), ("severity", "critical")]
+        ),
+        Some(0.0)
+    );
+    assert!(m.get("switchyard_history_memory_bytes", &[]).unwrap() > 0.0);
+    assert_eq!(m.types["switchyard_requests_total"], "counter");
+    assert_eq!(m.types["switchyard_backend_up"], "gauge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_history_and_alerts_need_the_admin_token() {
+    let backend = server::fixed("ok").await;
+    let proxy = proxy::new()
+        .admin_token(TOKEN)
+        // Six refusals in a row: not enough to be blocked.
+        .server(|s| s.admin_max_failures = 100)
+        .to(backend.addr())
+        .start();
+    for path in ["/metrics", "/history", "/admin/alerts"] {
+        let refused = get_authorized(proxy.admin_addr(), path, None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}");
+        let wrong = get_authorized(proxy.admin_addr(), path, Some("nope")).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{path}");
+        let ok = get_authorized(proxy.admin_addr(), path, Some(TOKEN)).await;
+        assert_eq!(ok.status, StatusCode::OK, "{path}: {}", ok.text());
+    }
+}
