@@ -39,6 +39,7 @@ mod model;
 mod parse;
 mod proxy_protocol;
 mod reader;
+pub mod reload;
 mod render;
 mod sections;
 mod security;
