@@ -1,5 +1,6 @@
-//! The admin listener: `GET /stats` (JSON), `GET /healthz` and the service-discovery API
-//! (`/admin/backends`, see [`backends`]), on its own thread and runtime so
+//! The admin listener: `GET /stats` (JSON), `GET /healthz`, the service-discovery API
+//! (`/admin/backends`, see [`backends`]) and the config API (`/admin/config`, see
+//! [`config`]), on its own thread and runtime so
 //! that reading statistics never competes with the data plane's event loops.
 
 use std::convert::Infallible;
@@ -16,6 +17,7 @@ use crate::observe::report::stats_json;
 
 pub mod auth;
 pub mod backends;
+pub mod config;
 use crate::server::Shared;
 
 fn respond(
@@ -52,6 +54,19 @@ pub async fn handle(
     }
     if let Some(rest) = path.strip_prefix("/admin/backends") {
         return discovery(shared, client, method, rest, req).await;
+    }
+    if let Some(rest) = path.strip_prefix("/admin/config") {
+        let query = req.uri().query().map(str::to_string);
+        let (status, content_type, body) = config::handle(
+            shared,
+            client,
+            &method,
+            rest,
+            query.as_deref(),
+            req.into_body(),
+        )
+        .await;
+        return respond(status, content_type, body);
     }
     if method != Method::GET && method != Method::HEAD {
         return respond(

@@ -66,7 +66,7 @@ impl Listener {
 
     /// Serves one client connection to its end.
     async fn serve(&self, client: TcpStream, peer: SocketAddr) {
-        if !self.shared.acls.allow_l4(self.index, peer.ip()) {
+        if !self.shared.routing().acls.allow_l4(self.index, peer.ip()) {
             // Closed before any backend is connected.
             self.stats.error(crate::observe::ErrorKind::AclDenied);
             drop(client);

@@ -309,7 +309,12 @@ async fn serve(
         peer
     };
     // The client's address: the socket peer's, or the one its trusted proxy announced.
-    if !worker.shared.acls.allow_listener(state.index, peer.ip()) {
+    if !worker
+        .shared
+        .routing()
+        .acls
+        .allow_listener(state.index, peer.ip())
+    {
         // Closed before a byte is read.
         worker.stats.error(crate::observe::ErrorKind::AclDenied);
         return;

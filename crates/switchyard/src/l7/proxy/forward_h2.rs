@@ -133,7 +133,7 @@ impl Worker {
 
     /// This thread's connection to `backend`, opened now.
     async fn connect_h2(&self, backend: &Backend, members: &Members) -> Result<Sender, ProxyError> {
-        let cfg = &self.shared.config.server;
+        let cfg = &self.settings().server;
         let name = || backend.name().to_string();
         // If this request goes away mid-connect, the requests waiting on it must not wait on.
         let opening = OpeningGuard {

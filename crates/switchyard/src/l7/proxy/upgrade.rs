@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use crate::l7::body::{Exchange, ProxyBody};
 use crate::l7::error::ProxyError;
 use crate::net::conn::ConnCtx;
-use crate::server::Shared;
+use crate::routing::Routing;
 use crate::upstream::conn::UpstreamConn;
 
 /// A client's request to switch protocols, kept until the backend agrees.
@@ -27,33 +27,31 @@ pub(super) struct Upgrade {
 
 /// One of a route's `max_websockets` tunnels, held from the handshake to the tunnel's end.
 pub(super) struct TunnelSlot {
-    shared: Arc<Shared>,
-    route: usize,
+    open: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl TunnelSlot {
     /// Takes a slot of `route`, or says the route is full.
-    pub(super) fn take(shared: &Arc<Shared>, route: usize) -> Result<Self, ProxyError> {
+    pub(super) fn take(routing: &Routing, route: usize) -> Result<Self, ProxyError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let max = shared.config.routes[route].max_websockets;
-        let open = &shared.websockets[route];
+        let max = routing.config.routes[route].max_websockets;
+        let open = &routing.websockets[route];
         if open.fetch_add(1, Relaxed) >= max {
             open.fetch_sub(1, Relaxed);
             return Err(ProxyError::TooManyWebSockets {
-                route: shared.config.routes[route].name.clone(),
+                route: routing.config.routes[route].name.clone(),
                 max,
             });
         }
         Ok(TunnelSlot {
-            shared: Arc::clone(shared),
-            route,
+            open: Arc::clone(open),
         })
     }
 }
 
 impl Drop for TunnelSlot {
     fn drop(&mut self) {
-        self.shared.websockets[self.route].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
