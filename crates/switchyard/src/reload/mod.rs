@@ -8,6 +8,7 @@
 //! Any failure changes nothing. Reloads are serialised (one at a time), each applied one is
 //! audited as `config_changed` and each rejected one as `config_rejected`.
 
+pub mod client;
 mod resolve;
 
 use std::collections::VecDeque;

@@ -10,6 +10,7 @@ pub mod body;
 pub mod client;
 pub mod proxy;
 pub mod raw;
+pub mod reload;
 pub mod server;
 pub mod tls;
 
