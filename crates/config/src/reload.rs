@@ -55,6 +55,7 @@ pub const RELOADABLE_SERVER_KEYS: &[&str] = &[
     "max_ejected_percent",
     "retries",
     "retry_budget",
+    "config_history",
 ];
 
 /// Whether the `[server]` key `key` needs a restart to change.

@@ -130,6 +130,7 @@ fn expected() -> Config {
             health_jitter: 10,
             retries: 1,
             retry_budget: 20,
+            config_history: 10,
             h2: Default::default(),
             accept: Default::default(),
             admin_token_file: Some("/etc/switchyard/admin.token".into()),

@@ -97,10 +97,12 @@ impl Listener {
         if !config.proxy_protocol.is_on() {
             return Some((stream, peer));
         }
+        // `trusted_proxies` as reloaded.
+        let routing = self.shared.routing();
         let gate = crate::net::proxy_protocol::gate::Gate {
             mode: config.proxy_protocol,
             timeout: config.effective_proxy_protocol_timeout(&self.shared.config.server),
-            trusted: &self.shared.config.server.trusted_proxies,
+            trusted: &routing.config.server.trusted_proxies,
         };
         let client = Box::pin(gate.admit(&mut stream, peer, &self.counters().proxy))
             .await

@@ -296,10 +296,12 @@ async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let peer = if state.proxy_protocol.is_on() {
+        // `trusted_proxies` as reloaded.
+        let routing = worker.shared.routing();
         let gate = Gate {
             mode: state.proxy_protocol,
             timeout: state.proxy_protocol_timeout,
-            trusted: &worker.shared.config.server.trusted_proxies,
+            trusted: &routing.config.server.trusted_proxies,
         };
         match Box::pin(gate.admit(&mut stream, peer, &stats.proxy)).await {
             Ok(client) => client,

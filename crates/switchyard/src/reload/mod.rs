@@ -22,9 +22,6 @@ use switchyard_config::{Config, ConfigErrors};
 use crate::routing::{route_capacity, Routing};
 use crate::server::Shared;
 
-/// Configs kept for `POST /admin/config/rollback`.
-pub const HISTORY: usize = 10;
-
 /// Reload history and counters (in [`Shared`]).
 #[derive(Debug, Default)]
 pub struct Reloads {
@@ -289,7 +286,7 @@ pub fn apply(
         .map_err(|e| ReloadError::Invalid(vec![problem(None, e.to_string())]))?;
     if remember {
         state.history.push_back(Arc::clone(running));
-        while state.history.len() > HISTORY {
+        while state.history.len() > applied.server.config_history.max(1) {
             state.history.pop_front();
         }
     }
