@@ -844,18 +844,12 @@ impl Worker {
     }
 
     async fn connect(&self, backend: &Backend) -> Result<Box<UpstreamConn>, ProxyError> {
-        let cfg = &self.settings().server;
+        let connect_timeout = self.server_setting(|s| s.upstream_connect_timeout);
         let name = || backend.name().to_string();
-        match UpstreamConn::connect(
-            backend.addr,
-            cfg.upstream_connect_timeout,
-            backend.tls.as_deref(),
-        )
-        .await
-        {
+        match UpstreamConn::connect(backend.addr, connect_timeout, backend.tls.as_deref()).await {
             Err(()) => Err(ProxyError::ConnectTimeout {
                 backend: name(),
-                after: cfg.upstream_connect_timeout,
+                after: connect_timeout,
             }),
             Ok(Err(source)) => Err(ProxyError::Connect {
                 backend: name(),
@@ -944,13 +938,12 @@ impl Worker {
     /// 500/502/504): counts towards its ejection from rotation (see
     /// [`switchyard_balance::outlier`]), within the share of `members` that may be out at once.
     fn backend_failed(&self, backend: &Backend, members: &Members, why: &dyn std::fmt::Display) {
-        let cfg = &self.settings().server;
-        let policy = outlier::Policy {
+        let policy = self.server_setting(|cfg| outlier::Policy {
             threshold: cfg.fail_threshold,
             base_ms: cfg.fail_timeout.as_millis() as u64,
             max_ms: cfg.fail_timeout_max.as_millis() as u64,
             max_percent: cfg.max_ejected_percent,
-        };
+        });
         let now = self.shared.clock.now_ms();
         let out = || {
             members
@@ -971,7 +964,7 @@ impl Worker {
                     ejection = nth,
                     out_for_ms = until_ms.saturating_sub(now),
                     "backend ejected after {} consecutive failures",
-                    cfg.fail_threshold
+                    policy.threshold
                 );
             }
             outlier::Verdict::Spared => tracing::debug!(

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use switchyard_balance::Balancer;
-use switchyard_config::Config;
+use switchyard_config::ServerConfig;
 
 use super::Worker;
 use crate::routing::balancer_kept;
@@ -22,10 +22,10 @@ impl Worker {
         Rc::clone(&self.membership.borrow())
     }
 
-    /// The config in force as this thread last saw it (for settings read outside a request's
-    /// routing phase: connect timeouts, ejection policy).
-    pub(super) fn settings(&self) -> Arc<Config> {
-        Arc::clone(&self.membership.borrow().routing.config)
+    /// A `[server]` setting in force as this thread last saw it (for settings read outside a
+    /// request's routing phase: connect timeouts, ejection policy); no reference count taken.
+    pub(super) fn server_setting<R>(&self, f: impl FnOnce(&ServerConfig) -> R) -> R {
+        f(&self.membership.borrow().routing.config.server)
     }
 
     /// Takes the directory's current snapshot. A slot with a new occupant loses this thread's
