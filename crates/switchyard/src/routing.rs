@@ -227,3 +227,63 @@ impl Routing {
 pub fn balancer_kept(old: &RouteConfig, new: &RouteConfig) -> bool {
     old.balancer == new.balancer && old.hash_key == new.hash_key
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(burst: u32, routes: &[&str]) -> Arc<Config> {
+        let mut text = format!(
+            "[backend b]\naddress = 127.0.0.1:1\n[limit all]\nkey = global\nrate = 1/m\nburst = {burst}\n"
+        );
+        for (i, r) in routes.iter().enumerate() {
+            text.push_str(&format!(
+                "[route {r}]\npath_prefix = /{i}/\nbackends = b\nbalancer = prefix_cache\n"
+            ));
+        }
+        Arc::new(switchyard_config::parse(&text, "t.ini").unwrap())
+    }
+
+    fn admitted(r: &Routing) -> bool {
+        r.limits
+            .check(0, "/0/", &http::HeaderMap::new(), b"127.0.0.1")
+            .is_ok()
+    }
+
+    #[test]
+    fn unchanged_limits_keep_their_buckets_and_changed_ones_start_full() {
+        let first = Routing::new(config(1, &["a"]));
+        assert!(admitted(&first));
+        assert!(!admitted(&first));
+        let same = Routing::next(config(1, &["a"]), &first, 32).unwrap();
+        assert!(!admitted(&same), "the spent bucket carried over");
+        let changed = Routing::next(config(2, &["a"]), &same, 32).unwrap();
+        assert!(admitted(&changed), "a changed limit starts full");
+    }
+
+    #[test]
+    fn routes_keep_counter_slots_prototypes_and_websocket_counts_by_name() {
+        let first = Routing::new(config(1, &["a", "b"]));
+        first.websockets[1].store(3, std::sync::atomic::Ordering::Relaxed);
+        let next = Routing::next(config(1, &["new", "b"]), &first, 4).unwrap();
+        // `new` takes the slot `a` freed (each thread resets it as it takes the generation up).
+        assert_eq!(next.stat_slots, [0, 1]);
+        assert_eq!(next.fresh_stat_slots, [0]);
+        assert_eq!(
+            next.websockets[1].load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        assert!(Arc::ptr_eq(&next.prototypes[1], &first.prototypes[1]));
+        assert!(!Arc::ptr_eq(&next.prototypes[0], &first.prototypes[0]));
+        let again = Routing::next(config(1, &["c", "b", "new", "d"]), &next, 4).unwrap();
+        assert_eq!(again.stat_slots, [2, 1, 0, 3]);
+        assert_eq!(again.fresh_stat_slots, [2, 3]);
+        assert_eq!(
+            Routing::next(config(1, &["a", "b", "c", "d", "e"]), &again, 4).unwrap_err(),
+            RoutingError::TooManyRoutes {
+                routes: 5,
+                capacity: 4
+            }
+        );
+    }
+}
