@@ -65,8 +65,8 @@ pub struct Routing {
     /// Per route, the index of its counters in [`crate::observe::Stats`] (stable by name
     /// across reloads).
     pub stat_slots: Vec<usize>,
-    /// Counter slots given to new routes by this generation (reset by each thread as it
-    /// takes the generation up).
+    /// Counter slots given to new routes by this generation (each thread resets a slot it
+    /// last knew under another route as it takes a generation up).
     pub fresh_stat_slots: Vec<usize>,
     /// The `[limit NAME]` rate limits and their buckets.
     pub limits: Limits,

@@ -59,15 +59,22 @@ impl Worker {
                 }
             }
         } else {
-            for slot in &next.routing.fresh_stat_slots {
-                if let Some(s) = self.stats.routes.get(*slot) {
-                    s.reset();
-                }
-            }
             let mut previous: Vec<Option<Box<dyn Balancer>>> =
                 balancers.drain(..).map(Some).collect();
             let routes = &next.routing.config.routes;
             for (route, r) in routes.iter().enumerate() {
+                // A counter slot this thread last knew under another route (or none) starts
+                // at zero, even when the thread skipped the generations in between.
+                let slot = next.routing.stat_slots[route];
+                let known = old
+                    .routing
+                    .route_index(&r.name)
+                    .is_some_and(|i| old.routing.stat_slots[i] == slot);
+                if !known {
+                    if let Some(s) = self.stats.routes.get(slot) {
+                        s.reset();
+                    }
+                }
                 let kept = old.routing.route_index(&r.name).filter(|i| {
                     balancer_kept(&old.routing.config.routes[*i], r)
                         && old.groups[*i].same_members(&next.groups[route])
