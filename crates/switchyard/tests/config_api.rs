@@ -204,3 +204,25 @@ async fn changes_and_refusals_are_audited_without_secrets_and_need_the_token() {
     let shown = client::get_authorized(p.admin_addr(), "/admin/config", Some(TOKEN)).await;
     assert!(!shown.text().contains(TOKEN));
 }
+
+#[tokio::test]
+async fn config_history_bounds_the_rollbacks() {
+    let (one, two) = two_backends().await;
+    let p = base(&one, &two).start();
+    let ini = |backend: &str| {
+        edited(&p, |c| {
+            c.server.config_history = 1;
+            c.routes[0].backends = vec![backend.to_string()];
+        })
+    };
+    apply(&p, ini("two")).await;
+    apply(&p, ini("one")).await;
+    apply(&p, ini("two")).await;
+    // Only the config before the last reload is kept.
+    let (status, _) = post(&p, "/admin/config/rollback", "", None).await;
+    assert_eq!(status, 200);
+    assert!(answers(&p, "/", 2).await.iter().all(|a| a == "one"));
+    let (status, doc) = post(&p, "/admin/config/rollback", "", None).await;
+    assert_eq!(status, 409, "{doc:#}");
+    assert!(answers(&p, "/", 2).await.iter().all(|a| a == "one"));
+}
