@@ -229,3 +229,44 @@ async fn twenty_reloads_under_load_fail_no_request() {
     assert_eq!(stats["config"]["reloads"], 20);
     assert_eq!(stats["totals"]["responses"]["5xx"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_added_by_reload_gets_its_health_check() {
+    let ok = server::fixed("ok").await;
+    let served = Arc::new(AtomicU64::new(0));
+    let sick = {
+        let served = Arc::clone(&served);
+        server::serve(move |req| {
+            let served = Arc::clone(&served);
+            async move {
+                if req.uri().path() == "/health" {
+                    server::respond(StatusCode::SERVICE_UNAVAILABLE, "no")
+                } else {
+                    served.fetch_add(1, Relaxed);
+                    server::respond(StatusCode::OK, "sick")
+                }
+            }
+        })
+        .await
+    };
+    let p = proxy::new()
+        .server(|s| {
+            s.health_interval = Duration::from_millis(50);
+            s.health_fall = 1;
+        })
+        .to(ok.addr())
+        .start();
+    let ini = edited(&p, |c| {
+        let mut b = backend_config("sick", sick.addr());
+        b.health = Some("http GET /health 200".parse().unwrap());
+        c.backends.push(b);
+        c.routes[0].backends.push("sick".into());
+    });
+    apply(&p, ini).await;
+    support::wait_for(DEADLINE, "the new backend's check to fail", || async {
+        p.stats().await["backends"][1]["health"]["state"] == "down"
+    })
+    .await;
+    assert!(answers(&p, "/", 6).await.iter().all(|a| a == "ok"));
+    assert_eq!(served.load(Relaxed), 0, "only its health checks reached it");
+}
