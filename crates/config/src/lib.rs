@@ -41,6 +41,7 @@ mod observe;
 mod parse;
 mod proxy_protocol;
 mod reader;
+pub mod reload;
 mod render;
 mod sections;
 mod security;

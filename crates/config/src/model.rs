@@ -273,6 +273,8 @@ pub struct ServerConfig {
     pub retries: u32,
     /// `retry_budget`: retries allowed as a percentage of requests (0..=100).
     pub retry_budget: u32,
+    /// `config_history`: configs kept for `POST /admin/config/rollback` (1..=1000).
+    pub config_history: usize,
     /// The `h2_*` keys: HTTP/2 limits towards clients.
     pub h2: H2Settings,
     /// `websocket_max_frame`: the largest payload of one WebSocket frame a client may send,
@@ -388,6 +390,7 @@ impl Default for ServerConfig {
             health_jitter: 10,
             retries: 1,
             retry_budget: 20,
+            config_history: 10,
             h2: H2Settings::default(),
             websocket_max_frame: DEFAULT_WEBSOCKET_MAX_FRAME,
             accept: AcceptSettings::default(),

@@ -97,6 +97,7 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
         ("health_jitter", format!("{}%", s.health_jitter)),
         ("retries", s.retries.to_string()),
         ("retry_budget", format!("{}%", s.retry_budget)),
+        ("config_history", s.config_history.to_string()),
     ];
     values.extend(crate::observe::observe_values(&s.observe));
     let security = crate::security::security_values(s);

@@ -60,6 +60,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "health_jitter",
     "retries",
     "retry_budget",
+    "config_history",
     // crate::observe::OBSERVE_KEYS, in that order:
     "history_interval",
     "history_window",
@@ -368,6 +369,7 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         retry_budget: r.value("retry_budget", d.retry_budget, |s| {
             number(0, 100)(s.strip_suffix('%').unwrap_or(s))
         }),
+        config_history: r.value("config_history", d.config_history, number(1, 1000)),
     };
     check_admin_listen(r, &server);
     if server.proxy_protocol.is_on()

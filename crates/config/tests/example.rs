@@ -133,6 +133,7 @@ fn expected() -> Config {
             health_jitter: 10,
             retries: 1,
             retry_budget: 20,
+            config_history: 10,
             h2: Default::default(),
             websocket_max_frame: 4 << 20,
             accept: Default::default(),

@@ -126,6 +126,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             health_jitter: h.4,
             retries: 1,
             retry_budget: 20,
+            config_history: 1 + (w.0 as usize % 1000),
             h2: switchyard_config::H2Settings {
                 max_concurrent_streams: w.0,
                 stream_window: w.1,

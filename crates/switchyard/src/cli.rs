@@ -1,4 +1,5 @@
-//! The command line: `run`, `proxy`, `check`, `demo`, `mock-engine`, `loadgen`, `flood`.
+//! The command line: `run`, `proxy`, `check`, `reload`, `demo`, `mock-engine`, `loadgen`,
+//! `flood`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ pub enum Command {
         /// The INI configuration file.
         file: PathBuf,
     },
+    /// Apply a config file to a running server through its admin API (or, without --config,
+    /// make it re-read its own file); prints the changes, or every error (exit 2).
+    Reload(crate::reload::client::ReloadArgs),
     /// Start the proxy with three mock inference engines behind it (a built-in config).
     Demo {
         /// Address for the proxy.
@@ -83,9 +87,14 @@ pub fn run(cli: Cli) -> ExitCode {
     logging::init(cli.log_format, &cli.log_level);
     match cli.command {
         Command::Run { config } => match load(&config) {
-            Ok(cfg) => serve(cfg),
+            Ok(cfg) => run_until_signal(move || {
+                let handle = server::start(cfg)?;
+                handle.shared().reloads.set_file(config);
+                Ok(handle)
+            }),
             Err(code) => code,
         },
+        Command::Reload(args) => crate::reload::client::main(args),
         Command::Proxy {
             listen,
             to,
@@ -258,9 +267,10 @@ pub fn serve(config: Config) -> ExitCode {
     run_until_signal(move || server::start(config))
 }
 
-/// Installs the SIGTERM/SIGINT handlers, then calls `start` (so a signal arriving as soon as
-/// the listeners accept is already handled), then waits for a signal and shuts the server down
-/// gracefully.
+/// Installs the SIGTERM/SIGINT/SIGHUP handlers, then calls `start` (so a signal arriving as
+/// soon as the listeners accept is already handled), then waits for a signal: SIGHUP re-reads
+/// the config file and applies it (see [`crate::reload`]; errors are logged, the running
+/// config stays), SIGTERM or SIGINT shut the server down gracefully.
 pub fn run_until_signal(
     start: impl FnOnce() -> Result<ServerHandle, server::StartError>,
 ) -> ExitCode {
@@ -276,9 +286,10 @@ pub fn run_until_signal(
     };
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
             eprintln!("switchyard: cannot install signal handlers");
             return ExitCode::FAILURE;
@@ -290,9 +301,21 @@ pub fn run_until_signal(
                 return ExitCode::FAILURE;
             }
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    let shared = std::sync::Arc::clone(handle.shared());
+                    let done = tokio::task::spawn_blocking(move || {
+                        crate::reload::reread(&shared, "sighup")
+                    })
+                    .await;
+                    if let Ok(Err(e)) = done {
+                        tracing::error!("SIGHUP: config not reloaded: {e}");
+                    }
+                }
+            }
         }
         tracing::info!(
             drain_timeout = ?handle.shared().config.server.drain_timeout,

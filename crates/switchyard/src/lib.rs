@@ -28,6 +28,8 @@ pub mod loadgen;
 pub mod logging;
 pub mod net;
 pub mod observe;
+pub mod reload;
+pub mod routing;
 pub mod security;
 pub mod server;
 pub mod upstream;

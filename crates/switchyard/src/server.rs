@@ -8,49 +8,32 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchyard_config::{Config, HashKey, L4Protocol};
+use switchyard_config::{Config, L4Protocol};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::l7::proxy::Worker;
-use crate::l7::route::Router;
 use crate::net::{conn, listener};
 use crate::observe::Stats;
 use crate::upstream::directory::Directory;
 use crate::upstream::tls::UpstreamTls;
 
-/// What a route's backend group does with its members (who the members are is in the
-/// [`Directory`], as they change with registrations).
-#[derive(Debug)]
-pub struct Group {
-    /// What to hash for the balancer's affinity key, when the balancer uses one.
-    pub hash_key: Option<HashKey>,
-    /// Whether the balancer reads peak-EWMA latency (only then is it measured).
-    pub tracks_latency: bool,
-    /// Whether the balancer needs the prompt's block hashes (`prefix_cache`).
-    pub wants_prompt: bool,
-    /// Whether responses say why their backend was picked (`explain`).
-    pub explain: bool,
-}
+pub use crate::routing::Group;
 
-/// What every thread of a running server shares: immutable configuration and routing, and the
-/// lock-free backend states and counters.
+/// What every thread of a running server shares: the configuration it started with, the
+/// directory (backends, and with each snapshot the [`crate::routing::Routing`] generation in
+/// force: routes, limits, ACLs, budgets, per-request settings), and the lock-free backend
+/// states and counters.
 #[derive(Debug)]
 pub struct Shared {
-    /// The configuration in force.
+    /// The configuration the server started with: what restart-only settings (sockets,
+    /// threads, the admin plane...) come from. The config in force is the current routing's
+    /// (see [`Shared::routing`]).
     pub config: Config,
-    /// Every backend, static and registered, and each route's members.
+    /// Every backend, static and registered, each route's members, and the routing.
     pub directory: Directory,
-    /// Per route, the balancer instance the reactor threads' own instances are made from (they
-    /// share what it shares, such as `prefix_cache`'s index), with the directory version it
-    /// was built for.
-    pub prototypes: Vec<std::sync::Mutex<(u64, Box<dyn switchyard_balance::Balancer>)>>,
-    /// Per route, WebSocket tunnels open (or being set up) on every thread.
-    pub websockets: Vec<std::sync::atomic::AtomicU32>,
-    /// Per route, its backend group's settings.
-    pub groups: Vec<Group>,
-    /// The routing table.
-    pub router: Router,
+    /// Reload history and counters (see [`crate::reload`]).
+    pub reloads: crate::reload::Reloads,
     /// Counters.
     pub stats: Stats,
     /// The monotonic clock balancers and health use.
@@ -73,12 +56,6 @@ pub struct Shared {
     pub admin_auth: crate::admin::auth::AdminAuth,
     /// The audit log.
     pub audit: crate::audit::Audit,
-    /// The `[limit NAME]` rate limits and their buckets.
-    pub limits: crate::security::Limits,
-    /// The `[budget NAME]` token budgets.
-    pub budgets: crate::security::Budgets,
-    /// The `[acl NAME]` access control lists.
-    pub acls: crate::security::Acls,
     /// The accept limiter, when any of its limits is set.
     pub accept_limit: Option<Arc<crate::net::accept_limit::AcceptLimiter>>,
     /// The history and alerts (sampled by the monitor thread, read by the admin thread).
@@ -93,27 +70,10 @@ enum L4Socket {
 }
 
 impl Shared {
-    /// A balancer for `route` on a reactor thread whose members are those of directory
-    /// version `version`: shared state comes from the route's prototype, rebuilt once per
-    /// version (positions in a shared index would not survive a change of members).
-    pub fn balancer(
-        &self,
-        route: usize,
-        version: u64,
-        seed: u64,
-    ) -> Box<dyn switchyard_balance::Balancer> {
-        let name = &self.config.routes[route].balancer;
-        let build = || {
-            switchyard_balance::build(name, seed)
-                .expect("balancer names are validated with the config")
-        };
-        let mut proto = self.prototypes[route]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if proto.0 != version {
-            *proto = (version, build());
-        }
-        proto.1.share(seed).unwrap_or_else(build)
+    /// The routing generation in force (routes, limits, ACLs, budgets and the applied
+    /// config). Off the request path; reactor threads use their own snapshot.
+    pub fn routing(&self) -> Arc<crate::routing::Routing> {
+        Arc::clone(&self.directory.snapshot().routing)
     }
 }
 
@@ -325,17 +285,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let directory = Directory::new(&config, &addrs, &tls, config.server.max_registered_backends);
-    let groups = config
-        .routes
-        .iter()
-        .map(|r| Group {
-            hash_key: (r.balancer == "consistent_hash").then(|| r.hash_key.clone()),
-            tracks_latency: r.balancer == "response_time",
-            wants_prompt: r.balancer == "prefix_cache",
-            explain: r.explain,
-        })
-        .collect();
+    let routing = Arc::new(crate::routing::Routing::new(Arc::new(config.clone())));
+    let directory = Directory::new(routing, &addrs, &tls, config.server.max_registered_backends);
 
     // Bind everything before starting anything.
     let mut per_thread: Vec<Vec<std::net::TcpListener>> =
@@ -435,14 +386,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let shared = Arc::new(Shared {
         monitor: crate::observe::monitor::Monitor::new(&config, directory.capacity()),
-        limits: crate::security::Limits::new(&config),
-        budgets: crate::security::Budgets::new(&config),
-        acls: crate::security::Acls::new(&config),
+        reloads: crate::reload::Reloads::default(),
         accept_limit: crate::net::accept_limit::from_config(&config.server.accept),
-        router: Router::new(&config.routes),
         stats: Stats::with_l4(
             threads,
-            config.routes.len(),
+            crate::routing::route_capacity(config.routes.len()),
             directory.capacity(),
             config.l4.len(),
         ),
@@ -458,22 +406,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         health: (0..directory.capacity())
             .map(|_| Default::default())
             .collect(),
-        websockets: config
-            .routes
-            .iter()
-            .map(|_| std::sync::atomic::AtomicU32::new(0))
-            .collect(),
-        prototypes: config
-            .routes
-            .iter()
-            .map(|r| {
-                let b = switchyard_balance::build(&r.balancer, 0)
-                    .expect("balancer names are validated with the config");
-                std::sync::Mutex::new((0, b))
-            })
-            .collect(),
         directory,
-        groups,
         admin_auth,
         audit,
         config,
@@ -511,16 +444,9 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }
-    // The monitor scrapes metrics and runs health checks; registered backends may bring
-    // either, so it runs whenever the admin API can register them.
-    let has_checks = shared
-        .config
-        .backends
-        .iter()
-        .any(|b| b.health.is_some() || b.metrics.is_some());
-    let may_register =
-        shared.config.server.admin_listen.is_some() && shared.directory.max_registered() > 0;
-    if has_checks || may_register {
+    // The monitor scrapes metrics and runs health checks; registered backends and reloads
+    // may bring either, so it always runs (idle when there is nothing to check).
+    {
         let shared = Arc::clone(&shared);
         let rx = rx.clone();
         let h = std::thread::Builder::new()

@@ -67,6 +67,11 @@ impl AdminToken {
         Ok(AdminToken(token.to_vec()))
     }
 
+    /// The token's bytes, for a client presenting it (`switchyard reload`).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Reads the token from `path` (an error names the path, never the content).
     pub fn load(path: &Path) -> Result<Self, TokenFileError> {
         let text = std::fs::read(path).map_err(|e| TokenFileError {

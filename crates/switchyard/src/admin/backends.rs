@@ -44,7 +44,10 @@ fn error(status: http::StatusCode, message: impl Into<String>) -> Reply {
 pub fn list(shared: &Shared) -> Reply {
     let now = shared.clock.now_ms();
     let m = shared.directory.snapshot();
-    let backends: Vec<Value> = m.backends().map(|b| backend_json(shared, b, now)).collect();
+    let backends: Vec<Value> = m
+        .backends()
+        .map(|b| backend_json(shared, &m, b, now))
+        .collect();
     (
         http::StatusCode::OK,
         json!({
@@ -75,7 +78,10 @@ pub async fn register(shared: &Shared, body: &[u8]) -> Reply {
                 Registered::Created => http::StatusCode::CREATED,
                 Registered::Updated => http::StatusCode::OK,
             };
-            (status, backend_json(shared, &b, now))
+            (
+                status,
+                backend_json(shared, &shared.directory.snapshot(), &b, now),
+            )
         }
         Err(e) => error(http::StatusCode::CONFLICT, e.to_string()),
     }
@@ -204,14 +210,15 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
     if ttl.is_zero() || ttl > MAX_TTL {
         return Err("\"ttl\" must be between 1s and 24h".into());
     }
-    let open: Vec<usize> = (0..shared.config.routes.len())
-        .filter(|i| shared.config.routes[*i].discovery)
+    let routing = shared.routing();
+    let routes = &routing.config.routes;
+    let open: Vec<String> = routes
+        .iter()
+        .filter(|r| r.discovery)
+        .map(|r| r.name.clone())
         .collect();
     let open_names = || {
-        let names: Vec<&str> = open
-            .iter()
-            .map(|i| shared.config.routes[*i].name.as_str())
-            .collect();
+        let names: Vec<&str> = open.iter().map(String::as_str).collect();
         if names.is_empty() {
             "no route has `discovery = true`".to_string()
         } else {
@@ -224,15 +231,12 @@ async fn parse(shared: &Shared, body: &[u8]) -> Result<Registration, String> {
             .iter()
             .map(|r| {
                 let name = r.as_str().unwrap_or_default();
-                open.iter()
-                    .copied()
-                    .find(|i| shared.config.routes[*i].name == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "\"routes\": {r} is not open to registration; {}",
-                            open_names()
-                        )
-                    })
+                open.iter().find(|n| *n == name).cloned().ok_or_else(|| {
+                    format!(
+                        "\"routes\": {r} is not open to registration; {}",
+                        open_names()
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err("\"routes\" must be a list of route names".into()),

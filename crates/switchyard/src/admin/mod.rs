@@ -1,6 +1,7 @@
 //! The admin listener: `GET /stats` (JSON), `GET /metrics` (Prometheus), `GET /history` and
-//! `GET /admin/alerts` (see [`observe`]), `GET /healthz` and the service-discovery API
-//! (`/admin/backends`, see [`backends`]), on its own thread and runtime so
+//! `GET /admin/alerts` (see [`observe`]), `GET /healthz`, the service-discovery API
+//! (`/admin/backends`, see [`backends`]) and the config API (`/admin/config`, see
+//! [`config`]), on its own thread and runtime so
 //! that reading statistics never competes with the data plane's event loops.
 
 use std::convert::Infallible;
@@ -17,6 +18,7 @@ use crate::observe::report::stats_json;
 
 pub mod auth;
 pub mod backends;
+pub mod config;
 pub mod observe;
 use crate::server::Shared;
 
@@ -54,6 +56,19 @@ pub async fn handle(
     }
     if let Some(rest) = path.strip_prefix("/admin/backends") {
         return discovery(shared, client, method, rest, req).await;
+    }
+    if let Some(rest) = path.strip_prefix("/admin/config") {
+        let query = req.uri().query().map(str::to_string);
+        let (status, content_type, body) = config::handle(
+            shared,
+            client,
+            &method,
+            rest,
+            query.as_deref(),
+            req.into_body(),
+        )
+        .await;
+        return respond(status, content_type, body);
     }
     if method != Method::GET && method != Method::HEAD {
         return respond(

@@ -66,7 +66,7 @@ impl Listener {
 
     /// Serves one client connection to its end.
     async fn serve(&self, client: TcpStream, peer: SocketAddr) {
-        if !self.shared.acls.allow_l4(self.index, peer.ip()) {
+        if !self.shared.routing().acls.allow_l4(self.index, peer.ip()) {
             // Closed before any backend is connected.
             self.stats.error(crate::observe::ErrorKind::AclDenied);
             drop(client);
@@ -97,10 +97,12 @@ impl Listener {
         if !config.proxy_protocol.is_on() {
             return Some((stream, peer));
         }
+        // `trusted_proxies` as reloaded.
+        let routing = self.shared.routing();
         let gate = crate::net::proxy_protocol::gate::Gate {
             mode: config.proxy_protocol,
             timeout: config.effective_proxy_protocol_timeout(&self.shared.config.server),
-            trusted: &self.shared.config.server.trusted_proxies,
+            trusted: &routing.config.server.trusted_proxies,
         };
         let client = Box::pin(gate.admit(&mut stream, peer, &self.counters().proxy))
             .await

@@ -59,6 +59,12 @@ pub struct Exchange {
     pub(crate) worker: Rc<Worker>,
     pub(crate) ctx: Arc<ConnCtx>,
     pub(crate) route: Option<usize>,
+    /// The route's counter slot (see [`crate::routing::Routing::stat_slots`]).
+    pub(crate) stat: Option<usize>,
+    /// The directory snapshot (members and routing) the request was routed with, kept to
+    /// the end of the exchange (a reload meanwhile does not touch it).
+    #[allow(clippy::redundant_allocation)]
+    pub(crate) snapshot: Option<std::rc::Rc<Arc<crate::upstream::directory::Membership>>>,
     pub(crate) start: Instant,
     pub(crate) in_flight: Option<InFlight>,
     /// Whether the request is a gRPC call (errors are then reported as gRPC statuses).
@@ -81,10 +87,9 @@ impl Exchange {
 
     /// Settles the budgets' reservations on what the response said (once).
     pub(crate) fn settle_budget(&mut self) {
-        if let Some(mut s) = self.budget.take() {
-            let shared = &self.worker.shared;
-            let now = shared.clock.ms_at(crate::clock::coarse_now());
-            shared.budgets.settle(now, &mut s);
+        if let (Some(mut s), Some(m)) = (self.budget.take(), self.snapshot.as_ref()) {
+            let now = self.worker.shared.clock.ms_at(crate::clock::coarse_now());
+            m.routing.budgets.settle(now, &mut s);
         }
     }
 }
@@ -94,18 +99,18 @@ impl Drop for Exchange {
         self.settle_budget();
         let now = Instant::now();
         if let Some(l) = self.audit.take() {
-            let routes = &self.worker.shared.config.routes;
+            let routes = self.snapshot.as_ref().map(|m| &m.routing.config.routes);
             let end = crate::audit::Ending {
                 client: self.ctx.client_ip.as_bytes(),
                 route: self
                     .route
-                    .and_then(|r| routes.get(r))
+                    .and_then(|r| routes?.get(r))
                     .map(|r| r.name.as_str()),
                 duration: now.saturating_duration_since(self.start),
             };
             self.worker.audit_line(&l, end);
         }
-        if let Some(r) = self.route.and_then(|r| self.worker.stats.routes.get(r)) {
+        if let Some(r) = self.stat.and_then(|r| self.worker.stats.routes.get(r)) {
             r.latency
                 .record(now.saturating_duration_since(self.start).as_micros() as u64);
         }

@@ -10,6 +10,7 @@
 mod budget;
 mod forward_h2;
 mod keys;
+mod refresh;
 mod upgrade;
 
 use crate::observe::stats::Bump;
@@ -133,8 +134,11 @@ impl Worker {
         let cfg = &shared.config.server;
         let seed = 0x5EED_u64 ^ ((index as u64 + 1) << 32);
         let membership = shared.directory.snapshot();
-        let balancers = (0..shared.config.routes.len())
-            .map(|i| shared.balancer(i, membership.version, seed.wrapping_add(i as u64)))
+        let balancers = (0..membership.routing.config.routes.len())
+            .map(|i| {
+                let seed = seed.wrapping_add(i as u64);
+                membership.routing.balancer(i, membership.version, seed)
+            })
             .collect();
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1.max_header_size(cfg.max_header_bytes);
@@ -202,6 +206,8 @@ impl Worker {
             worker: Rc::clone(&self),
             ctx: Arc::clone(&ctx),
             route: None,
+            stat: None,
+            snapshot: None,
             start,
             in_flight: None,
             grpc: false,
@@ -228,7 +234,7 @@ impl Worker {
         }
         match self.proxy(req, &ctx, &mut exchange).await {
             Ok(Reply::Local { content_type, body }) => {
-                self.stats.response(exchange.route, 200);
+                self.stats.response(exchange.stat, 200);
                 let mut resp = Response::new(ProxyBody::full(body, exchange));
                 resp.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -244,10 +250,12 @@ impl Worker {
                 if exchange.requests.is_some() || exchange.budget.is_some() {
                     budget::on_response(&mut exchange, &mut head);
                 }
-                self.stats.response(exchange.route, head.status.as_u16());
+                self.stats.response(exchange.stat, head.status.as_u16());
                 if exchange.audit.is_some() {
-                    let m = self.membership();
-                    let b = m.slots.get(backend).and_then(Option::clone);
+                    let b = exchange
+                        .snapshot
+                        .as_ref()
+                        .and_then(|m| m.slots.get(backend).and_then(Option::clone));
                     exchange.audit(|l| l.backend = b);
                 }
                 let body = match via {
@@ -274,7 +282,7 @@ impl Worker {
                 resp
             }
             Ok(Reply::Upgrade(head, conn, upgrade)) => {
-                self.stats.response(exchange.route, 101);
+                self.stats.response(exchange.stat, 101);
                 // The response's hop-by-hop fields were dropped while parsing it; a 101 to a
                 // WebSocket handshake agrees to the protocol asked for.
                 let mut headers = head.headers;
@@ -309,8 +317,8 @@ impl Worker {
             exchange.settle_budget();
         }
         self.stats.error(e.kind());
-        self.stats.response(exchange.route, status.as_u16());
-        if let Some(r) = exchange.route.and_then(|r| self.stats.routes.get(r)) {
+        self.stats.response(exchange.stat, status.as_u16());
+        if let Some(r) = exchange.stat.and_then(|r| self.stats.routes.get(r)) {
             r.errors.bump(1);
         }
         if !matches!(e, ProxyError::NoRoute | ProxyError::BadRequest(_)) {
@@ -468,18 +476,22 @@ impl Worker {
         // An HTTP/1.0 request may come without Host; the backend then gets its own address.
         let missing_host = first.is_none() && authority.is_none();
 
-        // Phase: route.
-        let route = self
-            .shared
+        // Phase: route, on the snapshot (routing and members) the whole exchange keeps.
+        let membership = self.membership();
+        let routing = &membership.routing;
+        let route = routing
             .router
             .find(host, req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
+        let stat = routing.stat_slots[route];
         exchange.route = Some(route);
-        self.stats.routes[route].requests.bump(1);
+        exchange.stat = Some(stat);
+        exchange.snapshot = Some(Rc::clone(&membership));
+        self.stats.routes[stat].requests.bump(1);
 
         // Phase: security: who the client is, access control, rate limits; before any
         // backend is touched.
-        exchange.requests = crate::security::admit(&self.shared, route, &mut req, ctx)?;
+        exchange.requests = crate::security::admit(routing, route, &mut req, ctx)?;
 
         // Phase: rewrite for the backend.
         let (mut parts, body) = req.into_parts();
@@ -491,7 +503,7 @@ impl Worker {
         let mut upgrade = match upgrade {
             None => None,
             Some((value, mut u)) => {
-                u.slot = Some(TunnelSlot::take(&self.shared, route)?);
+                u.slot = Some(TunnelSlot::take(routing, route)?);
                 parts
                     .headers
                     .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -519,8 +531,7 @@ impl Worker {
 
         // Phases: select, acquire, forward, and retry on another backend when that is safe
         // (see below).
-        let group = &self.shared.groups[route];
-        let membership = self.membership();
+        let group = &routing.groups[route];
         let members = &membership.groups[route];
 
         // Phase: model. On a route whose backends declare models, the request's model picks
@@ -535,7 +546,7 @@ impl Worker {
             }
             if let Some(model) = request_model(&parts.headers, parts.uri.path(), &mut body).await? {
                 exchange.audit(|l| l.model = Some(model.clone()));
-                let rules = &self.shared.config.routes[route].versions;
+                let rules = &routing.config.routes[route].versions;
                 let id = if rules.is_empty() {
                     std::borrow::Cow::Borrowed(model.as_str())
                 } else {
@@ -561,8 +572,17 @@ impl Worker {
             }
         }
         // Phase: token budgets: the estimate reserved, before any backend is touched.
-        if self.shared.budgets.guards_route(route) {
-            budget::admit(&self.shared, route, &parts, &mut body, ctx, exchange).await?;
+        if routing.budgets.guards_route(route) {
+            budget::admit(
+                &self.shared,
+                routing,
+                route,
+                &parts,
+                &mut body,
+                ctx,
+                exchange,
+            )
+            .await?;
         }
         let mut combined: Vec<usize> = Vec::new();
         let mut explained: Option<Box<str>> = None;
@@ -587,14 +607,14 @@ impl Worker {
         let resendable = body.rest_is_end();
         // A gRPC call's deadline bounds the wait for the response head, and the backend is
         // told what is left of it.
-        let server_timeout = self.shared.config.server.upstream_response_timeout;
+        let server_timeout = routing.config.server.upstream_response_timeout;
         let grpc_deadline = if exchange.grpc {
             grpc::timeout(&parts.headers)
         } else {
             None
         };
-        let max_tries = (self.shared.config.server.retries as usize).min(MAX_RETRIES);
-        self.earn_retry_token();
+        let max_tries = (routing.config.server.retries as usize).min(MAX_RETRIES);
+        self.earn_retry_token(routing.config.server.retry_budget);
         let mut excluded = [usize::MAX; MAX_RETRIES];
         let mut tried = 0;
         let mut last_err: Option<ProxyError> = None;
@@ -618,7 +638,7 @@ impl Worker {
                 let mut balancers = self.balancers.borrow_mut();
                 let pick = balancers[route].pick(&members.states, &ctx);
                 if let Some(n) = balancers[route].index_len() {
-                    self.stats.routes[route]
+                    self.stats.routes[stat]
                         .prefix_index_entries
                         .store(n as u64, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -640,7 +660,7 @@ impl Worker {
                     return Ok(Reply::Upstream(answer));
                 }
                 return Err(last_err.unwrap_or_else(|| ProxyError::NoHealthyBackend {
-                    route: self.shared.config.routes[route].name.clone(),
+                    route: routing.config.routes[route].name.clone(),
                 }));
             };
             let backend = &members.backends[member];
@@ -832,18 +852,12 @@ impl Worker {
     }
 
     async fn connect(&self, backend: &Backend) -> Result<Box<UpstreamConn>, ProxyError> {
-        let cfg = &self.shared.config.server;
+        let connect_timeout = self.server_setting(|s| s.upstream_connect_timeout);
         let name = || backend.name().to_string();
-        match UpstreamConn::connect(
-            backend.addr,
-            cfg.upstream_connect_timeout,
-            backend.tls.as_deref(),
-        )
-        .await
-        {
+        match UpstreamConn::connect(backend.addr, connect_timeout, backend.tls.as_deref()).await {
             Err(()) => Err(ProxyError::ConnectTimeout {
                 backend: name(),
-                after: cfg.upstream_connect_timeout,
+                after: connect_timeout,
             }),
             Ok(Err(source)) => Err(ProxyError::Connect {
                 backend: name(),
@@ -854,48 +868,6 @@ impl Worker {
                 Ok(conn)
             }
         }
-    }
-
-    /// The directory snapshot to use for a request: the thread's own, replaced first when the
-    /// directory has published a newer one (one atomic load per request otherwise).
-    #[allow(clippy::redundant_allocation)] // see the field
-    fn membership(&self) -> Rc<Arc<Membership>> {
-        if self.shared.directory.version() != self.membership.borrow().version {
-            self.refresh_membership();
-        }
-        Rc::clone(&self.membership.borrow())
-    }
-
-    /// Takes the directory's current snapshot. A slot with a new occupant loses this thread's
-    /// pooled connections and counters of the old one; a route whose members changed gets a
-    /// fresh balancer (its per-member state, such as a hash ring or prefix index, refers to
-    /// member positions).
-    fn refresh_membership(&self) {
-        let next = self.shared.directory.snapshot();
-        let old = Rc::clone(&self.membership.borrow());
-        for (slot, (a, b)) in old.slots.iter().zip(&next.slots).enumerate() {
-            let same = match (a, b) {
-                (Some(a), Some(b)) => a.generation == b.generation,
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                self.pool.clear_backend(slot);
-                self.h2.clear(slot);
-                if let Some(s) = self.stats.backends.get(slot) {
-                    s.reset();
-                }
-            }
-        }
-        let mut balancers = self.balancers.borrow_mut();
-        for (route, (a, b)) in old.groups.iter().zip(&next.groups).enumerate() {
-            if !a.same_members(b) {
-                balancers[route] =
-                    self.shared
-                        .balancer(route, next.version, self.seed.wrapping_add(route as u64));
-            }
-        }
-        *self.membership.borrow_mut() = Rc::new(next);
     }
 
     /// Writes a request's audit line into the next batch, sending the batch when it is full.
@@ -930,8 +902,8 @@ impl Worker {
     }
 
     /// Each request earns `retry_budget` percent of a retry token, up to [`RETRY_BURST`].
-    fn earn_retry_token(&self) {
-        let earned = f64::from(self.shared.config.server.retry_budget) / 100.0;
+    fn earn_retry_token(&self, retry_budget: u32) {
+        let earned = f64::from(retry_budget) / 100.0;
         self.retry_tokens
             .set((self.retry_tokens.get() + earned).min(RETRY_BURST));
     }
@@ -974,13 +946,12 @@ impl Worker {
     /// 500/502/504): counts towards its ejection from rotation (see
     /// [`switchyard_balance::outlier`]), within the share of `members` that may be out at once.
     fn backend_failed(&self, backend: &Backend, members: &Members, why: &dyn std::fmt::Display) {
-        let cfg = &self.shared.config.server;
-        let policy = outlier::Policy {
+        let policy = self.server_setting(|cfg| outlier::Policy {
             threshold: cfg.fail_threshold,
             base_ms: cfg.fail_timeout.as_millis() as u64,
             max_ms: cfg.fail_timeout_max.as_millis() as u64,
             max_percent: cfg.max_ejected_percent,
-        };
+        });
         let now = self.shared.clock.now_ms();
         let out = || {
             members
@@ -1001,7 +972,7 @@ impl Worker {
                     ejection = nth,
                     out_for_ms = until_ms.saturating_sub(now),
                     "backend ejected after {} consecutive failures",
-                    cfg.fail_threshold
+                    policy.threshold
                 );
             }
             outlier::Verdict::Spared => tracing::debug!(

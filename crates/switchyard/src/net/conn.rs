@@ -323,10 +323,12 @@ pub async fn serve(
     let stats = Arc::clone(&worker.stats);
     let cfg = &worker.shared.config.server;
     let peer = if cfg.proxy_protocol.is_on() {
+        // `trusted_proxies` as reloaded.
+        let routing = worker.shared.routing();
         let gate = super::proxy_protocol::gate::Gate {
             mode: cfg.proxy_protocol,
             timeout: cfg.proxy_protocol_timeout,
-            trusted: &cfg.trusted_proxies,
+            trusted: &routing.config.server.trusted_proxies,
         };
         match Box::pin(gate.admit(&mut stream, peer, &stats.proxy)).await {
             Ok(client) => client,

@@ -296,10 +296,12 @@ async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let peer = if state.proxy_protocol.is_on() {
+        // `trusted_proxies` as reloaded.
+        let routing = worker.shared.routing();
         let gate = Gate {
             mode: state.proxy_protocol,
             timeout: state.proxy_protocol_timeout,
-            trusted: &worker.shared.config.server.trusted_proxies,
+            trusted: &routing.config.server.trusted_proxies,
         };
         match Box::pin(gate.admit(&mut stream, peer, &stats.proxy)).await {
             Ok(client) => client,
@@ -309,7 +311,12 @@ async fn serve(
         peer
     };
     // The client's address: the socket peer's, or the one its trusted proxy announced.
-    if !worker.shared.acls.allow_listener(state.index, peer.ip()) {
+    if !worker
+        .shared
+        .routing()
+        .acls
+        .allow_listener(state.index, peer.ip())
+    {
         // Closed before a byte is read.
         worker.stats.error(crate::observe::ErrorKind::AclDenied);
         return;

@@ -117,8 +117,13 @@ pub fn render(shared: &Shared) -> String {
 }
 
 fn routes(e: &mut Exposition, shared: &Shared) {
-    let routes: Vec<_> = (0..shared.config.routes.len())
-        .map(|i| (shared.config.routes[i].name.as_str(), shared.stats.route(i)))
+    let routing = shared.routing();
+    let routes: Vec<_> = routing
+        .config
+        .routes
+        .iter()
+        .zip(&routing.stat_slots)
+        .map(|(r, slot)| (r.name.as_str(), shared.stats.route(*slot)))
         .collect();
     let name = "switchyard_route_requests_total";
     e.family(name, Kind::Counter, "Requests matched to each route.");
@@ -294,9 +299,10 @@ fn entries<'a>(report: &'a Value, field: &str) -> Vec<(&'a str, f64)> {
 }
 
 fn security(e: &mut Exposition, shared: &Shared) {
-    let limits = shared.limits.report();
-    let budgets = shared.budgets.report();
-    let acls = shared.acls.report();
+    let routing = shared.routing();
+    let limits = routing.limits.report();
+    let budgets = routing.budgets.report();
+    let acls = routing.acls.report();
     let families = [
         (
             "switchyard_limit_denied_total",

@@ -103,8 +103,8 @@ impl Monitor {
 pub fn reading(shared: &Shared, now_ms: u64) -> Reading {
     let t = shared.stats.totals();
     let mut latency = super::histogram::Snapshot::default();
-    for i in 0..shared.config.routes.len() {
-        latency.add(&shared.stats.route(i).latency);
+    for slot in &shared.routing().stat_slots {
+        latency.add(&shared.stats.route(*slot).latency);
     }
     let membership = shared.directory.snapshot();
     let backends = membership

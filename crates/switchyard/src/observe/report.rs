@@ -7,7 +7,7 @@ use switchyard_config::L4Protocol;
 use super::histogram::Snapshot;
 use super::stats::{ErrorKind, ItemTotals};
 use crate::server::Shared;
-use crate::upstream::directory::{Backend, Source};
+use crate::upstream::directory::{Backend, Membership, Source};
 
 fn classes(status: &[u64; 6]) -> Value {
     json!({
@@ -69,13 +69,14 @@ pub fn stats_json(shared: &Shared) -> Value {
     }
     let now = shared.clock.now_ms();
     let membership = shared.directory.snapshot();
-    let routes: Vec<Value> = shared
+    let routing = &membership.routing;
+    let routes: Vec<Value> = routing
         .config
         .routes
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let s: ItemTotals = shared.stats.route(i);
+            let s: ItemTotals = shared.stats.route(routing.stat_slots[i]);
             json!({
                 "name": r.name,
                 "hosts": r.hosts,
@@ -88,7 +89,7 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "latency_us": latency(&s.latency),
                 "prefix_index_entries": (r.balancer == "prefix_cache").then_some(s.prefix_index_entries),
                 "websocket": {
-                    "max_frame": r.websocket_max_frame(&shared.config.server),
+                    "max_frame": r.websocket_max_frame(&routing.config.server),
                     "frames_too_large": s.websocket_frames_too_large,
                     "protocol_errors": s.websocket_protocol_errors,
                 },
@@ -97,7 +98,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         .collect();
     let backends: Vec<Value> = membership
         .backends()
-        .map(|b| backend_json(shared, b, now))
+        .map(|b| backend_json(shared, &membership, b, now))
         .collect();
     let l4: Vec<Value> = shared
         .config
@@ -167,9 +168,10 @@ pub fn stats_json(shared: &Shared) -> Value {
         "listen": listen_json(shared),
         "audit": shared.audit.stats_json(),
         "admin": shared.admin_auth.stats_json(),
-        "limits": shared.limits.report(),
-        "budgets": shared.budgets.report(),
-        "acls": shared.acls.report(),
+        "limits": routing.limits.report(),
+        "budgets": routing.budgets.report(),
+        "acls": routing.acls.report(),
+        "config": shared.reloads.stats_json(),
         "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
         "history": history,
         "alerts": alerts,
@@ -191,7 +193,7 @@ fn listen_json(shared: &Shared) -> Value {
 }
 
 /// One backend's entry in `/stats` and `GET /admin/backends`.
-pub fn backend_json(shared: &Shared, b: &Backend, now: u64) -> Value {
+pub fn backend_json(shared: &Shared, membership: &Membership, b: &Backend, now: u64) -> Value {
     let s = shared.stats.backend(b.slot);
     let st = &b.state;
     let source = match b.source {
@@ -214,7 +216,7 @@ pub fn backend_json(shared: &Shared, b: &Backend, now: u64) -> Value {
         "resolved": b.addr.to_string(),
         "weight": b.config.weight,
         "models": b.config.models.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "routes": b.routes.iter().filter_map(|r| shared.config.routes.get(*r)).map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        "routes": membership.routes_of(b),
         "up": st.is_available(now),
         "in_flight": st.in_flight(),
         "consecutive_failures": b.outlier.consecutive(),

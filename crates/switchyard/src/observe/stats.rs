@@ -164,6 +164,20 @@ pub struct BackendStats {
     pub udp_bytes_out: AtomicU64,
 }
 
+impl RouteStats {
+    /// Sets every counter to zero: its slot has a new route. Only the thread owning these
+    /// counters calls it (see [`Bump`]).
+    pub fn reset(&self) {
+        for c in [&self.requests, &self.errors, &self.prefix_index_entries]
+            .into_iter()
+            .chain(self.status.iter())
+        {
+            c.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.latency.reset();
+    }
+}
+
 impl BackendStats {
     /// Sets every counter to zero: its slot has a new backend. Only the thread owning these
     /// counters calls it (see [`Bump`]).

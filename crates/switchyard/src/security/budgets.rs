@@ -181,7 +181,9 @@ struct Budget {
     routes: Vec<usize>,
     rate: TokenRate,
     default_max_tokens: u64,
-    shards: Box<[Mutex<BudgetTable>]>,
+    shards: Arc<[Mutex<BudgetTable>]>,
+    /// Its settings (without `routes`), to tell whether a reload changed it.
+    settings: switchyard_config::BudgetConfig,
     admitted: AtomicU64,
     denied: AtomicU64,
     reserved: AtomicU64,
@@ -219,13 +221,31 @@ impl std::fmt::Debug for Budgets {
 impl Budgets {
     /// The budgets of `config`.
     pub fn new(config: &Config) -> Self {
+        Self::reloaded(config, None)
+    }
+
+    /// The budgets of `config` replacing `previous` (a reload): a budget with the same name
+    /// and settings (its `routes` aside) keeps its tables (what each key spent); a new or
+    /// changed one starts full.
+    pub fn reloaded(config: &Config, previous: Option<&Budgets>) -> Self {
         let budgets: Vec<Budget> = config
             .budgets
             .iter()
             .map(|b| {
                 let shards = SHARDS.min(b.max_keys).max(1);
                 let per = b.max_keys / shards;
+                let settings = switchyard_config::BudgetConfig {
+                    routes: Vec::new(),
+                    ..b.clone()
+                };
+                let kept = previous.and_then(|p| {
+                    p.budgets
+                        .iter()
+                        .find(|o| o.settings == settings)
+                        .map(|o| Arc::clone(&o.shards))
+                });
                 Budget {
+                    settings,
                     name: b.name.as_str().into(),
                     key: b.key.clone(),
                     per_model: b.per_model,
@@ -237,9 +257,11 @@ impl Budgets {
                         .collect(),
                     rate: TokenRate::new(b.tokens_per_minute, b.burst),
                     default_max_tokens: u64::from(b.default_max_tokens),
-                    shards: (0..shards)
-                        .map(|_| Mutex::new(BudgetTable::new(per)))
-                        .collect(),
+                    shards: kept.unwrap_or_else(|| {
+                        (0..shards)
+                            .map(|_| Mutex::new(BudgetTable::new(per)))
+                            .collect()
+                    }),
                     admitted: AtomicU64::new(0),
                     denied: AtomicU64::new(0),
                     reserved: AtomicU64::new(0),
@@ -257,7 +279,7 @@ impl Budgets {
         Budgets {
             budgets,
             by_route,
-            hasher: Default::default(),
+            hasher: previous.map_or_else(Default::default, |p| p.hasher.clone()),
         }
     }
 

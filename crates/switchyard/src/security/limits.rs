@@ -104,8 +104,10 @@ struct Limit {
     path_prefix: Option<String>,
     /// Route indices it applies to; empty: every route.
     routes: Vec<usize>,
-    buckets: Buckets,
+    buckets: Arc<Buckets>,
     denied: AtomicU64,
+    /// Its settings (without `routes`), to tell whether a reload changed it.
+    settings: switchyard_config::LimitConfig,
 }
 
 /// Every configured limit.
@@ -125,23 +127,43 @@ impl std::fmt::Debug for Limits {
 impl Limits {
     /// The limits of `config`.
     pub fn new(config: &Config) -> Self {
+        Self::reloaded(config, None)
+    }
+
+    /// The limits of `config` replacing `previous` (a reload): a limit with the same name and
+    /// settings (its `routes` aside) keeps its buckets, so clients keep what they had spent;
+    /// a new or changed limit starts with full buckets.
+    pub fn reloaded(config: &Config, previous: Option<&Limits>) -> Self {
         let limits = config
             .limits
             .iter()
             .map(|l| {
-                let buckets = match l.key {
-                    LimitKey::Global => Buckets::Global(AtomicU64::new(0)),
-                    _ => {
-                        let shards = SHARDS.min(l.max_keys).max(1);
-                        let per = l.max_keys / shards;
-                        Buckets::Keyed(
-                            (0..shards)
-                                .map(|_| Mutex::new(KeyedTable::new(per)))
-                                .collect(),
-                        )
-                    }
+                let settings = switchyard_config::LimitConfig {
+                    routes: Vec::new(),
+                    ..l.clone()
                 };
+                let kept = previous.and_then(|p| {
+                    p.limits
+                        .iter()
+                        .find(|o| o.settings == settings)
+                        .map(|o| Arc::clone(&o.buckets))
+                });
+                let buckets = kept.unwrap_or_else(|| {
+                    Arc::new(match l.key {
+                        LimitKey::Global => Buckets::Global(AtomicU64::new(0)),
+                        _ => {
+                            let shards = SHARDS.min(l.max_keys).max(1);
+                            let per = l.max_keys / shards;
+                            Buckets::Keyed(
+                                (0..shards)
+                                    .map(|_| Mutex::new(KeyedTable::new(per)))
+                                    .collect(),
+                            )
+                        }
+                    })
+                });
                 Limit {
+                    settings,
                     name: l.name.as_str().into(),
                     key: l.key.clone(),
                     gcra: Gcra::new(l.rate, l.burst),
@@ -158,8 +180,8 @@ impl Limits {
             .collect();
         Limits {
             limits,
-            epoch: Instant::now(),
-            hasher: Default::default(),
+            epoch: previous.map_or_else(Instant::now, |p| p.epoch),
+            hasher: previous.map_or_else(Default::default, |p| p.hasher.clone()),
         }
     }
 
@@ -206,7 +228,7 @@ impl Limits {
             {
                 continue;
             }
-            let decision = match &limit.buckets {
+            let decision = match &*limit.buckets {
                 Buckets::Global(tat) => limit.gcra.check_atomic(tat, now),
                 Buckets::Keyed(shards) => {
                     let key = self.key_hash(&limit.key, path, headers, client_ip);
@@ -272,7 +294,7 @@ impl Limits {
             .limits
             .iter()
             .map(|l| {
-                let (keys, evictions) = match &l.buckets {
+                let (keys, evictions) = match &*l.buckets {
                     Buckets::Global(_) => (1, 0),
                     Buckets::Keyed(shards) => shards.iter().fold((0, 0), |(k, e), s| {
                         let t = s.lock().unwrap_or_else(|e| e.into_inner());

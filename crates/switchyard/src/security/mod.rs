@@ -26,7 +26,7 @@ use http::Request;
 
 use crate::l7::error::ProxyError;
 use crate::net::conn::ConnCtx;
-use crate::server::Shared;
+use crate::routing::Routing;
 
 /// The security phase of a request routed to `route`: the client's address (see
 /// [`client::client_addr`]), then every `[acl NAME]` guarding the route, then every
@@ -34,7 +34,7 @@ use crate::server::Shared;
 /// `X-Forwarded-For` is removed (the peer's address is then all that goes upstream).
 /// Returns the tightest limit's figures for the response's `x-ratelimit-*-requests`.
 pub fn admit<B>(
-    shared: &Shared,
+    shared: &Routing,
     route: usize,
     req: &mut Request<B>,
     ctx: &ConnCtx,
@@ -88,7 +88,7 @@ pub fn admit<B>(
 /// The client's address as keys name it: the peer's, or from a peer in `trusted_proxies` the
 /// one its `X-Forwarded-For` names (after [`admit`], an untrusted peer's header is gone).
 pub fn client_key<'a>(
-    shared: &Shared,
+    shared: &Routing,
     headers: &http::HeaderMap,
     ctx: &'a ConnCtx,
 ) -> Cow<'a, [u8]> {

@@ -13,6 +13,7 @@ pub mod client;
 pub mod h2c;
 pub mod proxy;
 pub mod raw;
+pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod ws;

@@ -11,6 +11,7 @@ use crate::l7::body::{Exchange, RequestBody};
 use crate::l7::cost::facts;
 use crate::l7::error::ProxyError;
 use crate::net::conn::ConnCtx;
+use crate::routing::Routing;
 use crate::security::budgets::{Ask, Caller};
 use crate::server::Shared;
 use crate::upstream::codec::ResponseHead;
@@ -18,6 +19,7 @@ use crate::upstream::codec::ResponseHead;
 /// Reserves the request's estimate in the budgets that apply to it, or refuses it.
 pub(super) async fn admit(
     shared: &Shared,
+    routing: &Routing,
     route: usize,
     parts: &Parts,
     body: &mut RequestBody,
@@ -54,13 +56,13 @@ pub(super) async fn admit(
         prompt_tokens: facts.prompt_tokens,
         max_tokens: facts.max_tokens,
     };
-    let client = crate::security::client_key(shared, &parts.headers, ctx);
+    let client = crate::security::client_key(routing, &parts.headers, ctx);
     let caller = Caller {
         headers: &parts.headers,
         client_ip: &client,
     };
     let now = shared.clock.ms_at(coarse_now());
-    exchange.budget = shared
+    exchange.budget = routing
         .budgets
         .reserve(now, route, &ask, &caller)
         .map_err(|r| ProxyError::BudgetExceeded(Box::new(r)))?;

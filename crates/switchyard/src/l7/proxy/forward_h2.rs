@@ -133,7 +133,7 @@ impl Worker {
 
     /// This thread's connection to `backend`, opened now.
     async fn connect_h2(&self, backend: &Backend, members: &Members) -> Result<Sender, ProxyError> {
-        let cfg = &self.shared.config.server;
+        let connect_timeout = self.server_setting(|s| s.upstream_connect_timeout);
         let name = || backend.name().to_string();
         // If this request goes away mid-connect, the requests waiting on it must not wait on.
         let opening = OpeningGuard {
@@ -142,7 +142,7 @@ impl Worker {
         };
         let result = up_h2::connect(
             backend.addr,
-            cfg.upstream_connect_timeout,
+            connect_timeout,
             backend.tls.as_deref(),
             &self.h2_client,
         )
@@ -157,7 +157,7 @@ impl Worker {
             }
             Err(up_h2::ConnectError::Timeout) => ProxyError::ConnectTimeout {
                 backend: name(),
-                after: cfg.upstream_connect_timeout,
+                after: connect_timeout,
             },
             Err(up_h2::ConnectError::Io(source)) => ProxyError::Connect {
                 backend: name(),

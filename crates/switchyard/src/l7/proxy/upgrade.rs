@@ -15,7 +15,7 @@ use crate::l7::tunnel::{splice, Carried};
 use crate::l7::ws_frames::Violation;
 use crate::net::conn::ConnCtx;
 use crate::observe::stats::{Bump, ThreadStats};
-use crate::server::Shared;
+use crate::routing::Routing;
 use crate::upstream::conn::UpstreamConn;
 
 /// A client's request to switch protocols, kept until the backend agrees.
@@ -30,33 +30,38 @@ pub(super) struct Upgrade {
 
 /// One of a route's `max_websockets` tunnels, held from the handshake to the tunnel's end.
 pub(super) struct TunnelSlot {
-    shared: Arc<Shared>,
-    route: usize,
+    open: Arc<std::sync::atomic::AtomicU32>,
+    /// The route's counter slot (see [`Routing::stat_slots`]).
+    stat_slot: usize,
+    /// The route's `websocket_max_frame`.
+    max_frame: usize,
 }
 
 impl TunnelSlot {
     /// Takes a slot of `route`, or says the route is full.
-    pub(super) fn take(shared: &Arc<Shared>, route: usize) -> Result<Self, ProxyError> {
+    pub(super) fn take(routing: &Routing, route: usize) -> Result<Self, ProxyError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let max = shared.config.routes[route].max_websockets;
-        let open = &shared.websockets[route];
+        let max = routing.config.routes[route].max_websockets;
+        let open = &routing.websockets[route];
         if open.fetch_add(1, Relaxed) >= max {
             open.fetch_sub(1, Relaxed);
             return Err(ProxyError::TooManyWebSockets {
-                route: shared.config.routes[route].name.clone(),
+                route: routing.config.routes[route].name.clone(),
                 max,
             });
         }
+        let config = &routing.config;
         Ok(TunnelSlot {
-            shared: Arc::clone(shared),
-            route,
+            open: Arc::clone(open),
+            stat_slot: routing.stat_slots[route],
+            max_frame: config.routes[route].websocket_max_frame(&config.server),
         })
     }
 }
 
 impl Drop for TunnelSlot {
     fn drop(&mut self) {
-        self.shared.websockets[self.route].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -119,11 +124,12 @@ pub(super) async fn tunnel(
     };
     let client = hyper_util::rt::TokioIo::new(client);
     let UpstreamConn { stream, buf, .. } = *conn;
-    let route = slot.as_ref().map(|s| s.route);
-    let max_frame = match &slot {
-        Some(s) => s.shared.config.routes[s.route].websocket_max_frame(&s.shared.config.server),
-        None => switchyard_config::DEFAULT_WEBSOCKET_MAX_FRAME,
-    };
+    let route = slot.as_ref().map(|s| s.stat_slot);
+    let max_frame = slot
+        .as_ref()
+        .map_or(switchyard_config::DEFAULT_WEBSOCKET_MAX_FRAME, |s| {
+            s.max_frame
+        });
     let carried = Carried::WebSocket {
         max_frame: max_frame as u64,
     };

@@ -1,0 +1,273 @@
+//! What a configuration reload may change in place, and what needs a restart.
+//!
+//! [`split_restart`] takes the running config and a new one and returns the config to apply:
+//! the new one, except that every restart-only setting keeps its running value, plus the list
+//! of restart-only settings that differ (so the applied config is always what is in force).
+//! [`redact_ini`] hides secret-looking values in rendered INI text.
+
+use crate::model::Config;
+use crate::render::server_values;
+
+/// `[server]` keys whose new value takes effect only on a restart: sockets, threads, the admin
+/// plane, the audit log, the connection builders, pool sizes and slot tables, the monitor's
+/// timers, the accept limiter. (`audit_*` and `h2_*` keys are included by prefix.)
+pub const RESTART_SERVER_KEYS: &[&str] = &[
+    "listen",
+    "threads",
+    "admin_listen",
+    "admin_token_file",
+    "admin_max_failures",
+    "admin_block_time",
+    "drain_timeout",
+    "client_header_timeout",
+    "client_keepalive_timeout",
+    "max_header_bytes",
+    "max_headers",
+    "proxy_protocol",
+    "proxy_protocol_timeout",
+    "max_connections",
+    "max_connections_per_ip",
+    "max_connection_rate_per_ip",
+    "ban_after",
+    "ban_time",
+    "max_tracked_ips",
+    "upstream_keepalive",
+    "upstream_keepalive_timeout",
+    "max_registered_backends",
+    "metrics_interval",
+    "metrics_timeout",
+    "metrics_max_age",
+    "health_interval",
+    "health_timeout",
+    "health_rise",
+    "health_fall",
+    "health_jitter",
+    "history_interval",
+    "history_window",
+    "history_long_step",
+    "history_long_window",
+    "alert_webhook",
+    "alert_webhook_timeout",
+    "alert_webhook_retries",
+    "default_alerts",
+];
+
+/// `[server]` keys read per request, applied in place by a reload.
+pub const RELOADABLE_SERVER_KEYS: &[&str] = &[
+    "trusted_proxies",
+    "upstream_connect_timeout",
+    "upstream_response_timeout",
+    "fail_threshold",
+    "fail_timeout",
+    "fail_timeout_max",
+    "max_ejected_percent",
+    "retries",
+    "retry_budget",
+    "config_history",
+    "websocket_max_frame",
+];
+
+/// Whether the `[server]` key `key` needs a restart to change.
+pub fn is_restart_key(key: &str) -> bool {
+    RESTART_SERVER_KEYS.contains(&key) || key.starts_with("audit_") || key.starts_with("h2_")
+}
+
+/// The config to apply when `new` replaces `running`, and the restart-only settings that
+/// differ (`[server] KEY`, `[listener NAME]`, `[l4 NAME]`, `[alert NAME]`), which keep their
+/// running values.
+pub fn split_restart(running: &Config, new: &Config) -> (Config, Vec<String>) {
+    let mut pending: Vec<String> = server_values(&running.server)
+        .into_iter()
+        .zip(server_values(&new.server))
+        .filter(|((k, a), (_, b))| is_restart_key(k) && a != b)
+        .map(|((k, _), _)| format!("[server] {k}"))
+        .collect();
+    sections(
+        &mut pending,
+        "listener",
+        &running.listeners,
+        &new.listeners,
+        |l| &l.name,
+    );
+    sections(&mut pending, "l4", &running.l4, &new.l4, |l| &l.name);
+    sections(&mut pending, "alert", &running.alerts, &new.alerts, |a| {
+        &a.name
+    });
+    let mut applied = new.clone();
+    let (r, a) = (&running.server, &mut applied.server);
+    a.listen = r.listen.clone();
+    a.threads = r.threads;
+    a.admin_listen = r.admin_listen;
+    a.admin_token_file = r.admin_token_file.clone();
+    a.admin_max_failures = r.admin_max_failures;
+    a.admin_block_time = r.admin_block_time;
+    a.drain_timeout = r.drain_timeout;
+    a.client_header_timeout = r.client_header_timeout;
+    a.client_keepalive_timeout = r.client_keepalive_timeout;
+    a.max_header_bytes = r.max_header_bytes;
+    a.max_headers = r.max_headers;
+    a.proxy_protocol = r.proxy_protocol;
+    a.proxy_protocol_timeout = r.proxy_protocol_timeout;
+    a.accept = r.accept;
+    a.h2 = r.h2;
+    a.upstream_keepalive = r.upstream_keepalive;
+    a.upstream_keepalive_timeout = r.upstream_keepalive_timeout;
+    a.max_registered_backends = r.max_registered_backends;
+    a.metrics_interval = r.metrics_interval;
+    a.metrics_timeout = r.metrics_timeout;
+    a.metrics_max_age = r.metrics_max_age;
+    a.health_interval = r.health_interval;
+    a.health_timeout = r.health_timeout;
+    a.health_rise = r.health_rise;
+    a.health_fall = r.health_fall;
+    a.health_jitter = r.health_jitter;
+    a.audit = r.audit.clone();
+    a.observe = r.observe.clone();
+    applied.listeners = running.listeners.clone();
+    applied.l4 = running.l4.clone();
+    applied.alerts = running.alerts.clone();
+    (applied, pending)
+}
+
+/// Adds `[kind NAME]` for each section added, removed or changed between `old` and `new`.
+fn sections<T: PartialEq>(
+    out: &mut Vec<String>,
+    kind: &str,
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &str,
+) {
+    for o in old {
+        match new.iter().find(|n| name(n) == name(o)) {
+            Some(n) if n == o => {}
+            _ => out.push(format!("[{kind} {}]", name(o))),
+        }
+    }
+    for n in new {
+        if !old.iter().any(|o| name(o) == name(n)) {
+            out.push(format!("[{kind} {}]", name(n)));
+        }
+    }
+}
+
+/// What stands for a redacted value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether the value of `key` is hidden by [`redact_ini`]: its name says it is a secret
+/// (`token`, `secret`, `password`, `key`), and it is not a file or directory setting
+/// (`*_file`, `*_dir`, `*_path`) or a key *selector* (`key`, `hash_key`: `api_key`,
+/// `header:NAME`...).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let named = ["token", "secret", "password", "key"]
+        .iter()
+        .any(|w| k.contains(w));
+    let path = k.ends_with("_file") || k.ends_with("_dir") || k.ends_with("_path");
+    let selector = k == "key" || k == "hash_key";
+    named && !path && !selector
+}
+
+/// `text` (INI) with the value of every [secret key](is_secret_key) replaced by
+/// [`REDACTED`], unless the value is a file path (starts with `/`, `./` or `../`).
+pub fn redact_ini(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let redacted = match trimmed.split_once('=') {
+            Some((k, v))
+                if !trimmed.starts_with([';', '#', '['])
+                    && is_secret_key(k.trim())
+                    && !is_path(v.trim()) =>
+            {
+                Some(format!("{} = {REDACTED}", k.trim_end()))
+            }
+            _ => None,
+        };
+        out.push_str(redacted.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+fn is_path(v: &str) -> bool {
+    v.is_empty() || v.starts_with('/') || v.starts_with("./") || v.starts_with("../")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[server]\nlisten = 127.0.0.1:8080\nretries = 1\n\
+        [backend a]\naddress = 127.0.0.1:1\n[backend b]\naddress = 127.0.0.1:2\n\
+        [route r]\nbackends = a\n[l4 t]\nlisten = 127.0.0.1:9000\nbackends = a\n";
+
+    fn parse(text: &str) -> Config {
+        crate::parse(text, "t.ini").unwrap()
+    }
+
+    #[test]
+    fn every_server_key_is_classified() {
+        let c = parse(BASE);
+        for (k, _) in server_values(&c.server) {
+            assert!(
+                is_restart_key(k) != RELOADABLE_SERVER_KEYS.contains(&k),
+                "[server] {k} must be in exactly one of the two lists"
+            );
+        }
+    }
+
+    #[test]
+    fn restart_only_changes_keep_running_values_and_are_listed() {
+        let running = parse(BASE);
+        let new = parse(
+            &BASE
+                .replace(
+                    "127.0.0.1:8080",
+                    "127.0.0.1:8081\nthreads = 3\nh2_max_reset_streams = 7\nretries = 3",
+                )
+                .replace("retries = 1\n", "")
+                .replace("[route r]\nbackends = a", "[route r]\nbackends = b")
+                .replace("127.0.0.1:9000", "127.0.0.1:9001"),
+        );
+        let (applied, pending) = split_restart(&running, &new);
+        assert_eq!(
+            pending,
+            [
+                "[server] listen",
+                "[server] threads",
+                "[server] h2_max_reset_streams",
+                "[l4 t]"
+            ]
+        );
+        assert_eq!(applied.server.listen, running.server.listen);
+        assert_eq!(applied.server.threads, running.server.threads);
+        assert_eq!(applied.server.h2, running.server.h2);
+        assert_eq!(applied.l4, running.l4);
+        // Reloadable: taken from the new config.
+        assert_eq!(applied.server.retries, 3);
+        assert_eq!(applied.routes[0].backends, ["b"]);
+        // Nothing restart-only differs: the new config as it is.
+        let (same, none) = split_restart(&running, &running);
+        assert!(none.is_empty());
+        assert_eq!(same, running);
+    }
+
+    #[test]
+    fn redaction_hides_secret_values_but_not_paths_or_selectors() {
+        let text = "[server]\nadmin_token_file = /etc/t\n[limit l]\nkey = api_key\n\
+                    [route r]\nhash_key = header:x-user\napi_token = s3cret\n\
+                    client_secret = ./secret.txt\npassword=hunter2\n; password = x\n";
+        let out = redact_ini(text);
+        assert!(!out.contains("s3cret") && !out.contains("hunter2"), "{out}");
+        assert!(out.contains("api_token = <redacted>") && out.contains("password = <redacted>"));
+        for kept in [
+            "admin_token_file = /etc/t",
+            "key = api_key",
+            "hash_key = header:x-user",
+            "client_secret = ./secret.txt",
+            "; password = x",
+        ] {
+            assert!(out.contains(kept), "{kept} in {out}");
+        }
+    }
+}
