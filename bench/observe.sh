@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# bench/observe.sh - the cost of observability on the hot path: keep-alive req/s through
+# switchyard in two configurations, run alternately in the same run:
+#   off  no admin listener (so no history sampler, no alerts), no audit log;
+#   on   the admin listener with the history sampled every second and the built-in alerts,
+#        audit_log on (every request gets a line), and GET /metrics and GET /history scraped
+#        once a second for the whole run (as a Prometheus server and a dashboard would).
+# The counters behind /stats and /metrics are always kept (per-thread relaxed atomics); what
+# can be switched off is what this compares. wrk (one thread, CONNS connections), the scraper
+# and an nginx backend (128-byte body) on LOAD_CPU; the proxies (one reactor thread each, plus
+# their admin, history and audit threads) on PROXY_CPU. Each round runs both, in alternating
+# order; the table gives the median req/s and the median of the per-round ratios to `off`.
+#
+# Usage: bench/observe.sh       (builds switchyard unless SWITCHYARD_BIN is set)
+# Knobs (default): SWITCHYARD_BIN, ROUNDS=5, DURATION=10 (s), CONNS=64, BASE_PORT=29480,
+#   PROXY_CPU=0, LOAD_CPU=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} CONNS=${CONNS:-64} BASE_PORT=${BASE_PORT:-29480}
+PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
+BACKEND=$BASE_PORT ADMIN=$((BASE_PORT + 9))
+CONFIGS=(off on)
+
+NAME=observe.sh TOOLS="nginx:nginx wrk:wrk curl:curl python3:python3"
+# shellcheck source=bench/common.sh
+. bench/common.sh
+
+port_of() { # port_of CONFIG
+  case $1 in off) echo $((BASE_PORT + 1)) ;; on) echo $((BASE_PORT + 2)) ;; esac
+}
+
+nginx_backend "127.0.0.1:$BACKEND"
+config() { # config NAME
+  local admin=off
+  [ "$1" = on ] && admin=127.0.0.1:$ADMIN
+  cat <<INI
+[server]
+listen = 127.0.0.1:$(port_of "$1")
+threads = 1
+admin_listen = $admin
+INI
+  [ "$1" = on ] && printf 'audit_log = %s\nhistory_interval = 1s\n' "$T/audit.log"
+  cat <<INI
+[backend nginx]
+address = 127.0.0.1:$BACKEND
+[route all]
+backends = nginx
+INI
+}
+
+start "$LOAD_CPU" nginx -c "$T/nginx.conf"
+for c in "${CONFIGS[@]}"; do
+  config "$c" >"$T/$c.ini"
+  start "$PROXY_CPU" "$SWITCHYARD_BIN" run --config "$T/$c.ini"
+done
+for c in "${CONFIGS[@]}"; do
+  port=$(port_of "$c") ok=
+  for _ in $(seq 1 100); do
+    if curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1; then ok=1; break; fi
+    sleep 0.1
+  done
+  [ -n "$ok" ] || die "nothing answers on port $port (see $T/procs.log)"
+done
+# The scraper: /metrics and /history once a second, counting answers that were not 200.
+scrape() {
+  local bad=0 n=0
+  while :; do
+    for path in /metrics "/history?series=requests_per_second,latency_p99_ms&since=60"; do
+      n=$((n + 1))
+      curl -sf -o /dev/null "http://127.0.0.1:$ADMIN$path" || bad=$((bad + 1))
+    done
+    echo "$n $bad" >"$T/scrapes"
+    sleep 1
+  done
+}
+scrape &
+SCRAPER=$!
+taskset -pc "$LOAD_CPU" "$SCRAPER" >/dev/null
+trap 'kill $SCRAPER 2>/dev/null; cleanup' EXIT
+
+: >"$T/samples"
+declare -A p99
+for round in $(seq 1 "$ROUNDS"); do
+  order=("${CONFIGS[@]}")
+  [ $((round % 2)) = 0 ] && order=(on off)
+  for c in "${order[@]}"; do
+    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+      "http://127.0.0.1:$(port_of "$c")/" 2>&1)
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    lat=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    [ -n "$rps" ] || die "wrk said nothing usable for $c: $out"
+    grep -q "Non-2xx" <<<"$out" && die "$c: non-2xx responses: $out"
+    log "round $round $c: $rps req/s, p99 $lat"
+    echo "$round $c $rps" >>"$T/samples"
+    p99[$c]=$lat
+  done
+done
+stats=$(curl -sf "http://127.0.0.1:$ADMIN/stats") || die "no /stats from the observed proxy"
+read -r written dropped memory < <(python3 -c 'import json, sys
+s = json.load(sys.stdin)
+print(s["audit"]["written"], s["audit"]["dropped"], s["history"]["memory_bytes"])' <<<"$stats")
+read -r scrapes failed <"$T/scrapes"
+
+echo "| observability | req/s (median) | vs off (median of rounds) | p99 (last round) |"
+echo "|---|--:|--:|--:|"
+for c in "${CONFIGS[@]}"; do
+  python3 - "$T/samples" "$c" "${p99[$c]}" <<'PY'
+import statistics, sys
+path, name, p99 = sys.argv[1:]
+rounds = {}
+for line in open(path):
+    r, c, rps = line.split()
+    rounds.setdefault(r, {})[c] = float(rps)
+rps = statistics.median(v[name] for v in rounds.values())
+ratio = statistics.median(v[name] / v["off"] for v in rounds.values())
+print(f"| {name} | {rps:.0f} | {ratio:.2f}x | {p99} |")
+PY
+done
+echo
+echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order alternated); on = admin listener," \
+  "history every 1s ($memory bytes), built-in alerts, audit_log ($written lines written," \
+  "$dropped dropped), /metrics and /history scraped every second ($scrapes scrapes, $failed" \
+  "failed); proxies on CPU $PROXY_CPU, nginx, wrk and the scraper on CPU $LOAD_CPU; $(date -u +%F)"
