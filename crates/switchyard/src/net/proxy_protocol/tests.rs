@@ -218,10 +218,11 @@ fn malformed_headers_are_invalid() {
     tlv[15] = 12 + 4;
     tlv.extend_from_slice(&[0x04, 0x00, 0x05, 0x00]);
     assert_eq!(invalid(&tlv, ANY), V2Tlv);
-    let mut stub = v2_tcp4();
-    stub[15] = 12 + 2;
-    stub.extend_from_slice(&[0x04, 0x00]);
-    assert_eq!(invalid(&stub, ANY), V2Tlv);
+    // A TLV cut short after its type and the first byte of its length.
+    let mut cut_tlv = v2_tcp4();
+    cut_tlv[15] = 12 + 2;
+    cut_tlv.extend_from_slice(&[0x04, 0x00]);
+    assert_eq!(invalid(&cut_tlv, ANY), V2Tlv);
 }
 
 #[test]
