@@ -61,6 +61,23 @@ impl Exposition {
         self
     }
 
+    /// A whole family whose samples differ by one label: `label="NAME" value` for each of
+    /// `values`.
+    pub fn labelled<'a>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> &mut Self {
+        self.family(name, kind, help);
+        for (n, v) in values {
+            self.sample(name, &[(label, n)], v);
+        }
+        self
+    }
+
     /// A histogram's samples: `buckets` are `(upper bound, count of values in that bucket)`
     /// in increasing order (made cumulative here), then `+Inf`, `_sum` and `_count`. A last
     /// bucket bounded by infinity holds the values past the largest finite bound.

@@ -7,7 +7,7 @@ use switchyard_config::L4Protocol;
 
 use super::exposition::{Exposition, Kind};
 use super::histogram::Snapshot;
-use super::stats::ErrorKind;
+use super::stats::{ErrorKind, L4Totals};
 use crate::server::Shared;
 
 /// The bucket bounds of the latency histograms, in seconds.
@@ -125,11 +125,13 @@ fn routes(e: &mut Exposition, shared: &Shared) {
         .zip(&routing.stat_slots)
         .map(|(r, slot)| (r.name.as_str(), shared.stats.route(*slot)))
         .collect();
-    let name = "switchyard_route_requests_total";
-    e.family(name, Kind::Counter, "Requests matched to each route.");
-    for (route, s) in &routes {
-        e.sample(name, &[("route", route)], s.requests as f64);
-    }
+    e.labelled(
+        "switchyard_route_requests_total",
+        Kind::Counter,
+        "Requests matched to each route.",
+        "route",
+        routes.iter().map(|(r, s)| (*r, s.requests as f64)),
+    );
     let name = "switchyard_route_responses_total";
     e.family(
         name,
@@ -164,35 +166,40 @@ fn backends(e: &mut Exposition, shared: &Shared, now: u64) {
     let membership = shared.directory.snapshot();
     let all: Vec<_> = membership.backends().collect();
     let totals: Vec<_> = all.iter().map(|b| shared.stats.backend(b.slot)).collect();
-    let name = "switchyard_backend_requests_total";
-    e.family(name, Kind::Counter, "Requests sent to each backend.");
-    for (b, s) in all.iter().zip(&totals) {
-        e.sample(name, &[("backend", b.name())], s.requests as f64);
-    }
-    let name = "switchyard_backend_errors_total";
-    e.family(name, Kind::Counter, "Failed exchanges with each backend.");
-    for (b, s) in all.iter().zip(&totals) {
-        e.sample(name, &[("backend", b.name())], s.errors as f64);
-    }
-    let name = "switchyard_backend_up";
-    e.family(
-        name,
+    let each = |f: &dyn Fn(usize) -> f64| -> Vec<(&str, f64)> {
+        all.iter()
+            .enumerate()
+            .map(|(i, b)| (b.name(), f(i)))
+            .collect()
+    };
+    e.labelled(
+        "switchyard_backend_requests_total",
+        Kind::Counter,
+        "Requests sent to each backend.",
+        "backend",
+        each(&|i| totals[i].requests as f64),
+    );
+    e.labelled(
+        "switchyard_backend_errors_total",
+        Kind::Counter,
+        "Failed exchanges with each backend.",
+        "backend",
+        each(&|i| totals[i].errors as f64),
+    );
+    e.labelled(
+        "switchyard_backend_up",
         Kind::Gauge,
         "1 if balancers may pick the backend, else 0.",
+        "backend",
+        each(&|i| f64::from(u8::from(all[i].state.is_available(now)))),
     );
-    for b in &all {
-        let up = if b.state.is_available(now) { 1.0 } else { 0.0 };
-        e.sample(name, &[("backend", b.name())], up);
-    }
-    let name = "switchyard_backend_in_flight";
-    e.family(
-        name,
+    e.labelled(
+        "switchyard_backend_in_flight",
         Kind::Gauge,
         "Requests in flight to each backend through this proxy.",
+        "backend",
+        each(&|i| all[i].state.in_flight() as f64),
     );
-    for b in &all {
-        e.sample(name, &[("backend", b.name())], b.state.in_flight() as f64);
-    }
     let figures: Vec<_> = all
         .iter()
         .map(|b| (b.name(), b.state.figures(now)))
@@ -222,10 +229,7 @@ fn backends(e: &mut Exposition, shared: &Shared, now: u64) {
         if values.is_empty() {
             continue;
         }
-        e.family(name, Kind::Gauge, help);
-        for (backend, v) in values {
-            e.sample(name, &[("backend", backend)], v);
-        }
+        e.labelled(name, Kind::Gauge, help, "backend", values);
     }
 }
 
@@ -240,50 +244,43 @@ fn l4(e: &mut Exposition, shared: &Shared) {
         .enumerate()
         .map(|(i, l)| (l.name.as_str(), l.protocol, shared.stats.l4(i)))
         .collect();
-    let name = "switchyard_l4_connections_total";
-    e.family(
-        name,
+    let each = |f: &dyn Fn(L4Protocol, &L4Totals) -> u64| -> Vec<(&str, f64)> {
+        all.iter().map(|(n, p, s)| (*n, f(*p, s) as f64)).collect()
+    };
+    e.labelled(
+        "switchyard_l4_connections_total",
         Kind::Counter,
         "TCP connections (UDP sessions) accepted per L4 listener.",
-    );
-    for (listener, proto, s) in &all {
-        let v = match proto {
+        "listener",
+        each(&|p, s| match p {
             L4Protocol::Tcp => s.connections,
             L4Protocol::Udp => s.sessions,
-        };
-        e.sample(name, &[("listener", listener)], v as f64);
-    }
-    let name = "switchyard_l4_connections_active";
-    e.family(
-        name,
+        }),
+    );
+    e.labelled(
+        "switchyard_l4_connections_active",
         Kind::Gauge,
         "TCP connections (UDP sessions) open per L4 listener.",
-    );
-    for (listener, proto, s) in &all {
-        let v = match proto {
+        "listener",
+        each(&|p, s| match p {
             L4Protocol::Tcp => s.connections.saturating_sub(s.closed),
             L4Protocol::Udp => s.sessions.saturating_sub(s.sessions_closed),
-        };
-        e.sample(name, &[("listener", listener)], v as f64);
-    }
-    let name = "switchyard_l4_connect_failures_total";
-    e.family(
-        name,
+        }),
+    );
+    e.labelled(
+        "switchyard_l4_connect_failures_total",
         Kind::Counter,
         "Backend connections that failed per L4 listener.",
+        "listener",
+        each(&|_, s| s.connect_failures),
     );
-    for (listener, _, s) in &all {
-        e.sample(name, &[("listener", listener)], s.connect_failures as f64);
-    }
-    let name = "switchyard_l4_no_backend_total";
-    e.family(
-        name,
+    e.labelled(
+        "switchyard_l4_no_backend_total",
         Kind::Counter,
         "Connections refused for want of a backend per L4 listener.",
+        "listener",
+        each(&|_, s| s.no_backend),
     );
-    for (listener, _, s) in &all {
-        e.sample(name, &[("listener", listener)], s.no_backend as f64);
-    }
 }
 
 /// `name`'s `field` of each entry of a report array, as `(name, value)`.
@@ -338,10 +335,7 @@ fn security(e: &mut Exposition, shared: &Shared) {
         if values.is_empty() {
             continue;
         }
-        e.family(name, Kind::Counter, help);
-        for (n, v) in values {
-            e.sample(name, &[(label, n)], v);
-        }
+        e.labelled(name, Kind::Counter, help, label, values);
     }
 }
 
