@@ -92,15 +92,10 @@ for round in $(seq 1 "$ROUNDS"); do
   order=(off on)
   [ $((round % 2)) -eq 0 ] && order=(on off)
   for s in "${order[@]}"; do
-    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$T/post.lua" \
-      "http://127.0.0.1:$(port_of "$s")/v1/chat/completions" 2>&1)
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    lat=$(awk '$1 == "99%" { print $2 }' <<<"$out")
-    [ -n "$rps" ] || die "wrk said nothing usable for $s: $out"
-    grep -q "Non-2xx" <<<"$out" && die "$s: non-2xx responses: $out"
-    log "round $round $s: $rps req/s, p99 $lat"
-    add_sample "$s" "$rps"
-    p99[$s]=$lat
+    wrk_run "$s" "http://127.0.0.1:$(port_of "$s")/v1/chat/completions" -s "$T/post.lua"
+    log "round $round $s: $RPS req/s, p99 $P99"
+    add_sample "$s" "$RPS"
+    p99[$s]=$P99
   done
 done
 

@@ -44,6 +44,34 @@ add_sample() {
 avg() { awk -v t="${total[$1]}" -v n="${count[$1]}" 'BEGIN { printf "%.0f", t / n }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
+# wrk_run LABEL URL [WRK ARGS...]: one keep-alive wrk run (one thread, CONNS connections,
+# DURATION seconds) on LOAD_CPU; sets RPS and P99, and stops the script on non-2xx answers.
+wrk_run() {
+  local label=$1 url=$2 out
+  shift 2
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
+  RPS=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+  P99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+  [ -n "$RPS" ] || die "wrk said nothing usable for $label: $out"
+  if grep -q "Non-2xx" <<<"$out"; then die "$label: non-2xx responses: $out"; fi
+}
+
+# median_row SAMPLES NAME P99: a table row for NAME from SAMPLES (lines "ROUND NAME REQ/S"): the
+# median req/s and the median of the per-round ratios to `off`.
+median_row() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+path, name, p99 = sys.argv[1:]
+rounds = {}
+for line in open(path):
+    r, c, rps = line.split()
+    rounds.setdefault(r, {})[c] = float(rps)
+rps = statistics.median(v[name] for v in rounds.values())
+ratio = statistics.median(v[name] / v["off"] for v in rounds.values())
+print(f"| {name} | {rps:.0f} | {ratio:.2f}x | {p99} |")
+PY
+}
+
 # nginx_backend LISTEN...: writes $T/nginx.conf for one nginx worker answering every request
 # with 200 and a 128-byte body on each `listen` argument (e.g. "127.0.0.1:8000",
 # "127.0.0.1:8001 http2").

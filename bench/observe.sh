@@ -85,15 +85,10 @@ for round in $(seq 1 "$ROUNDS"); do
   order=("${CONFIGS[@]}")
   [ $((round % 2)) = 0 ] && order=(on off)
   for c in "${order[@]}"; do
-    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-      "http://127.0.0.1:$(port_of "$c")/" 2>&1)
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    lat=$(awk '$1 == "99%" { print $2 }' <<<"$out")
-    [ -n "$rps" ] || die "wrk said nothing usable for $c: $out"
-    grep -q "Non-2xx" <<<"$out" && die "$c: non-2xx responses: $out"
-    log "round $round $c: $rps req/s, p99 $lat"
-    echo "$round $c $rps" >>"$T/samples"
-    p99[$c]=$lat
+    wrk_run "$c" "http://127.0.0.1:$(port_of "$c")/"
+    log "round $round $c: $RPS req/s, p99 $P99"
+    echo "$round $c $RPS" >>"$T/samples"
+    p99[$c]=$P99
   done
 done
 stats=$(curl -sf "http://127.0.0.1:$ADMIN/stats") || die "no /stats from the observed proxy"
@@ -105,17 +100,7 @@ read -r scrapes failed <"$T/scrapes"
 echo "| observability | req/s (median) | vs off (median of rounds) | p99 (last round) |"
 echo "|---|--:|--:|--:|"
 for c in "${CONFIGS[@]}"; do
-  python3 - "$T/samples" "$c" "${p99[$c]}" <<'PY'
-import statistics, sys
-path, name, p99 = sys.argv[1:]
-rounds = {}
-for line in open(path):
-    r, c, rps = line.split()
-    rounds.setdefault(r, {})[c] = float(rps)
-rps = statistics.median(v[name] for v in rounds.values())
-ratio = statistics.median(v[name] / v["off"] for v in rounds.values())
-print(f"| {name} | {rps:.0f} | {ratio:.2f}x | {p99} |")
-PY
+  median_row "$T/samples" "$c" "${p99[$c]}"
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order alternated); on = admin listener," \

@@ -77,15 +77,10 @@ for round in $(seq 1 "$ROUNDS"); do
   n=${#CONFIGS[@]} shift=$(((round - 1) % ${#CONFIGS[@]}))
   for i in $(seq 0 $((n - 1))); do
     c=${CONFIGS[$(((i + shift) % n))]}
-    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-      "http://127.0.0.1:$(port_of "$c")/" 2>&1)
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    lat=$(awk '$1 == "99%" { print $2 }' <<<"$out")
-    [ -n "$rps" ] || die "wrk said nothing usable for $c: $out"
-    grep -q "Non-2xx" <<<"$out" && die "$c: non-2xx responses: $out"
-    log "round $round $c: $rps req/s, p99 $lat"
-    echo "$round $c $rps" >>"$T/samples"
-    p99[$c]=$lat
+    wrk_run "$c" "http://127.0.0.1:$(port_of "$c")/"
+    log "round $round $c: $RPS req/s, p99 $P99"
+    echo "$round $c $RPS" >>"$T/samples"
+    p99[$c]=$P99
   done
 done
 stats=$(curl -sf "http://127.0.0.1:$ADMIN/stats") || die "no /stats from the audit proxy"
@@ -96,17 +91,7 @@ print(a["written"], a["dropped"])' <<<"$stats")
 echo "| security layer | req/s (median) | vs off (median of rounds) | p99 (last round) |"
 echo "|---|--:|--:|--:|"
 for c in "${CONFIGS[@]}"; do
-  python3 - "$T/samples" "$c" "${p99[$c]}" <<'PY'
-import statistics, sys
-path, name, p99 = sys.argv[1:]
-rounds = {}
-for line in open(path):
-    r, c, rps = line.split()
-    rounds.setdefault(r, {})[c] = float(rps)
-rps = statistics.median(v[name] for v in rounds.values())
-ratio = statistics.median(v[name] / v["off"] for v in rounds.values())
-print(f"| {name} | {rps:.0f} | {ratio:.2f}x | {p99} |")
-PY
+  median_row "$T/samples" "$c" "${p99[$c]}"
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order rotated each round); acl = [acl] +" \
