@@ -369,7 +369,10 @@ fn the_docs_complete_example_is_valid() {
     let public = config.listener("public").unwrap();
     assert!(public.protocols.tls && public.acme_challenge_dir.is_some());
     let internal = config.listener("internal").unwrap();
-    assert_eq!(internal.proxy_protocol, switchyard_config::ProxyProtocol::V2);
+    assert_eq!(
+        internal.proxy_protocol,
+        switchyard_config::ProxyProtocol::V2
+    );
     assert_eq!(config.server.trusted_proxies.len(), 1);
     assert!(config.server.observe.alert_webhook.is_some());
     assert_eq!(config.alerts.len(), 1);
