@@ -82,8 +82,8 @@ pub use observe::{
 pub use parse::parse;
 pub use proxy_protocol::{ProxyProtocol, DEFAULT_PROXY_PROTOCOL_TIMEOUT};
 pub use security::{
-    AuditSettings, AUDIT_MAX_AGE, AUDIT_MAX_BYTES_RANGE, AUDIT_MAX_KEEP, AUDIT_QUEUE_RANGE,
-    DEFAULT_ADMIN_BLOCK_TIME, DEFAULT_ADMIN_MAX_FAILURES,
+    AdminSessions, AuditSettings, AUDIT_MAX_AGE, AUDIT_MAX_BYTES_RANGE, AUDIT_MAX_KEEP,
+    AUDIT_QUEUE_RANGE, DEFAULT_ADMIN_BLOCK_TIME, DEFAULT_ADMIN_MAX_FAILURES,
 };
 
 impl Config {

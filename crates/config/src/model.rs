@@ -293,6 +293,8 @@ pub struct ServerConfig {
     pub admin_max_failures: u32,
     /// `admin_block_time`: how long a blocked client is answered 429 (1s..=24h).
     pub admin_block_time: Duration,
+    /// `admin_session_ttl` and `admin_max_sessions`: the admin pages' sign-in sessions.
+    pub admin_sessions: crate::security::AdminSessions,
     /// The `audit_*` keys: the audit log.
     pub audit: crate::security::AuditSettings,
 }
@@ -398,6 +400,7 @@ impl Default for ServerConfig {
             admin_token_file: None,
             admin_max_failures: crate::security::DEFAULT_ADMIN_MAX_FAILURES,
             admin_block_time: crate::security::DEFAULT_ADMIN_BLOCK_TIME,
+            admin_sessions: Default::default(),
             audit: Default::default(),
         }
     }

@@ -18,6 +18,8 @@ pub const RESTART_SERVER_KEYS: &[&str] = &[
     "admin_token_file",
     "admin_max_failures",
     "admin_block_time",
+    "admin_session_ttl",
+    "admin_max_sessions",
     "drain_timeout",
     "client_header_timeout",
     "client_keepalive_timeout",
@@ -101,6 +103,7 @@ pub fn split_restart(running: &Config, new: &Config) -> (Config, Vec<String>) {
     a.admin_token_file = r.admin_token_file.clone();
     a.admin_max_failures = r.admin_max_failures;
     a.admin_block_time = r.admin_block_time;
+    a.admin_sessions = r.admin_sessions;
     a.drain_timeout = r.drain_timeout;
     a.client_header_timeout = r.client_header_timeout;
     a.client_keepalive_timeout = r.client_keepalive_timeout;

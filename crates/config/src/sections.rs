@@ -74,6 +74,8 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "admin_token_file",
     "admin_max_failures",
     "admin_block_time",
+    "admin_session_ttl",
+    "admin_max_sessions",
     "audit_log",
     "audit_max_bytes",
     "audit_max_age",
@@ -243,7 +245,7 @@ pub(crate) fn collide(a: SocketAddr, b: SocketAddr) -> bool {
 /// Reads `[server]`.
 pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
     let d = ServerConfig::default();
-    let (admin_token_file, admin_max_failures, admin_block_time, audit) =
+    let (admin_token_file, admin_max_failures, admin_block_time, admin_sessions, audit) =
         crate::security::read_security(r);
     let observe = crate::observe::read_observe(r);
     let server = ServerConfig {
@@ -251,6 +253,7 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
         admin_token_file,
         admin_max_failures,
         admin_block_time,
+        admin_sessions,
         audit,
         listen: r.value("listen", d.listen, listen_list),
         threads: r.value("threads", d.threads, number(0, MAX_THREADS)),

@@ -13,6 +13,8 @@ pub(crate) const SECURITY_KEYS: &[&str] = &[
     "admin_token_file",
     "admin_max_failures",
     "admin_block_time",
+    "admin_session_ttl",
+    "admin_max_sessions",
     "audit_log",
     "audit_max_bytes",
     "audit_max_age",
@@ -25,6 +27,15 @@ pub(crate) const SECURITY_KEYS: &[&str] = &[
 pub const DEFAULT_ADMIN_MAX_FAILURES: u32 = 5;
 /// The default `admin_block_time`.
 pub const DEFAULT_ADMIN_BLOCK_TIME: Duration = Duration::from_secs(60);
+
+/// The default `admin_session_ttl`.
+pub const DEFAULT_ADMIN_SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+/// The longest `admin_session_ttl`.
+pub const MAX_ADMIN_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The default `admin_max_sessions`.
+pub const DEFAULT_ADMIN_MAX_SESSIONS: usize = 64;
+/// The most `admin_max_sessions` may be.
+pub const MAX_ADMIN_SESSIONS: usize = 10_000;
 
 /// The range of `audit_max_bytes`.
 pub const AUDIT_MAX_BYTES_RANGE: (usize, usize) = (1024, 1 << 40);
@@ -82,11 +93,31 @@ fn ranged(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
     Ok(n)
 }
 
-/// What [`read_security`] reads: `admin_token_file`, `admin_max_failures`,
-/// `admin_block_time` and the `audit_*` keys.
-pub(crate) type Security = (Option<PathBuf>, u32, Duration, AuditSettings);
+/// The admin plane's browser sessions (`[server]` `admin_session_ttl`, `admin_max_sessions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminSessions {
+    /// `admin_session_ttl`: how long a sign-in to the admin pages lasts (1m..=7d).
+    pub ttl: Duration,
+    /// `admin_max_sessions`: sessions kept at once; past it the oldest is dropped
+    /// (1..=10000).
+    pub max: usize,
+}
 
-/// Reads `admin_token_file`, `admin_max_failures`, `admin_block_time` and the `audit_*` keys.
+impl Default for AdminSessions {
+    fn default() -> Self {
+        AdminSessions {
+            ttl: DEFAULT_ADMIN_SESSION_TTL,
+            max: DEFAULT_ADMIN_MAX_SESSIONS,
+        }
+    }
+}
+
+/// What [`read_security`] reads: `admin_token_file`, `admin_max_failures`,
+/// `admin_block_time`, the session keys and the `audit_*` keys.
+pub(crate) type Security = (Option<PathBuf>, u32, Duration, AdminSessions, AuditSettings);
+
+/// Reads `admin_token_file`, `admin_max_failures`, `admin_block_time`, `admin_session_ttl`,
+/// `admin_max_sessions` and the `audit_*` keys.
 pub(crate) fn read_security(r: &mut SectionReader<'_>) -> Security {
     let d = AuditSettings::default();
     let token = r.optional("admin_token_file", path);
@@ -100,6 +131,19 @@ pub(crate) fn read_security(r: &mut SectionReader<'_>) -> Security {
         }
         Ok(v)
     });
+    let sd = AdminSessions::default();
+    let sessions = AdminSessions {
+        ttl: r.value("admin_session_ttl", sd.ttl, |s| {
+            let v = parse_duration(s)?;
+            if v < Duration::from_secs(60) || v > MAX_ADMIN_SESSION_TTL {
+                return Err("must be between 1m and 7d".to_string());
+            }
+            Ok(v)
+        }),
+        max: r.value("admin_max_sessions", sd.max, |s| {
+            ranged(s, 1, MAX_ADMIN_SESSIONS as u64).map(|n| n as usize)
+        }),
+    };
     let audit = AuditSettings {
         log: r.optional("audit_log", path),
         max_bytes: r.value("audit_max_bytes", d.max_bytes, |s| {
@@ -131,7 +175,7 @@ pub(crate) fn read_security(r: &mut SectionReader<'_>) -> Security {
             ranged(s, lo as u64, hi as u64).map(|n| n as usize)
         }),
     };
-    (token, max_failures, block, audit)
+    (token, max_failures, block, sessions, audit)
 }
 
 /// The keys read here with their values as INI text (empty: unset).
@@ -143,6 +187,8 @@ pub(crate) fn security_values(s: &crate::ServerConfig) -> Vec<(&'static str, Str
         ("admin_token_file", show(token)),
         ("admin_max_failures", s.admin_max_failures.to_string()),
         ("admin_block_time", format_duration(s.admin_block_time)),
+        ("admin_session_ttl", format_duration(s.admin_sessions.ttl)),
+        ("admin_max_sessions", s.admin_sessions.max.to_string()),
         ("audit_log", show(a.log.as_ref())),
         ("audit_max_bytes", format_size(a.max_bytes)),
         ("audit_max_age", format_duration(a.max_age)),

@@ -240,6 +240,8 @@ fn invalid_server_values() {
         ("audit_log", "", "empty value"),
         ("admin_max_failures", "0", "between 1 and 1000"),
         ("admin_block_time", "500ms", "between 1s and 24h"),
+        ("admin_session_ttl", "30s", "between 1m and 7d"),
+        ("admin_max_sessions", "0", "between 1 and 10000"),
         ("audit_max_bytes", "512", "between 1k"),
         ("audit_max_age", "8d", "unit"),
         ("audit_max_age", "200h", "at most"),

@@ -141,6 +141,7 @@ fn expected() -> Config {
             admin_token_file: Some("/etc/switchyard/admin.token".into()),
             admin_max_failures: 5,
             admin_block_time: Duration::from_secs(60),
+            admin_sessions: Default::default(),
             audit: switchyard_config::AuditSettings {
                 log: Some("/var/log/switchyard/audit.log".into()),
                 max_bytes: 64 << 20,

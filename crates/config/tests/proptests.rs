@@ -146,6 +146,10 @@ fn server() -> impl Strategy<Value = ServerConfig> {
             admin_token_file: s.0.map(Into::into),
             admin_max_failures: 1 + s.4 % 1000,
             admin_block_time: Duration::from_secs(1 + u64::from(s.5) * 60),
+            admin_sessions: switchyard_config::AdminSessions {
+                ttl: Duration::from_secs(60 + u64::from(s.5) * 60),
+                max: 1 + s.2 % 10_000,
+            },
             audit: switchyard_config::AuditSettings {
                 log: s.1.map(Into::into),
                 max_bytes: s.2,

@@ -503,6 +503,7 @@ pub fn admin_guard(
         token,
         server.admin_max_failures,
         server.admin_block_time,
+        crate::admin::session::Sessions::new(server.admin_sessions.ttl, server.admin_sessions.max),
     ))
 }
 

@@ -281,6 +281,8 @@ pub struct AdminAuth {
     pub refused: std::sync::atomic::AtomicU64,
     /// Requests refused with 429 (`/stats` `admin.auth_blocked`).
     pub blocked: std::sync::atomic::AtomicU64,
+    /// The admin pages' sign-in sessions (a cookie in place of the token).
+    pub sessions: super::session::Sessions,
 }
 
 /// What the guard decided about one admin request.
@@ -299,11 +301,17 @@ pub enum Verdict {
 
 impl AdminAuth {
     /// The guard for `token`, blocking a client for `block` after `max_failures` failures
-    /// within a minute.
-    pub fn new(token: Option<AdminToken>, max_failures: u32, block: Duration) -> Self {
+    /// within a minute, with `sessions` for the admin pages.
+    pub fn new(
+        token: Option<AdminToken>,
+        max_failures: u32,
+        block: Duration,
+        sessions: super::session::Sessions,
+    ) -> Self {
         AdminAuth {
             token,
             failures: std::sync::Mutex::new(Failures::new(max_failures, block)),
+            sessions,
             ..Default::default()
         }
     }
@@ -315,6 +323,7 @@ impl AdminAuth {
             "token_required": self.token.is_some(),
             "auth_failures": self.refused.load(Relaxed),
             "auth_blocked": self.blocked.load(Relaxed),
+            "sessions_max": self.sessions.max(),
         })
     }
 

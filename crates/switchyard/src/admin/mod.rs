@@ -1,7 +1,8 @@
 //! The admin listener: `GET /stats` (JSON), `GET /metrics` (Prometheus), `GET /history` and
 //! `GET /admin/alerts` (see [`observe`]), `GET /healthz`, the service-discovery API
-//! (`/admin/backends`, see [`backends`]) and the config API (`/admin/config`, see
-//! [`config`]), on its own thread and runtime so
+//! (`/admin/backends`, see [`backends`]), the config API (`/admin/config`, see
+//! [`config`]) and the web pages (`/dashboard`, `/admin/diagnose`, `/admin/config/ui`, see
+//! [`ui`], signed in to through [`login`]), on its own thread and runtime so
 //! that reading statistics never competes with the data plane's event loops.
 
 use std::convert::Infallible;
@@ -19,7 +20,11 @@ use crate::observe::report::stats_json;
 pub mod auth;
 pub mod backends;
 pub mod config;
+pub mod form;
+pub mod login;
 pub mod observe;
+pub mod session;
+pub mod ui;
 use crate::server::Shared;
 
 fn respond(
@@ -49,9 +54,26 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    if path != "/healthz" {
-        if let Some(refused) = authorize(shared, client, &method, &path, req.headers()) {
-            return refused;
+    // Open to all: the health check, the pages' stylesheet and scripts, signing in.
+    if path == "/healthz" {
+        return respond(StatusCode::OK, "text/plain", "ok\n");
+    }
+    if let Some(name) = path.strip_prefix("/ui/") {
+        return asset(&method, name);
+    }
+    if path == "/admin/login" || path == "/admin/logout" {
+        return login::handle(shared, client, req).await;
+    }
+    let signed_in = match authenticate(shared, client, &method, &req) {
+        Ok(signed_in) => signed_in,
+        Err(refused) => return *refused,
+    };
+    if method == Method::GET || method == Method::HEAD {
+        if path == "/" {
+            return login::redirect("/dashboard", None);
+        }
+        if let Some(page) = ui::page(&path).filter(|_| accepts_html(req.headers())) {
+            return login::html(StatusCode::OK, ui::render(page, signed_in));
         }
     }
     if let Some(rest) = path.strip_prefix("/admin/backends") {
@@ -92,12 +114,82 @@ pub async fn handle(
             let (status, body) = observe::alerts(shared);
             json_reply(status, &body)
         }
-        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /stats, /metrics, /history, /healthz, /admin/alerts or /admin/backends\n",
+            "not found; try /dashboard, /stats, /metrics, /history, /healthz, /admin/alerts or /admin/backends\n",
         ),
+    }
+}
+
+/// `/ui/{name}`: the pages' stylesheet and scripts.
+fn asset(method: &Method, name: &str) -> Response<Full<Bytes>> {
+    match ui::asset(name) {
+        Some(_) if method != Method::GET && method != Method::HEAD => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        ),
+        Some((content_type, body)) => {
+            let mut r = respond(StatusCode::OK, content_type, body);
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache"),
+            );
+            r.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                header::HeaderValue::from_static("nosniff"),
+            );
+            r
+        }
+        None => respond(StatusCode::NOT_FOUND, "text/plain", "no such file\n"),
+    }
+}
+
+/// Whether the client takes HTML (a browser navigating, not a script asking for JSON).
+fn accepts_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Lets a request through (`Ok(true)` when by a session cookie) or answers it: a bearer token
+/// is checked as always; without one a live session cookie will do (a request that changes
+/// state must then also carry [`session::UI_HEADER`]); a browser asking for a page without
+/// either is sent to sign in.
+fn authenticate(
+    shared: &Shared,
+    client: std::net::IpAddr,
+    method: &Method,
+    req: &Request<Incoming>,
+) -> Result<bool, Box<Response<Full<Bytes>>>> {
+    let headers = req.headers();
+    let path = req.uri().path();
+    if shared.admin_auth.token.is_some() && crate::audit::bearer(headers).is_none() {
+        let now = std::time::Duration::from_millis(shared.clock.now_ms());
+        if let Some(id) = session::cookie(headers) {
+            if shared.admin_auth.sessions.valid(id, now) {
+                let safe = method == Method::GET || method == Method::HEAD;
+                if !safe && headers.get(session::UI_HEADER).is_none_or(|v| v != "1") {
+                    return Err(Box::new(respond(
+                        StatusCode::FORBIDDEN,
+                        "text/plain",
+                        "a request signed in by cookie that changes state must carry x-switchyard-ui: 1\n",
+                    )));
+                }
+                return Ok(true);
+            }
+        }
+        let page = path == "/" || ui::page(path).is_some();
+        if page && (method == Method::GET || method == Method::HEAD) && accepts_html(headers) {
+            let target = req.uri().path_and_query().map_or(path, |pq| pq.as_str());
+            return Err(Box::new(login::to_sign_in(target)));
+        }
+    }
+    match authorize(shared, client, method, path, headers) {
+        None => Ok(false),
+        Some(refused) => Err(Box::new(refused)),
     }
 }
 

@@ -1,0 +1,2 @@
+"use strict";
+// The config page (see admin/ui/mod.rs).

@@ -1,0 +1,2 @@
+"use strict";
+// The dashboard page (see admin/ui/mod.rs).

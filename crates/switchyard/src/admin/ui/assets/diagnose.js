@@ -1,0 +1,2 @@
+"use strict";
+// The diagnose page (see admin/ui/mod.rs).
