@@ -85,6 +85,7 @@ pub fn run(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
              -d '{{\"model\":\"mock-llama\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'\n\n\
              The models served:       curl http://{proxy}/v1/models\n\
              Statistics (JSON):       curl http://{admin}/stats\n\
+             The dashboard:           http://{admin}/dashboard (also /admin/diagnose, /admin/config/ui)\n\
              Stop with Ctrl-C.\n",
             addrs[0], addrs[1], addrs[2]
         );
