@@ -24,15 +24,21 @@
   }
   const FORMAT = {
     rps: (v) => short(v) + "/s",
-    latency: (v) => (v === 0 ? "0" : sy.ms(v)),
+    latency: (v) => (v === 0 ? "0" : v < 1000 ? short(v) + " ms" : sy.ms(v)),
     errors: (v) => (v === 0 ? "0%" : sy.pct(v)),
     count: short,
   };
 
   async function get(path) {
-    const r = await sy.json(path);
+    const where = path.split("?")[0];
+    let r;
+    try {
+      r = await sy.json(path);
+    } catch (e) {
+      throw new Error(`${where}: ${e.message}`);
+    }
     if (!r.ok) {
-      const e = new Error(`${path.split("?")[0]}: ${(r.body && r.body.error) || "HTTP " + r.status}`);
+      const e = new Error(`${where}: ${(r.body && r.body.error) || "HTTP " + r.status}`);
       e.body = r.body;
       e.status = r.status;
       throw e;
