@@ -55,6 +55,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/ui.js"),
     ),
     (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/chart.js"),
+    ),
+    (
         "dashboard.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/dashboard.js"),
@@ -70,6 +75,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/config.js"),
     ),
 ];
+
+/// The scripts under `/ui/` every page loads before its own: `sy` (requests, elements,
+/// formatting) and `syChart` (the SVG line charts).
+const SHARED_SCRIPTS: &[&str] = &["ui.js", "chart.js"];
 
 /// The header every page is served with: scripts, styles and requests only from this origin;
 /// never framed.
@@ -102,6 +111,10 @@ pub fn render(page: &Page, signed_in: bool) -> String {
         };
         nav.push_str(&format!("<a href=\"{}\"{current}>{}</a>", p.path, p.title));
     }
+    let mut scripts = String::new();
+    for s in SHARED_SCRIPTS.iter().chain([&page.script]) {
+        scripts.push_str(&format!("<script src=\"/ui/{s}\" defer></script>\n"));
+    }
     let sign_out = if signed_in {
         "<form method=\"post\" action=\"/admin/logout\"><button type=\"submit\" id=\"sign-out\">Sign out</button></form>"
     } else {
@@ -112,11 +125,9 @@ pub fn render(page: &Page, signed_in: bool) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <link rel=\"icon\" href=\"data:,\">\n<title>switchyard · {title}</title>\n\
          <link rel=\"stylesheet\" href=\"/ui/ui.css\">\n\
-         <script src=\"/ui/ui.js\" defer></script>\n<script src=\"/ui/{script}\" defer></script>\n\
-         </head>\n<body>\n<header class=\"top\"><span class=\"brand\">switchyard</span>\
+         {scripts}</head>\n<body>\n<header class=\"top\"><span class=\"brand\">switchyard</span>\
          <nav>{nav}</nav>{sign_out}</header>\n<main id=\"main\">\n{body}</main>\n</body>\n</html>\n",
         title = page.title,
-        script = page.script,
         body = page.body,
     )
 }
@@ -154,6 +165,9 @@ mod tests {
 
     #[test]
     fn every_page_script_is_an_asset() {
+        for s in SHARED_SCRIPTS {
+            assert!(asset(s).is_some(), "no /ui/{s}");
+        }
         for p in PAGES {
             assert!(
                 asset(p.script).is_some(),
