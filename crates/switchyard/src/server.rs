@@ -308,12 +308,14 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         .map(|_| tokio::sync::mpsc::unbounded_channel())
         .unzip();
     let ports = crate::net::ports::PortTable::new(reactor_tx);
-    let plan = ports
+    let port_error = |e| match e {
+        crate::net::ports::PortError::Tls(e) => StartError::Tls(e),
+        e => StartError::Port(e),
+    };
+    let mut plan = ports
         .prepare(&config, &config, &listen_addrs)
-        .map_err(|e| match e {
-            crate::net::ports::PortError::Tls(e) => StartError::Tls(e),
-            e => StartError::Port(e),
-        })?;
+        .map_err(port_error)?;
+    plan.listen().map_err(port_error)?;
     ports.commit(plan);
     let l4_addrs: Vec<SocketAddr> = ports.current().l4.iter().map(|p| p.addr).collect();
     let udp_sessions: u64 = config

@@ -170,6 +170,8 @@ async fn a_reload_to_an_address_in_use_is_refused_and_changes_nothing() {
         c.listeners[0].listen = vec![busy];
         c.routes[0].path_prefix = "/changed".into();
     });
+    let (status, doc) = post(&p, "/admin/config?dry_run=1", ini.clone(), None).await;
+    assert_eq!(status, 400, "a dry run binds too: {doc:#}");
     let (status, doc) = post(&p, "/admin/config", ini, None).await;
     assert_eq!(status, 400, "{doc:#}");
     let error = &doc["errors"][0];

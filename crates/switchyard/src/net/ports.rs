@@ -5,11 +5,14 @@
 //! it. A reload goes in two steps:
 //!
 //! 1. [`PortTable::prepare`]: for each added or changed section, load its certificates and
-//!    bind its sockets (one SO_REUSEPORT socket per reactor thread and address, listening at
-//!    once, so the kernel queues connections from then on). Any failure rejects the whole
-//!    reload, naming the section and address; nothing has changed, and dropping the
-//!    [`Plan`] closes what it bound.
-//! 2. [`PortTable::commit`]: hand the new sockets to the reactor threads, publish the
+//!    bind its sockets (one SO_REUSEPORT socket per reactor thread and address). Any failure
+//!    rejects the whole reload, naming the section and address; nothing has changed, and
+//!    dropping the [`Plan`] closes what it bound. The TCP sockets do not listen yet, so a
+//!    plan that is dropped (a dry run, a reload refused later) has taken no connection even
+//!    where it shares an address with sockets in force.
+//! 2. [`Plan::listen`], once the reload is certain: the kernel queues connections on the new
+//!    sockets from then on.
+//! 3. [`PortTable::commit`]: hand the new sockets to the reactor threads, publish the
 //!    generation, then close the replaced and removed ports: each accept loop takes the
 //!    connections already queued on its sockets (closing a listening socket would reset
 //!    them), then drops the sockets. Connections already accepted run to their end (or to the
@@ -175,8 +178,57 @@ pub struct PortTable {
 #[derive(Debug)]
 pub struct Plan {
     next: Ports,
-    sockets: Vec<Vec<Socket>>,
+    sockets: Vec<Vec<(For, socket2::Socket)>>,
     retired: Ports,
+    listening: bool,
+}
+
+/// What a socket of a [`Plan`] is for.
+#[derive(Debug)]
+enum For {
+    Listener(Arc<ListenerState>),
+    Tcp(Arc<L4Port>),
+    Udp(Arc<L4Port>),
+}
+
+impl For {
+    fn section(&self) -> String {
+        match self {
+            For::Listener(l) => format!("[listener {}]", l.config.name),
+            For::Tcp(p) | For::Udp(p) => format!("[l4 {}]", p.config.name),
+        }
+    }
+
+    /// The reactor's message for `socket`.
+    fn socket(self, socket: socket2::Socket) -> Socket {
+        match self {
+            For::Listener(l) => Socket::Listener(l, socket.into()),
+            For::Tcp(p) => Socket::Tcp(p, socket.into()),
+            For::Udp(p) => Socket::Udp(p, socket.into()),
+        }
+    }
+}
+
+impl Plan {
+    /// Starts listening on the plan's TCP sockets (see the module documentation).
+    pub fn listen(&mut self) -> Result<(), PortError> {
+        for (what, s) in self.sockets.iter().flatten() {
+            if matches!(what, For::Udp(_)) {
+                continue;
+            }
+            listener::listen(s).map_err(|source| PortError::Bind {
+                section: what.section(),
+                addr: s
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                source,
+            })?;
+        }
+        self.listening = true;
+        Ok(())
+    }
 }
 
 impl PortTable {
@@ -205,7 +257,8 @@ impl PortTable {
     ) -> Result<Plan, PortError> {
         let threads = self.reactors.len();
         let current = self.current();
-        let mut sockets: Vec<Vec<Socket>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut sockets: Vec<Vec<(For, socket2::Socket)>> =
+            (0..threads).map(|_| Vec::new()).collect();
         let mut next = Ports::default();
         for l in &config.l4 {
             let old = current.l4(&l.name);
@@ -220,8 +273,8 @@ impl PortTable {
             let (port, bound) = bind_l4(l, config, old, threads, taken)?;
             for (thread, s) in bound.into_iter().enumerate() {
                 sockets[thread].push(match s {
-                    L4Bound::Tcp(s) => Socket::Tcp(Arc::clone(&port), s),
-                    L4Bound::Udp(s) => Socket::Udp(Arc::clone(&port), s),
+                    L4Bound::Tcp(s) => (For::Tcp(Arc::clone(&port)), s),
+                    L4Bound::Udp(s) => (For::Udp(Arc::clone(&port)), s.into()),
                 });
             }
             next.l4.push(port);
@@ -248,19 +301,20 @@ impl PortTable {
             for addr in &l.listen {
                 let section = format!("[listener {}]", l.name);
                 check_taken(&section, *addr, taken)?;
-                let s =
-                    listener::bind_reuseport(*addr, threads).map_err(|source| PortError::Bind {
+                let s = listener::bind_reuseport_unlistened(*addr, threads).map_err(|source| {
+                    PortError::Bind {
                         section,
                         addr: *addr,
                         source,
-                    })?;
+                    }
+                })?;
                 state.addrs.push(local(&s[0], *addr));
                 bound.push(s);
             }
             let state = Arc::new(state);
             for per_addr in bound {
                 for (thread, s) in per_addr.into_iter().enumerate() {
-                    sockets[thread].push(Socket::Listener(Arc::clone(&state), s));
+                    sockets[thread].push((For::Listener(Arc::clone(&state)), s));
                 }
             }
             next.listeners.push(state);
@@ -281,21 +335,29 @@ impl PortTable {
             next,
             sockets,
             retired,
+            listening: false,
         })
     }
 
     /// Puts `plan` in force: new sockets to the reactor threads, then the old ports closed.
-    /// Returns the names of the ports closed.
-    pub fn commit(&self, plan: Plan) -> Vec<String> {
+    /// Returns the names of the ports closed. A plan whose sockets do not listen yet is made
+    /// to (a failure, not expected after [`Plan::listen`], is logged).
+    pub fn commit(&self, mut plan: Plan) -> Vec<String> {
+        if !plan.listening {
+            if let Err(e) = plan.listen() {
+                tracing::error!(error = %e, "a new port does not listen");
+            }
+        }
         let Plan {
             next,
             sockets,
             retired,
+            ..
         } = plan;
         for (tx, sockets) in self.reactors.iter().zip(sockets) {
-            for s in sockets {
+            for (what, s) in sockets {
                 // A reactor that is gone is shutting down: the socket closes with the message.
-                let _ = tx.send(s);
+                let _ = tx.send(what.socket(s));
             }
         }
         {
@@ -333,8 +395,10 @@ impl PortTable {
 }
 
 /// The bound address of `s` (`configured` if it cannot be read).
-fn local(s: &std::net::TcpListener, configured: SocketAddr) -> SocketAddr {
-    s.local_addr().unwrap_or(configured)
+fn local(s: &socket2::Socket, configured: SocketAddr) -> SocketAddr {
+    (s.local_addr().ok())
+        .and_then(|a| a.as_socket())
+        .unwrap_or(configured)
 }
 
 fn check_taken(section: &str, addr: SocketAddr, taken: &[SocketAddr]) -> Result<(), PortError> {
@@ -348,7 +412,7 @@ fn check_taken(section: &str, addr: SocketAddr, taken: &[SocketAddr]) -> Result<
 }
 
 enum L4Bound {
-    Tcp(std::net::TcpListener),
+    Tcp(socket2::Socket),
     Udp(std::net::UdpSocket),
 }
 
@@ -371,7 +435,7 @@ fn bind_l4(
     };
     let (addr, bound) = match l.protocol {
         L4Protocol::Tcp => {
-            let s = listener::bind_reuseport(l.listen, threads).map_err(bind_error)?;
+            let s = listener::bind_reuseport_unlistened(l.listen, threads).map_err(bind_error)?;
             let addr = local(&s[0], l.listen);
             (addr, s.into_iter().map(L4Bound::Tcp).collect::<Vec<_>>())
         }

@@ -286,6 +286,15 @@ pub fn apply(
             dry_run,
         });
     }
+    let mut plan = plan;
+    if let Err(e) = plan.listen() {
+        drop(state);
+        return Err(rejected(
+            shared,
+            client,
+            ReloadError::Invalid(vec![port_problem(&e)]),
+        ));
+    }
     let routing = Arc::new(routing);
     let applied = Arc::clone(&routing.config);
     shared
