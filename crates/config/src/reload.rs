@@ -8,9 +8,16 @@
 use crate::model::Config;
 use crate::render::server_values;
 
-/// `[server]` keys whose new value takes effect only on a restart: sockets, threads, the admin
-/// plane, the audit log, the connection builders, pool sizes and slot tables, the monitor's
-/// timers, the accept limiter. (`audit_*` and `h2_*` keys are included by prefix.)
+/// `[server]` keys whose new value takes effect only on a restart: the main `listen` sockets
+/// and the settings every connection on them is built with, threads, the admin plane, the
+/// audit log, the connection builders, pool sizes and slot tables, the monitor's timers and
+/// the history's ring buffers (sized at start), the accept limiter. (`audit_*` and `h2_*`
+/// keys are included by prefix.)
+///
+/// `[listener NAME]` and `[l4 NAME]` sections are the ports a reload may add, move or remove
+/// (new sockets are bound before old ones close); `[server] listen` stays restart-only: it is
+/// the port the server is known by (`ServerHandle::listen_addrs`, the startup log), and its
+/// connections share the restart-only `[server]` settings (PROXY protocol, timeouts, HTTP/2).
 pub const RESTART_SERVER_KEYS: &[&str] = &[
     "listen",
     "threads",
@@ -48,10 +55,6 @@ pub const RESTART_SERVER_KEYS: &[&str] = &[
     "history_window",
     "history_long_step",
     "history_long_window",
-    "alert_webhook",
-    "alert_webhook_timeout",
-    "alert_webhook_retries",
-    "default_alerts",
 ];
 
 /// `[server]` keys read per request, applied in place by a reload.
@@ -67,6 +70,10 @@ pub const RELOADABLE_SERVER_KEYS: &[&str] = &[
     "retry_budget",
     "config_history",
     "websocket_max_frame",
+    "default_alerts",
+    "alert_webhook",
+    "alert_webhook_timeout",
+    "alert_webhook_retries",
 ];
 
 /// Whether the `[server]` key `key` needs a restart to change.
@@ -74,27 +81,16 @@ pub fn is_restart_key(key: &str) -> bool {
     RESTART_SERVER_KEYS.contains(&key) || key.starts_with("audit_") || key.starts_with("h2_")
 }
 
-/// The config to apply when `new` replaces `running`, and the restart-only settings that
-/// differ (`[server] KEY`, `[listener NAME]`, `[l4 NAME]`, `[alert NAME]`), which keep their
-/// running values.
+/// The config to apply when `new` replaces `running`, and the restart-only `[server] KEY`
+/// settings that differ, which keep their running values. Every section (`[listener NAME]`,
+/// `[l4 NAME]` and `[alert NAME]` included) is taken from `new`.
 pub fn split_restart(running: &Config, new: &Config) -> (Config, Vec<String>) {
-    let mut pending: Vec<String> = server_values(&running.server)
+    let pending: Vec<String> = server_values(&running.server)
         .into_iter()
         .zip(server_values(&new.server))
         .filter(|((k, a), (_, b))| is_restart_key(k) && a != b)
         .map(|((k, _), _)| format!("[server] {k}"))
         .collect();
-    sections(
-        &mut pending,
-        "listener",
-        &running.listeners,
-        &new.listeners,
-        |l| &l.name,
-    );
-    sections(&mut pending, "l4", &running.l4, &new.l4, |l| &l.name);
-    sections(&mut pending, "alert", &running.alerts, &new.alerts, |a| {
-        &a.name
-    });
     let mut applied = new.clone();
     let (r, a) = (&running.server, &mut applied.server);
     a.listen = r.listen.clone();
@@ -125,11 +121,25 @@ pub fn split_restart(running: &Config, new: &Config) -> (Config, Vec<String>) {
     a.health_fall = r.health_fall;
     a.health_jitter = r.health_jitter;
     a.audit = r.audit.clone();
-    a.observe = r.observe.clone();
-    applied.listeners = running.listeners.clone();
-    applied.l4 = running.l4.clone();
-    applied.alerts = running.alerts.clone();
+    // The history's timers and ring buffers are fixed at start; the alert settings reload.
+    a.observe.history_interval = r.observe.history_interval;
+    a.observe.history_window = r.observe.history_window;
+    a.observe.history_long_step = r.observe.history_long_step;
+    a.observe.history_long_window = r.observe.history_long_window;
     (applied, pending)
+}
+
+/// The names of the `[kind NAME]` sections added, removed or changed between `old` and `new`,
+/// as `[kind NAME]`.
+pub fn changed_sections<T: PartialEq>(
+    kind: &str,
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    sections(&mut out, kind, old, new, name);
+    out
 }
 
 /// Adds `[kind NAME]` for each section added, removed or changed between `old` and `new`.
@@ -230,7 +240,11 @@ mod tests {
                 )
                 .replace("retries = 1\n", "")
                 .replace("[route r]\nbackends = a", "[route r]\nbackends = b")
-                .replace("127.0.0.1:9000", "127.0.0.1:9001"),
+                .replace("127.0.0.1:9000", "127.0.0.1:9001")
+                .replace(
+                    "retries = 3",
+                    "retries = 3\nhistory_window = 2m\ndefault_alerts = false",
+                ),
         );
         let (applied, pending) = split_restart(&running, &new);
         assert_eq!(
@@ -239,16 +253,25 @@ mod tests {
                 "[server] listen",
                 "[server] threads",
                 "[server] h2_max_reset_streams",
-                "[l4 t]"
+                "[server] history_window",
             ]
         );
         assert_eq!(applied.server.listen, running.server.listen);
         assert_eq!(applied.server.threads, running.server.threads);
         assert_eq!(applied.server.h2, running.server.h2);
-        assert_eq!(applied.l4, running.l4);
-        // Reloadable: taken from the new config.
+        assert_eq!(
+            applied.server.observe.history_window,
+            running.server.observe.history_window
+        );
+        // Reloadable: taken from the new config, sections and alert settings included.
         assert_eq!(applied.server.retries, 3);
         assert_eq!(applied.routes[0].backends, ["b"]);
+        assert_eq!(applied.l4, new.l4);
+        assert!(!applied.server.observe.default_alerts);
+        assert_eq!(
+            changed_sections("l4", &running.l4, &new.l4, |l| &l.name),
+            ["[l4 t]"]
+        );
         // Nothing restart-only differs: the new config as it is.
         let (same, none) = split_restart(&running, &running);
         assert!(none.is_empty());

@@ -174,7 +174,11 @@ fn loadgen(args: LoadgenArgs) -> ExitCode {
 /// Reads the listeners' certificates and the admin token as the server would at start (the
 /// token is never printed); on failure prints why and gives exit code 2.
 fn check_certificates(file: &Path, config: &Config) -> Option<ExitCode> {
-    let e = match crate::net::listeners::build(config, 1) {
+    let built = config
+        .listeners
+        .iter()
+        .try_for_each(|l| crate::net::listeners::build_one(config, l, None, None, 1).map(drop));
+    let e = match built {
         Err(e) => e.to_string(),
         Ok(_) => crate::server::admin_guard(&config.server)
             .err()?

@@ -26,8 +26,8 @@ pub use crate::routing::Group;
 /// states and counters.
 #[derive(Debug)]
 pub struct Shared {
-    /// The configuration the server started with: what restart-only settings (sockets,
-    /// threads, the admin plane...) come from. The config in force is the current routing's
+    /// The configuration the server started with: what restart-only settings (`[server]
+    /// listen`, threads, the admin plane...) come from. The config in force is the current routing's
     /// (see [`Shared::routing`]).
     pub config: Config,
     /// Every backend, static and registered, each route's members, and the routing.
@@ -46,12 +46,10 @@ pub struct Shared {
     pub scrapes: Vec<crate::upstream::scrape::ScrapeStats>,
     /// Per backend slot, how its active health checks went.
     pub health: Vec<crate::upstream::health::HealthStats>,
-    /// Per `[l4 NAME]` listener, its bound address (with the real port when the config said 0).
-    pub l4_addrs: Vec<SocketAddr>,
-    /// Per `[listener NAME]`, its addresses, TLS state and counters.
-    pub listeners: Vec<crate::net::listeners::ListenerState>,
-    /// Per `[l4 NAME]` listener, its UDP sessions open over every thread (unused for TCP).
-    pub l4_sessions: Vec<Arc<crate::l4::sessions::SessionSlots>>,
+    /// The bound `[server] listen` addresses.
+    pub listen_addrs: Vec<SocketAddr>,
+    /// The `[listener NAME]` and `[l4 NAME]` ports in force (replaced by reloads).
+    pub ports: crate::net::ports::PortTable,
     /// The admin plane's token and failed attempts.
     pub admin_auth: crate::admin::auth::AdminAuth,
     /// The audit log.
@@ -60,13 +58,6 @@ pub struct Shared {
     pub accept_limit: Option<Arc<crate::net::accept_limit::AcceptLimiter>>,
     /// The history and alerts (sampled by the monitor thread, read by the admin thread).
     pub monitor: crate::observe::monitor::Monitor,
-}
-
-/// One reactor thread's socket for an `[l4 NAME]` listener.
-#[derive(Debug)]
-enum L4Socket {
-    Tcp(std::net::TcpListener),
-    Udp(std::net::UdpSocket),
 }
 
 impl Shared {
@@ -111,6 +102,8 @@ pub enum StartError {
     },
     /// A listener's certificate or key file is missing or unusable.
     Tls(crate::net::certs::CertError),
+    /// A `[listener NAME]` or `[l4 NAME]` socket could not be bound.
+    Port(crate::net::ports::PortError),
     /// `admin_token_file` is missing, unreadable or empty.
     AdminToken(crate::admin::auth::TokenFileError),
     /// `admin_listen` is not a loopback address and no `admin_token_file` is configured.
@@ -151,6 +144,7 @@ impl fmt::Display for StartError {
                  open to the network; set admin_token_file, or listen on 127.0.0.1 or [::1]"
             ),
             StartError::Audit(e) => write!(f, "{e}"),
+            StartError::Port(e) => write!(f, "{e}"),
         }
     }
 }
@@ -160,7 +154,6 @@ impl std::error::Error for StartError {}
 /// A running server.
 pub struct ServerHandle {
     listen_addrs: Vec<SocketAddr>,
-    l4_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -172,7 +165,6 @@ impl fmt::Debug for ServerHandle {
         f.debug_struct("ServerHandle")
             .field("listen_addrs", &self.listen_addrs)
             .field("admin_addr", &self.admin_addr)
-            .field("l4_addrs", &self.l4_addrs)
             .finish()
     }
 }
@@ -183,21 +175,26 @@ impl ServerHandle {
         &self.listen_addrs
     }
 
-    /// The bound addresses of the `[l4 NAME]` listeners, in config order (with the real port
-    /// when the config said 0).
-    pub fn l4_addrs(&self) -> &[SocketAddr] {
-        &self.l4_addrs
+    /// The bound addresses of the `[l4 NAME]` listeners in force, in config order (with the
+    /// real port when the config said 0).
+    pub fn l4_addrs(&self) -> Vec<SocketAddr> {
+        self.shared
+            .ports
+            .current()
+            .l4
+            .iter()
+            .map(|p| p.addr)
+            .collect()
     }
 
-    /// The bound addresses of the `[listener NAME]` named `name` (with the real port when the
-    /// config said 0); empty if there is no such listener.
-    pub fn listener_addrs(&self, name: &str) -> &[SocketAddr] {
+    /// The bound addresses of the `[listener NAME]` named `name` in force (with the real port
+    /// when the config said 0); empty if there is no such listener.
+    pub fn listener_addrs(&self, name: &str) -> Vec<SocketAddr> {
         self.shared
-            .config
-            .listeners
-            .iter()
-            .position(|l| l.name == name)
-            .map_or(&[], |i| &self.shared.listeners[i].addrs)
+            .ports
+            .current()
+            .listener(name)
+            .map_or_else(Vec::new, |l| l.addrs.clone())
     }
 
     /// The bound admin address, if the admin listener is enabled.
@@ -304,57 +301,23 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             per_thread[i].push(s);
         }
     }
-    // `[listener NAME]` ports: certificates first (a bad file stops the start), then one
-    // SO_REUSEPORT socket per thread and address, like `listen`.
-    let mut listener_states =
-        crate::net::listeners::build(&config, threads).map_err(StartError::Tls)?;
-    let mut per_thread_listeners: Vec<Vec<(usize, std::net::TcpListener)>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    for (index, l) in config.listeners.iter().enumerate() {
-        for addr in &l.listen {
-            let sockets =
-                listener::bind_reuseport(*addr, threads).map_err(|source| StartError::Bind {
-                    what: "listener",
-                    addr: *addr,
-                    source,
-                })?;
-            let bound = sockets[0].local_addr().map_err(StartError::Runtime)?;
-            listener_states[index].addrs.push(bound);
-            for (i, s) in sockets.into_iter().enumerate() {
-                per_thread_listeners[i].push((index, s));
-            }
-        }
-    }
-    // `[l4 NAME]` listeners: one SO_REUSEPORT socket per thread each, like `listen`.
-    let mut per_thread_l4: Vec<Vec<(usize, L4Socket)>> = (0..threads).map(|_| Vec::new()).collect();
-    let mut l4_addrs = Vec::new();
-    for (index, l4) in config.l4.iter().enumerate() {
-        let bind_error = |source| StartError::Bind {
-            what: "l4",
-            addr: l4.listen,
-            source,
-        };
-        let sockets: Vec<L4Socket> = match l4.protocol {
-            L4Protocol::Tcp => listener::bind_reuseport(l4.listen, threads)
-                .map_err(bind_error)?
-                .into_iter()
-                .map(L4Socket::Tcp)
-                .collect(),
-            L4Protocol::Udp => listener::bind_udp_reuseport(l4.listen, threads)
-                .map_err(bind_error)?
-                .into_iter()
-                .map(L4Socket::Udp)
-                .collect(),
-        };
-        let local = match &sockets[0] {
-            L4Socket::Tcp(s) => s.local_addr(),
-            L4Socket::Udp(s) => s.local_addr(),
-        };
-        l4_addrs.push(local.map_err(StartError::Runtime)?);
-        for (i, s) in sockets.into_iter().enumerate() {
-            per_thread_l4[i].push((index, s));
-        }
-    }
+    // `[listener NAME]` and `[l4 NAME]` ports: certificates first (a bad file stops the
+    // start), then one SO_REUSEPORT socket per thread and address, like `listen`; the sockets
+    // wait in each reactor's queue (see `net::ports`).
+    let (reactor_tx, reactor_rx): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| tokio::sync::mpsc::unbounded_channel())
+        .unzip();
+    let ports = crate::net::ports::PortTable::new(reactor_tx);
+    let port_error = |e| match e {
+        crate::net::ports::PortError::Tls(e) => StartError::Tls(e),
+        e => StartError::Port(e),
+    };
+    let mut plan = ports
+        .prepare(&config, &config, &listen_addrs)
+        .map_err(port_error)?;
+    plan.listen().map_err(port_error)?;
+    ports.commit(plan);
+    let l4_addrs: Vec<SocketAddr> = ports.current().l4.iter().map(|p| p.addr).collect();
     let udp_sessions: u64 = config
         .l4
         .iter()
@@ -388,15 +351,13 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         monitor: crate::observe::monitor::Monitor::new(&config, directory.capacity()),
         reloads: crate::reload::Reloads::default(),
         accept_limit: crate::net::accept_limit::from_config(&config.server.accept),
-        stats: Stats::with_l4(
+        stats: Stats::new(
             threads,
             crate::routing::route_capacity(config.routes.len()),
             directory.capacity(),
-            config.l4.len(),
         ),
-        l4_addrs: l4_addrs.clone(),
-        listeners: listener_states,
-        l4_sessions: config.l4.iter().map(|_| Arc::default()).collect(),
+        listen_addrs: listen_addrs.clone(),
+        ports,
         clock: Clock::new(),
         threads,
         nofile_limit,
@@ -422,21 +383,18 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let (tx, rx) = watch::channel(false);
     let mut handles = Vec::new();
-    let per_thread_all = per_thread
-        .into_iter()
-        .zip(per_thread_l4)
-        .zip(per_thread_listeners);
-    for (i, ((listeners, l4), ports)) in per_thread_all.enumerate() {
+    for (i, (listeners, sockets)) in per_thread.into_iter().zip(reactor_rx).enumerate() {
         let shared = Arc::clone(&shared);
         let rx = rx.clone();
         let h = std::thread::Builder::new()
             .name(format!("switchyard-reactor-{i}"))
-            .spawn(move || reactor(i, shared, listeners, (l4, ports), rx))
+            .spawn(move || reactor(i, shared, listeners, sockets, rx))
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }
-    let watched = crate::net::listeners::watched(&shared.config, &shared.listeners);
-    if !watched.is_empty() {
+    // Always running: a reload may add a TLS listener.
+    {
+        let watched = Arc::clone(&shared.ports.watched);
         let rx = rx.clone();
         let h = std::thread::Builder::new()
             .name("switchyard-certs".into())
@@ -475,7 +433,6 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     }
     Ok(ServerHandle {
         listen_addrs,
-        l4_addrs,
         admin_addr,
         shutdown: tx,
         threads: handles,
@@ -507,15 +464,12 @@ pub fn admin_guard(
     ))
 }
 
-/// Sockets with the index of the `[l4 NAME]` or `[listener NAME]` they belong to.
-type Indexed = Vec<(usize, std::net::TcpListener)>;
-
 /// One reactor thread: a current-thread runtime running its accept loops and connections.
 fn reactor(
     index: usize,
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
-    (l4_listeners, ports): (Vec<(usize, L4Socket)>, Indexed),
+    sockets: tokio::sync::mpsc::UnboundedReceiver<crate::net::ports::Socket>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -547,17 +501,13 @@ fn reactor(
                 shutdown.clone(),
             ));
         }
-        for (l4, socket) in l4_listeners {
-            let name = &shared.config.l4[l4].name;
-            let started = match socket {
-                L4Socket::Tcp(l) => start_tcp_l4(&shared, index, l4, l, &active, &shutdown),
-                L4Socket::Udp(s) => start_udp_l4(&shared, index, l4, s, &active, &shutdown),
-            };
-            if let Err(e) = started {
-                tracing::error!(error = %e, "reactor {index}: cannot run l4 {name}");
-            }
-        }
-        spawn_listeners(index, &shared, &worker, ports, &active, &shutdown);
+        let ports = tokio::task::spawn_local(crate::net::port_tasks::run(
+            index,
+            Rc::clone(&worker),
+            sockets,
+            Rc::clone(&active),
+            shutdown.clone(),
+        ));
         let sweeper = {
             let worker = Rc::clone(&worker);
             tokio::task::spawn_local(async move {
@@ -588,99 +538,10 @@ fn reactor(
             );
         }
         sweeper.abort();
+        ports.abort();
         worker.flush_audit();
         worker.pool.clear();
     });
-}
-
-/// Starts the accept loops of this thread's `[listener NAME]` sockets, each with its fallback
-/// group's tunnels when it has one.
-fn spawn_listeners(
-    thread: usize,
-    shared: &Arc<Shared>,
-    worker: &Rc<Worker>,
-    ports: Vec<(usize, std::net::TcpListener)>,
-    active: &Rc<std::cell::Cell<usize>>,
-    shutdown: &watch::Receiver<bool>,
-) {
-    for (index, l) in ports {
-        let name = &shared.config.listeners[index].name;
-        let l = match tokio::net::TcpListener::from_std(l) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "reactor {thread}: cannot register listener {name}");
-                continue;
-            }
-        };
-        let tunnels = match shared.listeners[index].fallback {
-            None => None,
-            Some(group) => match crate::l4::tcp::Listener::new(Arc::clone(shared), thread, group) {
-                Ok(t) => Some(Rc::new(t)),
-                Err(e) => {
-                    tracing::error!(error = %e, "reactor {thread}: listener {name}: no fallback");
-                    None
-                }
-            },
-        };
-        tokio::task::spawn_local(crate::net::listeners::accept_loop(
-            l,
-            Rc::clone(worker),
-            index,
-            thread,
-            tunnels,
-            Rc::clone(active),
-            shutdown.clone(),
-        ));
-    }
-}
-
-/// Starts a `protocol = tcp` L4 listener's accept loop on this reactor thread.
-fn start_tcp_l4(
-    shared: &Arc<Shared>,
-    thread: usize,
-    index: usize,
-    socket: std::net::TcpListener,
-    active: &Rc<std::cell::Cell<usize>>,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let socket = tokio::net::TcpListener::from_std(socket)?;
-    let tunnels = Rc::new(crate::l4::tcp::Listener::new(
-        Arc::clone(shared),
-        thread,
-        index,
-    )?);
-    tokio::task::spawn_local(crate::l4::tcp::accept_loop(
-        socket,
-        tunnels,
-        Rc::clone(active),
-        shutdown.clone(),
-    ));
-    Ok(())
-}
-
-/// Starts a `protocol = udp` L4 listener's receive loop on this reactor thread; it counts in
-/// `active` until it has ended its sessions at shutdown.
-fn start_udp_l4(
-    shared: &Arc<Shared>,
-    thread: usize,
-    index: usize,
-    socket: std::net::UdpSocket,
-    active: &Rc<std::cell::Cell<usize>>,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let socket = tokio::net::UdpSocket::from_std(socket)?;
-    let sessions = Rc::new(crate::l4::udp::Listener::new(
-        Arc::clone(shared),
-        thread,
-        index,
-    )?);
-    active.set(active.get() + 1);
-    let (active, shutdown) = (Rc::clone(active), shutdown.clone());
-    tokio::task::spawn_local(async move {
-        crate::l4::udp::serve(socket, sessions, shutdown).await;
-        active.set(active.get() - 1);
-    });
-    Ok(())
 }
 
 async fn accept_loop(
@@ -702,5 +563,6 @@ async fn accept_loop(
         });
     };
     let mut rx = shutdown.clone();
-    crate::net::accept::accept_until_shutdown(&listener, &shared, &mut rx, "listen", spawn).await;
+    crate::net::accept::accept_until_shutdown(&listener, &shared, &mut rx, None, "listen", spawn)
+        .await;
 }

@@ -424,7 +424,8 @@ async fn shutdown_ends_every_session() {
     let shared = std::sync::Arc::clone(proxy.handle().shared());
     proxy.shutdown();
     proxy.join().await;
-    let l4 = shared.stats.l4(0);
+    let port = Arc::clone(&shared.ports.current().l4[0]);
+    let l4 = port.totals();
     assert_eq!((l4.sessions, l4.sessions_closed), (1, 1));
-    assert_eq!(shared.l4_sessions[0].open(), 0);
+    assert_eq!(port.sessions.open(), 0);
 }

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use switchyard_balance::{BackendState, Balancer, PickContext};
+use switchyard_config::L4Config;
 
 use crate::server::Shared;
 use crate::upstream::directory::Backend;
@@ -49,22 +50,21 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    /// The group of listener `index` of `shared.config.l4` on reactor thread `thread`.
-    pub fn new(shared: &Shared, thread: usize, index: usize) -> Result<Self, SetupError> {
-        let config = &shared.config.l4[index];
-        let seed = 0x14_u64 ^ ((thread as u64 + 1) << 32) ^ (index as u64);
+    /// The group of `[l4 NAME]` `config` on reactor thread `thread`: its backends as the
+    /// directory holds them now (static ones by name).
+    pub fn new(shared: &Shared, thread: usize, config: &L4Config) -> Result<Self, SetupError> {
+        let seed = 0x14_u64
+            ^ ((thread as u64 + 1) << 32)
+            ^ switchyard_balance::hash_bytes(config.name.as_bytes());
         let balancer = switchyard_balance::build(&config.balancer, seed)
             .ok_or_else(|| SetupError::UnknownBalancer(config.balancer.clone()))?;
-        // Static backends occupy the first directory slots, in config order.
         let membership = shared.directory.snapshot();
         let mut backends = Vec::with_capacity(config.backends.len());
         for name in &config.backends {
-            let backend = shared
-                .config
-                .backends
-                .iter()
-                .position(|b| &b.name == name)
-                .and_then(|i| membership.slots.get(i).cloned().flatten())
+            let backend = membership
+                .backends()
+                .find(|b| b.name() == name)
+                .cloned()
                 .ok_or_else(|| SetupError::UnknownBackend(name.clone()))?;
             backends.push(backend);
         }

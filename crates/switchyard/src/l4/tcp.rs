@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::group::{Group, SetupError};
+use crate::net::ports::L4Port;
 use crate::observe::stats::{BackendStats, Bump, L4Stats, ThreadStats};
 use crate::server::Shared;
 
@@ -38,8 +39,9 @@ pub const START_BUFFER_BYTES: usize = 8 * 1024;
 #[derive(Debug)]
 pub struct Listener {
     shared: Arc<Shared>,
-    /// The listener's index in `config.l4`.
-    index: usize,
+    /// The listener.
+    port: Arc<L4Port>,
+    thread: usize,
     stats: Arc<ThreadStats>,
     group: Group,
     connect_timeout: Duration,
@@ -47,26 +49,32 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Listener `index` of `shared.config.l4` on reactor thread `thread`.
-    pub fn new(shared: Arc<Shared>, thread: usize, index: usize) -> Result<Self, SetupError> {
-        let config = &shared.config.l4[index];
+    /// `port` on reactor thread `thread`.
+    pub fn new(shared: Arc<Shared>, thread: usize, port: Arc<L4Port>) -> Result<Self, SetupError> {
         Ok(Listener {
-            index,
             stats: shared.stats.thread(thread),
-            group: Group::new(&shared, thread, index)?,
-            connect_timeout: config.effective_connect_timeout(&shared.config.server),
-            idle_timeout: config.idle_timeout,
+            group: Group::new(&shared, thread, &port.config)?,
+            connect_timeout: port.connect_timeout,
+            idle_timeout: port.config.idle_timeout,
+            thread,
+            port,
             shared,
         })
     }
 
     fn counters(&self) -> &L4Stats {
-        &self.stats.l4[self.index]
+        &self.port.stats[self.thread]
     }
 
     /// Serves one client connection to its end.
     async fn serve(&self, client: TcpStream, peer: SocketAddr) {
-        if !self.shared.routing().acls.allow_l4(self.index, peer.ip()) {
+        // ACLs name L4 listeners; one a reload removed, still taking its queued connections,
+        // has none.
+        let routing = self.shared.routing();
+        let index = (routing.config.l4.iter())
+            .position(|l| l.name == self.port.config.name)
+            .unwrap_or(usize::MAX);
+        if !routing.acls.allow_l4(index, peer.ip()) {
             // Closed before any backend is connected.
             self.stats.error(crate::observe::ErrorKind::AclDenied);
             drop(client);
@@ -74,7 +82,7 @@ impl Listener {
         }
         let Some((upstream, i, _in_flight)) = self.connect(peer).await else {
             self.counters().no_backend.bump(1);
-            tracing::debug!(%peer, listener = self.index, "l4: no backend could be reached");
+            tracing::debug!(%peer, listener = %self.port.config.name, "l4: no backend could be reached");
             return;
         };
         let stats = &self.stats.backends[self.group.backends[i].slot];
@@ -93,7 +101,7 @@ impl Listener {
         mut stream: TcpStream,
         peer: SocketAddr,
     ) -> Option<(TcpStream, SocketAddr)> {
-        let config = &self.shared.config.l4[self.index];
+        let config = &self.port.config;
         if !config.proxy_protocol.is_on() {
             return Some((stream, peer));
         }
@@ -101,7 +109,7 @@ impl Listener {
         let routing = self.shared.routing();
         let gate = crate::net::proxy_protocol::gate::Gate {
             mode: config.proxy_protocol,
-            timeout: config.effective_proxy_protocol_timeout(&self.shared.config.server),
+            timeout: self.port.proxy_protocol_timeout,
             trusted: &routing.config.server.trusted_proxies,
         };
         let client = Box::pin(gate.admit(&mut stream, peer, &self.counters().proxy))
@@ -250,5 +258,7 @@ pub async fn accept_loop(
         });
     };
     let mut rx = shutdown.clone();
-    crate::net::accept::accept_until_shutdown(&socket, &shared, &mut rx, "l4", spawn).await;
+    let closed = listener.port.closed();
+    crate::net::accept::accept_until_shutdown(&socket, &shared, &mut rx, Some(closed), "l4", spawn)
+        .await;
 }

@@ -32,6 +32,7 @@ use tokio::task::AbortHandle;
 
 use super::group::{Group, SetupError};
 use super::sessions::{Inserted, SessionSlots, SessionTable, Slot};
+use crate::net::ports::L4Port;
 use crate::observe::stats::{BackendStats, Bump, L4Stats, ThreadStats};
 use crate::server::Shared;
 
@@ -42,8 +43,9 @@ const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_millis(10), Duration:
 /// One `[l4 NAME]` `protocol = udp` listener as one reactor thread runs it.
 pub struct Listener {
     shared: Arc<Shared>,
-    /// The listener's index in `config.l4`.
-    index: usize,
+    /// The listener.
+    port: Arc<L4Port>,
+    thread: usize,
     stats: Arc<ThreadStats>,
     group: Group,
     idle_timeout: Duration,
@@ -63,7 +65,7 @@ pub struct Listener {
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("udp::Listener")
-            .field("index", &self.index)
+            .field("name", &self.port.config.name)
             .field("sessions", &self.table.borrow().len())
             .finish()
     }
@@ -89,26 +91,27 @@ impl Drop for Session {
 }
 
 impl Listener {
-    /// Listener `index` of `shared.config.l4` on reactor thread `thread`.
-    pub fn new(shared: Arc<Shared>, thread: usize, index: usize) -> Result<Self, SetupError> {
-        let config = &shared.config.l4[index];
+    /// `port` on reactor thread `thread`.
+    pub fn new(shared: Arc<Shared>, thread: usize, port: Arc<L4Port>) -> Result<Self, SetupError> {
+        let config = &port.config;
         Ok(Listener {
-            index,
             stats: shared.stats.thread(thread),
-            group: Group::new(&shared, thread, index)?,
+            group: Group::new(&shared, thread, config)?,
             idle_timeout: config.idle_timeout,
             max_sessions: config.max_sessions,
             max_datagram: config.max_datagram,
-            slots: Arc::clone(&shared.l4_sessions[index]),
+            slots: Arc::clone(&port.sessions),
             table: RefCell::new(SessionTable::new(config.max_sessions, config.idle_timeout)),
             reply_buf: RefCell::new(vec![0; config.max_datagram + 1]),
             next_id: Cell::new(0),
+            thread,
+            port,
             shared,
         })
     }
 
     fn counters(&self) -> &L4Stats {
-        &self.stats.l4[self.index]
+        &self.port.stats[self.thread]
     }
 
     fn backend_stats(&self, backend: usize) -> &BackendStats {
@@ -337,13 +340,14 @@ fn connect(backend: SocketAddr) -> io::Result<UdpSocket> {
 /// its timers again.
 const RECEIVE_BATCH: usize = 64;
 
-/// Receives datagrams on `socket` for `listener` and sweeps expired sessions until shutdown,
-/// then ends every session.
+/// Receives datagrams on `socket` for `listener` and sweeps expired sessions until shutdown or
+/// until a reload closes the listener, then ends every session.
 pub async fn serve(socket: UdpSocket, listener: Rc<Listener>, mut shutdown: watch::Receiver<bool>) {
     if *shutdown.borrow() {
         return;
     }
     let socket = Rc::new(socket);
+    let mut closed = listener.port.closed();
     let mut buf = vec![0u8; listener.max_datagram + 1];
     let (lo, hi) = SWEEP_BOUNDS;
     let mut sweep = tokio::time::interval((listener.idle_timeout / 4).clamp(lo, hi));
@@ -352,6 +356,7 @@ pub async fn serve(socket: UdpSocket, listener: Rc<Listener>, mut shutdown: watc
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
+            _ = closed.wait_for(|v| *v) => break,
             _ = sweep.tick() => listener.expire(Instant::now()),
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, peer)) => {

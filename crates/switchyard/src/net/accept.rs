@@ -26,11 +26,15 @@ pub const BURST: usize = 32;
 
 /// Accepts on `socket` until `shutdown` says so, handing each admitted connection (with
 /// `TCP_NODELAY` set, and its accept-limiter permit to hold while it is open) to `admitted`.
-/// `what` names the listener kind in the log line of a failed accept.
+/// When `closed` turns true (a reload replaced or removed the port), takes the connections
+/// already queued on the socket, then returns: the caller drops the socket, and connections
+/// still queued would be reset with it. `what` names the listener kind in the log line of a
+/// failed accept.
 pub async fn accept_until_shutdown<F>(
     socket: &TcpListener,
     shared: &Shared,
     shutdown: &mut watch::Receiver<bool>,
+    closed: Option<watch::Receiver<bool>>,
     what: &'static str,
     mut admitted: F,
 ) where
@@ -39,10 +43,23 @@ pub async fn accept_until_shutdown<F>(
     if *shutdown.borrow() {
         return;
     }
+    let mut closed = closed;
+    let closing = async {
+        match closed.as_mut() {
+            // An error: the flag's owner is gone, so is the port.
+            Some(c) => drop(c.wait_for(|v| *v).await),
+            None => std::future::pending().await,
+        }
+    };
+    let mut closing = std::pin::pin!(closing);
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
+            () = &mut closing => {
+                while accept_queued(socket, shared, &mut admitted) == BURST {}
+                return;
+            }
             r = socket.accept() => match r {
                 Ok((stream, peer)) => {
                     if let Ok(permit) = accept_limit::check(shared, peer) {

@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::crypto::CryptoProvider;
@@ -161,6 +161,7 @@ pub struct ReloadStats {
 }
 
 /// One listener's certificates, as the reload thread watches them.
+#[derive(Debug)]
 pub struct Watched {
     config: ListenerConfig,
     resolver: Arc<Resolver>,
@@ -180,6 +181,11 @@ impl Watched {
             stats,
             last,
         }
+    }
+
+    /// The certificates it reloads.
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
     }
 
     /// Reloads if the files changed since the last look. `None`: no change.
@@ -209,19 +215,30 @@ const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 
 /// Polls every watched listener at its interval until shutdown (runs on its own thread: file
 /// metadata calls block).
-pub fn run(mut watched: Vec<Watched>, shutdown: watch::Receiver<bool>) {
+pub fn run(watched: Arc<Mutex<Vec<Watched>>>, shutdown: watch::Receiver<bool>) {
     let provider = super::tls::provider();
-    watched.retain(|w| !w.config.tls_reload_interval.is_zero());
-    while !watched.is_empty() && !*shutdown.borrow() {
+    while !*shutdown.borrow() {
         let now = Instant::now();
-        for w in &mut watched {
-            if now >= w.next {
-                let _ = w.poll(&provider);
-                w.next = now + w.config.tls_reload_interval;
+        let next = {
+            // A reload replaces the list (see `ports`): taken for one round at a time.
+            let mut watched = watched.lock().unwrap_or_else(|e| e.into_inner());
+            for w in watched.iter_mut() {
+                if w.config.tls_reload_interval.is_zero() {
+                    continue;
+                }
+                if now >= w.next {
+                    let _ = w.poll(&provider);
+                    w.next = now + w.config.tls_reload_interval;
+                }
             }
-        }
-        let next = watched.iter().map(|w| w.next).min().unwrap_or(now);
-        let pause = next.saturating_duration_since(Instant::now());
+            (watched.iter())
+                .filter(|w| !w.config.tls_reload_interval.is_zero())
+                .map(|w| w.next)
+                .min()
+        };
+        let pause = next.map_or(SHUTDOWN_CHECK, |n| {
+            n.saturating_duration_since(Instant::now())
+        });
         std::thread::sleep(pause.min(SHUTDOWN_CHECK));
     }
 }

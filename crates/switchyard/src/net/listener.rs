@@ -12,6 +12,20 @@ const BACKLOG: i32 = 4096;
 /// Binds `count` sockets to `addr` with SO_REUSEPORT. When `addr` has port 0 the first socket
 /// picks a port and the others bind to the same one.
 pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    bind_reuseport_unlistened(addr, count)?
+        .into_iter()
+        .map(|s| {
+            listen(&s)?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
+/// Binds like [`bind_reuseport`] but does not listen yet: the address is held (and a conflict
+/// reported) while the sockets take no connection, so dropping them resets none, even when
+/// they share the address with listening SO_REUSEPORT sockets. [`listen`] makes each a
+/// listener.
+pub fn bind_reuseport_unlistened(addr: SocketAddr, count: usize) -> io::Result<Vec<Socket>> {
     let mut out = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count.max(1) {
@@ -24,12 +38,17 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListe
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(BACKLOG)?;
-        let listener: TcpListener = socket.into();
-        addr = listener.local_addr()?;
-        out.push(listener);
+        if let Some(bound) = socket.local_addr()?.as_socket() {
+            addr = bound;
+        }
+        out.push(socket);
     }
     Ok(out)
+}
+
+/// Starts listening on a socket [`bind_reuseport_unlistened`] bound.
+pub fn listen(socket: &Socket) -> io::Result<()> {
+    socket.listen(BACKLOG)
 }
 
 /// Binds `count` UDP sockets to `addr` with SO_REUSEPORT (the kernel sends a client's

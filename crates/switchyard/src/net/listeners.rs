@@ -16,14 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_config::{Config, Fallback, Protocols, ProxyProtocol};
+use switchyard_config::{Config, ListenerConfig, Protocols, ProxyProtocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::certs::{self, CertError, ReloadStats, Watched};
+use super::certs::{self, CertError, ReloadStats};
 use super::conn::Http;
 use super::detect::{self, Protocol, Undetected};
+use super::ports::L4Port;
 use super::proxy_protocol::gate::{Gate, ProxyStats};
 use super::tls::{self, HandshakeError, Resolver};
 use crate::l4::tcp::Listener as Tunnels;
@@ -118,14 +119,14 @@ pub struct TlsState {
 
 /// One `[listener NAME]` as every thread shares it.
 pub struct ListenerState {
-    /// Its index in `config.listeners`.
-    pub index: usize,
+    /// Its section.
+    pub config: ListenerConfig,
     /// The bound addresses (with the real port when the config said 0).
     pub addrs: Vec<SocketAddr>,
     /// What it accepts.
     pub protocols: Protocols,
-    /// The `[l4 NAME]` index of its `fallback = tcp:GROUP`.
-    pub fallback: Option<usize>,
+    /// The `[l4 NAME]` of its `fallback = tcp:GROUP`.
+    pub fallback: Option<Arc<L4Port>>,
     /// The sniff timeout in effect.
     pub sniff_timeout: Duration,
     /// Its TLS side, if it accepts TLS.
@@ -136,14 +137,16 @@ pub struct ListenerState {
     pub proxy_protocol: ProxyProtocol,
     /// The PROXY protocol timeout in effect.
     pub proxy_protocol_timeout: Duration,
-    /// Per reactor thread.
-    pub stats: Box<[ListenerStats]>,
+    /// Per reactor thread; carried over by name when the section changes.
+    pub stats: Arc<[ListenerStats]>,
+    /// Turns true when it stops accepting (replaced or removed by a reload).
+    pub(super) closed: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for ListenerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListenerState")
-            .field("index", &self.index)
+            .field("name", &self.config.name)
             .field("addrs", &self.addrs)
             .field("protocols", &self.protocols)
             .finish()
@@ -157,72 +160,55 @@ impl ListenerState {
     }
 }
 
-/// Builds every listener's state, loading its certificates (a missing or broken file stops
-/// the start, naming the listener, key and path).
-pub fn build(config: &Config, threads: usize) -> Result<Vec<ListenerState>, CertError> {
+/// Builds `[listener NAME]` `l`'s state (of `config`), loading its certificates (a missing or
+/// broken file is an error naming the listener, key and path), with `fallback` its fallback
+/// group's port and `stats` the counters of the listener it replaces, if any. No address yet.
+pub fn build_one(
+    config: &Config,
+    l: &ListenerConfig,
+    fallback: Option<Arc<L4Port>>,
+    stats: Option<Arc<[ListenerStats]>>,
+    threads: usize,
+) -> Result<ListenerState, CertError> {
     let provider = tls::provider();
-    config
-        .listeners
-        .iter()
-        .enumerate()
-        .map(|(index, l)| {
-            let tls = if l.protocols.tls {
-                let resolver = Arc::new(Resolver::new(certs::load_set(l, &provider)?));
-                let server = tls::server_config(Arc::clone(&resolver)).map_err(|e| CertError {
-                    listener: l.name.clone(),
-                    key: "protocols".to_string(),
-                    path: Default::default(),
-                    reason: format!("cannot set up TLS: {e}"),
-                })?;
-                Some(TlsState {
-                    acceptor: TlsAcceptor::from(Arc::new(server)),
-                    resolver,
-                    handshake_timeout: l.tls_handshake_timeout,
-                    reloads: Arc::default(),
-                })
-            } else {
-                None
-            };
-            Ok(ListenerState {
-                index,
-                addrs: Vec::new(),
-                protocols: l.protocols,
-                fallback: l.fallback.as_ref().and_then(|Fallback::Tcp(group)| {
-                    config.l4.iter().position(|g| &g.name == group)
-                }),
-                sniff_timeout: l.effective_sniff_timeout(&config.server),
-                tls,
-                acme_dir: l.acme_challenge_dir.as_deref().map(Arc::from),
-                proxy_protocol: l.proxy_protocol,
-                proxy_protocol_timeout: l.effective_proxy_protocol_timeout(&config.server),
-                stats: (0..threads).map(|_| ListenerStats::default()).collect(),
-            })
+    let tls = if l.protocols.tls {
+        let resolver = Arc::new(Resolver::new(certs::load_set(l, &provider)?));
+        let server = tls::server_config(Arc::clone(&resolver)).map_err(|e| CertError {
+            listener: l.name.clone(),
+            key: "protocols".to_string(),
+            path: Default::default(),
+            reason: format!("cannot set up TLS: {e}"),
+        })?;
+        Some(TlsState {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            resolver,
+            handshake_timeout: l.tls_handshake_timeout,
+            reloads: Arc::default(),
         })
-        .collect()
-}
-
-/// What the certificate reload thread watches.
-pub fn watched(config: &Config, states: &[ListenerState]) -> Vec<Watched> {
-    states
-        .iter()
-        .filter_map(|s| {
-            let tls = s.tls.as_ref()?;
-            let l = &config.listeners[s.index];
-            Some(Watched::new(
-                l.clone(),
-                Arc::clone(&tls.resolver),
-                Arc::clone(&tls.reloads),
-            ))
-        })
-        .collect()
+    } else {
+        None
+    };
+    Ok(ListenerState {
+        config: l.clone(),
+        addrs: Vec::new(),
+        protocols: l.protocols,
+        fallback,
+        sniff_timeout: l.effective_sniff_timeout(&config.server),
+        tls,
+        acme_dir: l.acme_challenge_dir.as_deref().map(Arc::from),
+        proxy_protocol: l.proxy_protocol,
+        proxy_protocol_timeout: l.effective_proxy_protocol_timeout(&config.server),
+        stats: stats.unwrap_or_else(|| (0..threads).map(|_| ListenerStats::default()).collect()),
+        closed: super::ports::open_flag(),
+    })
 }
 
 /// The listeners' part of `/stats`.
-pub fn report(config: &Config, states: &[ListenerState]) -> Value {
+pub fn report(states: &[Arc<ListenerState>]) -> Value {
     let out: Vec<Value> = states
         .iter()
         .map(|s| {
-            let l = &config.listeners[s.index];
+            let l = &s.config;
             let mut v = json!({
                 "name": l.name,
                 "listen": s.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -253,7 +239,7 @@ pub fn report(config: &Config, states: &[ListenerState]) -> Value {
 pub async fn accept_loop(
     socket: TcpListener,
     worker: Rc<Worker>,
-    listener: usize,
+    state: Arc<ListenerState>,
     thread: usize,
     tunnels: Option<Rc<Tunnels>>,
     active: Rc<Cell<usize>>,
@@ -263,26 +249,34 @@ pub async fn accept_loop(
     let spawn = |stream, peer, permit| {
         worker.stats.conns_accepted.bump(1);
         active.set(active.get() + 1);
-        let (worker, tunnels, active, rx) = (
+        let (worker, state, tunnels, active, rx) = (
             Rc::clone(&worker),
+            Arc::clone(&state),
             tunnels.clone(),
             Rc::clone(&active),
             shutdown.clone(),
         );
         tokio::task::spawn_local(async move {
             let _permit = permit;
-            let shared = Arc::clone(&worker.shared);
-            let state = &shared.listeners[listener];
             let stats = &state.stats[thread];
             stats.connections.bump(1);
-            serve(&worker, state, stats, tunnels.as_deref(), stream, peer, rx).await;
+            serve(&worker, &state, stats, tunnels.as_deref(), stream, peer, rx).await;
             stats.closed.bump(1);
             worker.stats.conns_closed.bump(1);
             active.set(active.get() - 1);
         });
     };
     let mut rx = shutdown.clone();
-    super::accept::accept_until_shutdown(&socket, &shared, &mut rx, "listener", spawn).await;
+    let closed = state.closed.subscribe();
+    super::accept::accept_until_shutdown(
+        &socket,
+        &shared,
+        &mut rx,
+        Some(closed),
+        "listener",
+        spawn,
+    )
+    .await;
 }
 
 /// Serves one connection of a listener to its end.
@@ -311,12 +305,13 @@ async fn serve(
         peer
     };
     // The client's address: the socket peer's, or the one its trusted proxy announced.
-    if !worker
-        .shared
-        .routing()
-        .acls
-        .allow_listener(state.index, peer.ip())
-    {
+    // ACLs name listeners; one a reload removed, still taking its queued connections, has
+    // none.
+    let routing = worker.shared.routing();
+    let index = (routing.config.listeners.iter())
+        .position(|l| l.name == state.config.name)
+        .unwrap_or(usize::MAX);
+    if !routing.acls.allow_listener(index, peer.ip()) {
         // Closed before a byte is read.
         worker.stats.error(crate::observe::ErrorKind::AclDenied);
         return;

@@ -9,5 +9,7 @@ pub mod detect;
 pub mod h2c_upgrade;
 pub mod listener;
 pub mod listeners;
+pub mod port_tasks;
+pub mod ports;
 pub mod proxy_protocol;
 pub mod tls;

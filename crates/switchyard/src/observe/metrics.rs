@@ -234,15 +234,14 @@ fn backends(e: &mut Exposition, shared: &Shared, now: u64) {
 }
 
 fn l4(e: &mut Exposition, shared: &Shared) {
-    if shared.config.l4.is_empty() {
+    let ports = shared.ports.current();
+    if ports.l4.is_empty() {
         return;
     }
-    let all: Vec<_> = shared
-        .config
+    let all: Vec<_> = ports
         .l4
         .iter()
-        .enumerate()
-        .map(|(i, l)| (l.name.as_str(), l.protocol, shared.stats.l4(i)))
+        .map(|p| (p.config.name.as_str(), p.config.protocol, p.totals()))
         .collect();
     let each = |f: &dyn Fn(L4Protocol, &L4Totals) -> u64| -> Vec<(&str, f64)> {
         all.iter().map(|(n, p, s)| (*n, f(*p, s) as f64)).collect()

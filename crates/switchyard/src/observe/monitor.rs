@@ -93,6 +93,18 @@ impl Monitor {
         }
     }
 
+    /// Watches the alerts `config` asks for from now on (a reload): unchanged rules keep their
+    /// state, removed rules' firing alerts resolve (see `sampler::rules`). The history itself
+    /// is untouched.
+    pub fn set_rules(
+        &self,
+        config: &Config,
+        now_ms: u64,
+    ) -> Result<(), super::sampler::UnknownSeries> {
+        let rules = config.effective_alerts().iter().map(rule).collect();
+        self.sampler().set_rules(rules, now_ms)
+    }
+
     /// The sampler, for reading (the admin thread) or sampling (the monitor thread).
     pub fn sampler(&self) -> MutexGuard<'_, Sampler> {
         self.sampler.lock().unwrap_or_else(|e| e.into_inner())
@@ -185,33 +197,65 @@ pub fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         }
     };
     rt.block_on(async move {
-        let o = &shared.config.server.observe;
         tracing::info!(
             interval_ms = shared.monitor.interval_ms,
             memory_bytes = shared.monitor.sampler().memory_bytes(),
-            webhook = o.alert_webhook.as_ref().map(ToString::to_string),
             "history sampler started"
         );
-        let notify = o.alert_webhook.clone().map(|url| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            let settings = super::webhook::Settings {
-                url,
-                timeout: o.alert_webhook_timeout,
-                retries: o.alert_webhook_retries,
-            };
-            let stats = Arc::clone(&shared.monitor.notifications);
-            tokio::spawn(super::webhook::deliver(rx, settings, stats));
-            tx
-        });
+        let mut notifier = Notifier::default();
         let mut timer = tokio::time::interval(Duration::from_millis(shared.monitor.interval_ms));
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|v| *v) => return,
-                _ = timer.tick() => tick(&shared, notify.as_ref()),
+                _ = timer.tick() => {
+                    notifier.follow(&shared);
+                    tick(&shared, notifier.tx.as_ref());
+                }
             }
         }
     });
+}
+
+/// The webhook's delivery task for the settings in force: a reload that changes
+/// `alert_webhook`, `alert_webhook_timeout` or `alert_webhook_retries` replaces it (the old
+/// one delivers what it has queued, then ends).
+#[derive(Default)]
+struct Notifier {
+    settings: Option<(Option<switchyard_config::WebhookUrl>, Duration, u32)>,
+    tx: Option<mpsc::Sender<serde_json::Value>>,
+}
+
+impl Notifier {
+    /// Starts, replaces or stops the delivery task to match the config in force.
+    fn follow(&mut self, shared: &Arc<Shared>) {
+        let routing = shared.routing();
+        let o = &routing.config.server.observe;
+        let now = (
+            o.alert_webhook.clone(),
+            o.alert_webhook_timeout,
+            o.alert_webhook_retries,
+        );
+        if self.settings.as_ref() == Some(&now) {
+            return;
+        }
+        tracing::info!(
+            webhook = now.0.as_ref().map(ToString::to_string),
+            "alert notifications"
+        );
+        self.tx = now.0.clone().map(|url| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let settings = super::webhook::Settings {
+                url,
+                timeout: now.1,
+                retries: now.2,
+            };
+            let stats = Arc::clone(&shared.monitor.notifications);
+            tokio::spawn(super::webhook::deliver(rx, settings, stats));
+            tx
+        });
+        self.settings = Some(now);
+    }
 }
 
 #[cfg(test)]

@@ -100,17 +100,16 @@ pub fn stats_json(shared: &Shared) -> Value {
         .backends()
         .map(|b| backend_json(shared, &membership, b, now))
         .collect();
-    let l4: Vec<Value> = shared
-        .config
+    let ports = shared.ports.current();
+    let l4: Vec<Value> = ports
         .l4
         .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let s = shared.stats.l4(i);
+        .map(|port| {
+            let (l, s) = (&port.config, port.totals());
             let mut v = json!({
                 "name": l.name,
                 "protocol": l.protocol.to_string(),
-                "listen": shared.l4_addrs.get(i).map_or_else(|| l.listen.to_string(), ToString::to_string),
+                "listen": port.addr.to_string(),
                 "backends": l.backends,
                 "balancer": l.balancer,
                 "no_backend": s.no_backend,
@@ -136,7 +135,7 @@ pub fn stats_json(shared: &Shared) -> Value {
             }
             if l.proxy_protocol.is_on() {
                 v["proxy_protocol"] =
-                    ProxyStats::report(l.proxy_protocol, shared.stats.threads().map(|t| &t.l4[i].proxy));
+                    ProxyStats::report(l.proxy_protocol, port.stats.iter().map(|t| &t.proxy));
             }
             v
         })
@@ -164,7 +163,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "routes": routes,
         "backends": backends,
         "l4": l4,
-        "listeners": crate::net::listeners::report(&shared.config, &shared.listeners),
+        "listeners": crate::net::listeners::report(&ports.listeners),
         "listen": listen_json(shared),
         "audit": shared.audit.stats_json(),
         "admin": shared.admin_auth.stats_json(),

@@ -5,6 +5,8 @@
 //! Sans-io: the caller reads the counters ([`Reading`]) and passes the time; the server's
 //! monitor thread does that on a timer (see `observe::monitor`).
 
+mod rules;
+
 use super::alerts::{Alert, Condition, Transition};
 use super::histogram::Snapshot;
 use super::history::{History, TierSpec};
@@ -144,6 +146,9 @@ pub struct Sampler {
     previous: Option<Previous>,
     rules: Vec<RuleState>,
     row: Vec<f32>,
+    /// Resolutions of firing alerts whose rule a reload removed, for the next sample to
+    /// report (see [`rules`]).
+    retired: Vec<AlertEvent>,
 }
 
 /// Why a rule cannot be watched.
@@ -163,6 +168,15 @@ impl std::fmt::Display for UnknownSeries {
 }
 
 impl std::error::Error for UnknownSeries {}
+
+/// A fresh target (inactive alerts) for `rule` over `slots` backend slots.
+fn target(rule: &Rule, slots: usize) -> Result<Target, UnknownSeries> {
+    match parse_series(&rule.series) {
+        Some(Ok(col)) => Ok(Target::Global(col, Alert::new(rule.condition.clone()))),
+        Some(Err(("*", f))) => Ok(Target::Backends(f, vec![None; slots])),
+        _ => Err(UnknownSeries(rule.series.clone())),
+    }
+}
 
 /// Where a series name points: a global column, or a backend field for a named backend (or
 /// every backend, `*`).
@@ -189,11 +203,7 @@ impl Sampler {
         let rules = rules
             .into_iter()
             .map(|rule| {
-                let target = match parse_series(&rule.series) {
-                    Some(Ok(col)) => Target::Global(col, Alert::new(rule.condition.clone())),
-                    Some(Err(("*", f))) => Target::Backends(f, vec![None; slots]),
-                    _ => return Err(UnknownSeries(rule.series.clone())),
-                };
+                let target = target(&rule, slots)?;
                 Ok(RuleState { rule, target })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -204,6 +214,7 @@ impl Sampler {
             previous: None,
             rules,
             row: vec![f32::NAN; width],
+            retired: Vec::new(),
         })
     }
 
@@ -263,7 +274,9 @@ impl Sampler {
             errors: reading.errors,
             latency: reading.latency.clone(),
         });
-        self.evaluate(now_ms)
+        let mut events = std::mem::take(&mut self.retired);
+        events.extend(self.evaluate(now_ms));
+        events
     }
 
     fn evaluate(&mut self, now_ms: u64) -> Vec<AlertEvent> {

@@ -252,6 +252,26 @@ pub struct L4Totals {
     pub datagrams_dropped: u64,
 }
 
+impl L4Totals {
+    /// The sum of one listener's per-thread counters.
+    pub fn of(threads: &[L4Stats]) -> Self {
+        let mut t = L4Totals::default();
+        for l in threads {
+            t.connections += l.connections.load(Relaxed);
+            t.closed += l.closed.load(Relaxed);
+            t.connect_failures += l.connect_failures.load(Relaxed);
+            t.no_backend += l.no_backend.load(Relaxed);
+            t.idle_timeouts += l.idle_timeouts.load(Relaxed);
+            t.sessions += l.sessions.load(Relaxed);
+            t.sessions_closed += l.sessions_closed.load(Relaxed);
+            t.sessions_expired += l.sessions_expired.load(Relaxed);
+            t.sessions_rejected += l.sessions_rejected.load(Relaxed);
+            t.datagrams_dropped += l.datagrams_dropped.load(Relaxed);
+        }
+        t
+    }
+}
+
 /// Everything one reactor thread counts.
 #[derive(Debug)]
 pub struct ThreadStats {
@@ -273,8 +293,6 @@ pub struct ThreadStats {
     pub routes: Box<[RouteStats]>,
     /// Per backend, in configuration order.
     pub backends: Box<[BackendStats]>,
-    /// Per `[l4 NAME]` listener, in configuration order.
-    pub l4: Box<[L4Stats]>,
     /// PROXY protocol headers on `[server] listen` (`proxy_protocol`).
     pub proxy: ProxyStats,
 }
@@ -282,12 +300,6 @@ pub struct ThreadStats {
 impl ThreadStats {
     /// Counters for a configuration with `routes` routes and `backends` backends.
     pub fn new(routes: usize, backends: usize) -> Self {
-        Self::with_l4(routes, backends, 0)
-    }
-
-    /// Counters for a configuration with `routes` routes, `backends` backends and `l4` L4
-    /// listeners.
-    pub fn with_l4(routes: usize, backends: usize, l4: usize) -> Self {
         ThreadStats {
             conns_accepted: AtomicU64::new(0),
             conns_closed: AtomicU64::new(0),
@@ -299,7 +311,6 @@ impl ThreadStats {
             errors: Default::default(),
             routes: (0..routes).map(|_| RouteStats::default()).collect(),
             backends: (0..backends).map(|_| BackendStats::default()).collect(),
-            l4: (0..l4).map(|_| L4Stats::default()).collect(),
             proxy: ProxyStats::default(),
         }
     }
@@ -383,35 +394,11 @@ pub struct Stats {
 impl Stats {
     /// Counters for `threads` reactor threads.
     pub fn new(threads: usize, routes: usize, backends: usize) -> Self {
-        Self::with_l4(threads, routes, backends, 0)
-    }
-
-    /// Counters for `threads` reactor threads and `l4` L4 listeners.
-    pub fn with_l4(threads: usize, routes: usize, backends: usize, l4: usize) -> Self {
         Stats {
             threads: (0..threads)
-                .map(|_| Arc::new(ThreadStats::with_l4(routes, backends, l4)))
+                .map(|_| Arc::new(ThreadStats::new(routes, backends)))
                 .collect(),
         }
-    }
-
-    /// Merged counters of L4 listener `i`.
-    pub fn l4(&self, i: usize) -> L4Totals {
-        let mut t = L4Totals::default();
-        for s in &self.threads {
-            let l = &s.l4[i];
-            t.connections += l.connections.load(Relaxed);
-            t.closed += l.closed.load(Relaxed);
-            t.connect_failures += l.connect_failures.load(Relaxed);
-            t.no_backend += l.no_backend.load(Relaxed);
-            t.idle_timeouts += l.idle_timeouts.load(Relaxed);
-            t.sessions += l.sessions.load(Relaxed);
-            t.sessions_closed += l.sessions_closed.load(Relaxed);
-            t.sessions_expired += l.sessions_expired.load(Relaxed);
-            t.sessions_rejected += l.sessions_rejected.load(Relaxed);
-            t.datagrams_dropped += l.datagrams_dropped.load(Relaxed);
-        }
-        t
     }
 
     /// Every reactor thread's counters.

@@ -3,9 +3,12 @@
 //! A new config (POSTed to the admin API, re-read from the file on SIGHUP or
 //! `POST /admin/config/reload`, or a rollback) is parsed and checked as a whole; restart-only
 //! settings keep their running values (see [`switchyard_config::reload::split_restart`]);
-//! the static backends are resolved and their TLS settings loaded; then the next
-//! [`Routing`] generation and the static backends are published in one directory snapshot.
-//! Any failure changes nothing. Reloads are serialised (one at a time), each applied one is
+//! the static backends are resolved and their TLS settings loaded; new and changed
+//! `[listener NAME]` and `[l4 NAME]` ports are bound (see [`crate::net::ports`]); then the next
+//! [`Routing`] generation and the static backends are published in one directory snapshot,
+//! the new ports start accepting, the replaced and removed ones stop (their connections run
+//! on), and the alert rules are replaced (see `observe::sampler`'s `rules`). Any failure
+//! before the publication changes nothing. Reloads are serialised (one at a time), each applied one is
 //! audited as `config_changed` and each rejected one as `config_rejected`.
 
 pub mod client;
@@ -249,6 +252,11 @@ pub fn apply(
     let (applied, restart_required) = switchyard_config::reload::split_restart(running, &new);
     let result = resolve::statics(shared, &applied)
         .and_then(|statics| {
+            // New and changed ports are bound now: an address in use refuses the reload.
+            let plan = shared
+                .ports
+                .prepare(running, &applied, &shared.listen_addrs)
+                .map_err(|e| vec![port_problem(&e)])?;
             let capacity = route_capacity(shared.config.routes.len());
             let routing = Routing::next(Arc::new(applied), &current, capacity)
                 .map_err(|e| vec![problem(None, e.to_string())])?;
@@ -256,10 +264,10 @@ pub fn apply(
                 .directory
                 .check_statics(&statics)
                 .map_err(|e| vec![problem(None, e.to_string())])?;
-            Ok((statics, routing))
+            Ok((statics, routing, plan))
         })
         .map_err(ReloadError::Invalid);
-    let (statics, routing) = match result {
+    let (statics, routing, plan) = match result {
         Ok(r) => r,
         Err(e) => {
             drop(state);
@@ -278,12 +286,27 @@ pub fn apply(
             dry_run,
         });
     }
+    let mut plan = plan;
+    if let Err(e) = plan.listen() {
+        drop(state);
+        return Err(rejected(
+            shared,
+            client,
+            ReloadError::Invalid(vec![port_problem(&e)]),
+        ));
+    }
     let routing = Arc::new(routing);
     let applied = Arc::clone(&routing.config);
     shared
         .directory
         .reconfigure(routing, statics)
         .map_err(|e| ReloadError::Invalid(vec![problem(None, e.to_string())]))?;
+    // Routing first: the new ports' connections find their ACLs and backends in force.
+    let closed = shared.ports.commit(plan);
+    if let Err(e) = shared.monitor.set_rules(&applied, shared.clock.now_ms()) {
+        // The config check knows the same series: not expected.
+        tracing::error!(error = %e, "alert rules not reloaded");
+    }
     if remember {
         state.history.push_back(Arc::clone(running));
         while state.history.len() > applied.server.config_history.max(1) {
@@ -304,6 +327,7 @@ pub fn apply(
         version,
         changes = changes.len(),
         restart_required = ?restart_required,
+        ports_closed = ?closed,
         client,
         "config reloaded"
     );
@@ -313,6 +337,19 @@ pub fn apply(
         restart_required,
         dry_run,
     })
+}
+
+/// A port that cannot be set up, as a problem naming its section and key.
+fn port_problem(e: &crate::net::ports::PortError) -> Problem {
+    use crate::net::ports::PortError;
+    let key = match e {
+        PortError::Bind { .. } | PortError::Taken { .. } => Some("listen".to_string()),
+        PortError::Tls(c) => Some(c.key.clone()),
+    };
+    Problem {
+        key,
+        ..problem(Some(e.section()), e.to_string())
+    }
 }
 
 fn problem(section: Option<String>, message: String) -> Problem {
