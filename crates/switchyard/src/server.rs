@@ -46,6 +46,8 @@ pub struct Shared {
     pub scrapes: Vec<crate::upstream::scrape::ScrapeStats>,
     /// Per backend slot, how its active health checks went.
     pub health: Vec<crate::upstream::health::HealthStats>,
+    /// Per backend slot, its last upstream errors (see [`crate::upstream::errlog`]).
+    pub upstream_errors: Vec<crate::upstream::errlog::ErrorLog>,
     /// Per `[l4 NAME]` listener, its bound address (with the real port when the config said 0).
     pub l4_addrs: Vec<SocketAddr>,
     /// Per `[listener NAME]`, its addresses, TLS state and counters.
@@ -404,6 +406,9 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .map(|_| Default::default())
             .collect(),
         health: (0..directory.capacity())
+            .map(|_| Default::default())
+            .collect(),
+        upstream_errors: (0..directory.capacity())
             .map(|_| Default::default())
             .collect(),
         directory,
