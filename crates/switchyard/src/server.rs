@@ -48,6 +48,8 @@ pub struct Shared {
     pub health: Vec<crate::upstream::health::HealthStats>,
     /// Per backend slot, its last upstream errors (see [`crate::upstream::errlog`]).
     pub upstream_errors: Vec<crate::upstream::errlog::ErrorLog>,
+    /// `/admin/diagnose`'s last report, and its one run at a time.
+    pub diagnose: crate::admin::diagnose::Runs,
     /// Per `[l4 NAME]` listener, its bound address (with the real port when the config said 0).
     pub l4_addrs: Vec<SocketAddr>,
     /// Per `[listener NAME]`, its addresses, TLS state and counters.
@@ -411,6 +413,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         upstream_errors: (0..directory.capacity())
             .map(|_| Default::default())
             .collect(),
+        diagnose: Default::default(),
         directory,
         admin_auth,
         audit,
