@@ -207,3 +207,32 @@ async fn a_get_answers_the_last_report_and_a_post_runs_the_checks_again() {
     let (status, _) = support::reload::post(&proxy, "/admin/diagnose/other", "", None).await;
     assert_eq!(status, 405);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_gets_the_page_with_what_its_script_fills_in() {
+    let b = server::fixed("ok").await;
+    let proxy = proxy::new()
+        .backend("a", b.addr())
+        .route("r", "/", &["a"], "round_robin")
+        .start();
+    let mut c = client::Client::connect(proxy.admin_addr()).await;
+    let req = client::request(http::Method::GET, "/admin/diagnose")
+        .header("accept", "text/html")
+        .body(support::body::empty())
+        .unwrap();
+    let page = c.request(req).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    for id in [
+        "id=\"run\"",
+        "id=\"config\"",
+        "id=\"backends\"",
+        "id=\"generated\"",
+    ] {
+        assert!(html.contains(id), "{id} missing");
+    }
+    let script = proxy.admin_get("/ui/diagnose.js").await.text();
+    for needle in ["\"/admin/diagnose\"", "method: \"POST\"", "data-backend"] {
+        assert!(script.contains(needle), "{needle} missing from diagnose.js");
+    }
+}
