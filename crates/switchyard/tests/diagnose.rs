@@ -236,3 +236,33 @@ async fn a_browser_gets_the_page_with_what_its_script_fills_in() {
         assert!(script.contains(needle), "{needle} missing from diagnose.js");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_backends_are_probed_too() {
+    let fixed = server::fixed("static").await;
+    let registered = engine(&["qwen"]).await;
+    let proxy = proxy::new().to(fixed.addr()).discovery().start();
+    let body = serde_json::json!({
+        "id": "gpu-7",
+        "address": registered.local_addr().to_string(),
+        "ttl": "1m",
+    });
+    let (status, doc) =
+        support::reload::post(&proxy, "/admin/backends", body.to_string(), None).await;
+    assert_eq!(status, 201, "{doc}");
+    let doc = diagnose::run(&proxy).await;
+    let names: Vec<&str> = doc["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, ["b0", "gpu-7"]);
+    let gpu = backend(&doc, "gpu-7");
+    assert_eq!(gpu["source"], "registered");
+    assert_eq!(gpu["probe"]["models"]["ids"], serde_json::json!(["qwen"]));
+    // The static one answers every path with text: its model list is no model list.
+    let b0 = &backend(&doc, "b0")["probe"];
+    assert_eq!(b0["http"]["status"], 200);
+    assert_eq!(b0["models"]["cause"], "not_a_model_list", "{b0:#}");
+}
