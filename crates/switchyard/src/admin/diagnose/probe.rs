@@ -1,8 +1,8 @@
-//! The live probe of one backend for `/admin/diagnose`: resolve its address again (when it
-//! is a name), open a TCP connection (and TLS, with `tls = true`) timing it, then, at the same
-//! time, the HTTP request its health check makes (or `GET /health`) and `GET /v1/models`.
-//! Every step has its own timeout, so a probe ends within the connect timeout plus the HTTP
-//! timeout (plus a name lookup bounded by the connect timeout).
+//! The live probe of one backend for `/admin/diagnose`: its address looked up again (when it
+//! is a name) while a TCP connection (and TLS, with `tls = true`) is opened and timed, then
+//! side by side the HTTP request its health check makes (or `GET /health`) and
+//! `GET /v1/models`. Every step has its own timeout, so a probe ends within the connect
+//! timeout plus the HTTP timeout.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -80,8 +80,7 @@ pub async fn run(
     t: Timeouts,
 ) -> Value {
     let started = Instant::now();
-    let resolve = resolve(target, t.connect).await;
-    let connect = connect(target, t.connect).await;
+    let (resolve, connect) = tokio::join!(resolve(target, t.connect), connect(target, t.connect));
     let mut out = json!({ "resolve": resolve, "connect": connect.report });
     if !connect.ok {
         out["http"] = json!({ "skipped": "no connection" });
