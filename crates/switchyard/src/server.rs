@@ -50,6 +50,10 @@ pub struct Shared {
     pub listen_addrs: Vec<SocketAddr>,
     /// The `[listener NAME]` and `[l4 NAME]` ports in force (replaced by reloads).
     pub ports: crate::net::ports::PortTable,
+    /// Per backend slot, its last upstream errors (see [`crate::upstream::errlog`]).
+    pub upstream_errors: Vec<crate::upstream::errlog::ErrorLog>,
+    /// `/admin/diagnose`'s last report, and its one run at a time.
+    pub diagnose: crate::admin::diagnose::Runs,
     /// The admin plane's token and failed attempts.
     pub admin_auth: crate::admin::auth::AdminAuth,
     /// The audit log.
@@ -367,6 +371,10 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         health: (0..directory.capacity())
             .map(|_| Default::default())
             .collect(),
+        upstream_errors: (0..directory.capacity())
+            .map(|_| Default::default())
+            .collect(),
+        diagnose: Default::default(),
         directory,
         admin_auth,
         audit,

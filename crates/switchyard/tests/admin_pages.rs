@@ -51,6 +51,15 @@ async fn pages_and_assets_are_served_without_a_token_configured() {
         assert_eq!(a.status, StatusCode::OK, "{asset}");
         assert!(a.header("content-type").unwrap().starts_with(kind));
     }
+    // A page without a JSON twin is a page for any client; /admin/diagnose is JSON unless
+    // the client takes HTML.
+    let a = send(admin, Method::GET, "/dashboard", &[], "").await;
+    assert!(a.header("content-type").unwrap().starts_with("text/html"));
+    let a = send(admin, Method::GET, "/admin/diagnose?format=json", &[], "").await;
+    assert!(a
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
     let a = send(admin, Method::GET, "/ui/../Cargo.toml", &[], "").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     let a = send(admin, Method::GET, "/", &[HTML], "").await;

@@ -11,6 +11,7 @@ mod support;
 use std::time::Duration;
 
 use browser::Browser;
+use fantoccini::Locator;
 use support::{client, proxy, server};
 use switchyard_config::AlertComparison;
 
@@ -89,5 +90,61 @@ async fn the_dashboard_draws_live_charts_backends_and_alerts() {
     b.screenshot("dashboard").await;
     b.assert_clean_console("the dashboard").await;
     traffic.abort();
+    b.close().await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diagnostics_page_probes_every_backend_and_runs_again() {
+    let Some(b) = Browser::start("the_diagnostics_page_probes_every_backend_and_runs_again").await
+    else {
+        return;
+    };
+    let live = server::fixed("live").await;
+    let p = proxy::new()
+        .backend("live", live.addr())
+        .backend("dead", server::dead_addr())
+        .route("chat", "/", &["live", "dead"], "round_robin")
+        .start();
+    b.open(&format!("http://{}/admin/diagnose", p.admin_addr()))
+        .await;
+    for backend in ["live", "dead"] {
+        b.wait_until(
+            WAIT,
+            &format!("backend {backend} probed"),
+            &format!(
+                "return !!document.querySelector('#backends tr[data-backend=\"{backend}\"]');"
+            ),
+        )
+        .await;
+    }
+    let live_row = b.text("#backends tr[data-backend=\"live\"]").await;
+    let dead_row = b.text("#backends tr[data-backend=\"dead\"]").await;
+    assert!(live_row.contains("ms"), "a connect time: {live_row}");
+    assert!(
+        dead_row.to_lowercase().contains("refused"),
+        "the connect error: {dead_row}"
+    );
+    assert!(!b.text("#config").await.is_empty());
+    let first = b.text("#generated").await;
+    assert!(!first.is_empty());
+    b.screenshot("diagnose").await;
+    // Run the checks again: the report's time moves on.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    b.client
+        .find(Locator::Css("#run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_until(
+        WAIT,
+        "a new report",
+        &format!(
+            "return document.getElementById('generated').textContent !== {};",
+            serde_json::to_string(&first).unwrap()
+        ),
+    )
+    .await;
+    b.assert_clean_console("the diagnostics page").await;
     b.close().await;
 }

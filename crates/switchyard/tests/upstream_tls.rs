@@ -1,7 +1,8 @@
 //! TLS to backends (`tls = true`): requests reach an HTTPS backend whose certificate is
 //! verified against `tls_ca` and `tls_server_name`, over pooled HTTP/1.1 connections or one
 //! HTTP/2 connection (ALPN `h2`); a certificate from another CA, or for another name, is
-//! refused (502, nothing sent); a CA file that cannot be read stops the start, naming it.
+//! refused (502, nothing sent); a CA file that cannot be read stops the start, naming it;
+//! `/admin/diagnose` probes a TLS backend through the same connector.
 
 mod support;
 
@@ -190,6 +191,46 @@ async fn a_certificate_from_another_ca_or_for_another_name_is_refused() {
     let a = client::get(wrong_name.addr(), "/").await;
     assert_eq!(a.status, 502, "{}", a.text());
     assert_eq!(accepted.load(SeqCst), 0, "no handshake completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_probes_a_tls_backend_through_the_upstream_connector() {
+    let c = cert("backend.test");
+    let (addr, _) = https_backend(&c).await;
+    let good = tls_proxy(
+        addr,
+        "http1",
+        BackendTls {
+            ca: Some(pem_file(&c.pem)),
+            server_name: Some("backend.test".into()),
+        },
+    );
+    let doc = support::diagnose::run(&good).await;
+    let p = &support::diagnose::backend(&doc, "secure")["probe"];
+    assert_eq!(p["connect"]["ok"], true, "{p:#}");
+    assert_eq!(p["connect"]["tls"], true);
+    assert!(p["connect"]["tls_ms"].as_f64().is_some());
+    assert_eq!(p["http"]["status"], 200, "{p:#}");
+    // It answers every path with text: not a model list.
+    assert_eq!(p["models"]["cause"], "not_a_model_list", "{p:#}");
+
+    let other = cert("backend.test");
+    let wrong_ca = tls_proxy(
+        addr,
+        "http1",
+        BackendTls {
+            ca: Some(pem_file(&other.pem)),
+            server_name: Some("backend.test".into()),
+        },
+    );
+    let doc = support::diagnose::run(&wrong_ca).await;
+    let p = &support::diagnose::backend(&doc, "secure")["probe"];
+    assert_eq!(p["connect"]["ok"], false, "{p:#}");
+    assert_eq!(p["connect"]["cause"], "tls");
+    assert!(p["connect"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("TLS handshake"));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The admin listener: `GET /stats` (JSON), `GET /metrics` (Prometheus), `GET /history` and
 //! `GET /admin/alerts` (see [`observe`]), `GET /healthz`, the service-discovery API
 //! (`/admin/backends`, see [`backends`]), the config API (`/admin/config`, see
-//! [`config`]) and the web pages (`/dashboard`, `/admin/diagnose`, `/admin/config/ui`, see
+//! [`config`]), the diagnostics (`/admin/diagnose` as JSON, see [`diagnose`]) and the web pages (`/dashboard`, `/admin/diagnose`, `/admin/config/ui`, see
 //! [`ui`], signed in to through [`login`]), on its own thread and runtime so
 //! that reading statistics never competes with the data plane's event loops.
 
@@ -20,6 +20,7 @@ use crate::observe::report::stats_json;
 pub mod auth;
 pub mod backends;
 pub mod config;
+pub mod diagnose;
 pub mod form;
 pub mod login;
 pub mod observe;
@@ -72,7 +73,7 @@ pub async fn handle(
         if path == "/" {
             return login::redirect("/dashboard", None);
         }
-        if let Some(page) = ui::page(&path).filter(|_| accepts_html(req.headers())) {
+        if let Some(page) = ui::page_for(&path, accepts_html(req.headers())) {
             return login::html(StatusCode::OK, ui::render(page, signed_in));
         }
     }
@@ -91,6 +92,10 @@ pub async fn handle(
         )
         .await;
         return respond(status, content_type, body);
+    }
+    if path == "/admin/diagnose" {
+        let (status, body) = diagnose::handle(shared, &method, req.uri().query()).await;
+        return json_reply(status, &body);
     }
     if method != Method::GET && method != Method::HEAD {
         return respond(
@@ -117,7 +122,7 @@ pub async fn handle(
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /dashboard, /stats, /metrics, /history, /healthz, /admin/alerts or /admin/backends\n",
+            "not found; try /dashboard, /stats, /metrics, /history, /healthz, /admin/alerts, /admin/diagnose or /admin/backends\n",
         ),
     }
 }
@@ -181,8 +186,8 @@ fn authenticate(
                 return Ok(true);
             }
         }
-        let page = path == "/" || ui::page(path).is_some();
-        if page && (method == Method::GET || method == Method::HEAD) && accepts_html(headers) {
+        let page = path == "/" || ui::page_for(path, accepts_html(headers)).is_some();
+        if page && (method == Method::GET || method == Method::HEAD) {
             let target = req.uri().path_and_query().map_or(path, |pq| pq.as_str());
             return Err(Box::new(login::to_sign_in(target)));
         }

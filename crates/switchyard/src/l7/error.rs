@@ -115,6 +115,19 @@ impl ProxyError {
         }
     }
 
+    /// Its kind as a backend's failure (`/admin/diagnose`'s last errors); `None` when it is
+    /// no backend's.
+    pub fn cause(&self) -> Option<crate::upstream::errlog::Cause> {
+        use crate::upstream::errlog::Cause;
+        match self {
+            ProxyError::Connect { source, .. } => Some(Cause::of_connect(source)),
+            ProxyError::ConnectTimeout { .. } => Some(Cause::ConnectTimeout),
+            ProxyError::ResponseTimeout { .. } => Some(Cause::ResponseTimeout),
+            ProxyError::Upstream { source, .. } => Some(source.cause()),
+            _ => None,
+        }
+    }
+
     /// What the audit line's `denied` says: the error's kind, or `budget:NAME`.
     pub fn audit_reason(&self) -> std::borrow::Cow<'static, str> {
         match self {

@@ -39,6 +39,7 @@ use crate::server::Shared;
 use crate::upstream::codec::{BodyDecoder, ResponseHead};
 use crate::upstream::conn::{UpstreamConn, UpstreamError};
 use crate::upstream::directory::{Backend, Members, Membership};
+use crate::upstream::errlog::Cause;
 use crate::upstream::h2::H2Conns;
 use crate::upstream::pool::Pool;
 use keys::{affinity_key, json_key, prompt_chain, request_model};
@@ -772,7 +773,8 @@ impl Worker {
                     Ok(c) => c,
                     Err(e) => {
                         self.stats.backends[backend.slot].errors.bump(1);
-                        self.backend_failed(backend, members, &e);
+                        let cause = e.cause().unwrap_or(Cause::ConnectFailed);
+                        self.backend_failed(backend, members, cause, &e);
                         return Err(e);
                     }
                 },
@@ -805,7 +807,7 @@ impl Worker {
                         return Err(ProxyError::ClientAborted);
                     }
                     bstats.errors.bump(1);
-                    self.backend_failed(backend, members, &f.error);
+                    self.backend_failed(backend, members, f.error.cause(), &f.error);
                     return Err(match f.error {
                         UpstreamError::Timeout(after) => ProxyError::ResponseTimeout {
                             backend: name(),
@@ -836,7 +838,8 @@ impl Worker {
         self.stats.backends[backend.slot].latency.record(micros);
         state.observe_latency_us(micros);
         if outlier::is_failure_status(head.status.as_u16()) {
-            self.backend_failed(backend, members, &head.status);
+            let cause = Cause::Status(head.status.as_u16());
+            self.backend_failed(backend, members, cause, &head.status);
         } else {
             backend.outlier.success();
         }
@@ -944,8 +947,18 @@ impl Worker {
 
     /// A failed exchange with `backend` (refused or timed-out connection, timeout, reset,
     /// 500/502/504): counts towards its ejection from rotation (see
-    /// [`switchyard_balance::outlier`]), within the share of `members` that may be out at once.
-    fn backend_failed(&self, backend: &Backend, members: &Members, why: &dyn std::fmt::Display) {
+    /// [`switchyard_balance::outlier`]), within the share of `members` that may be out at once;
+    /// `cause` and `why` go into its last errors (`/admin/diagnose`).
+    fn backend_failed(
+        &self,
+        backend: &Backend,
+        members: &Members,
+        cause: Cause,
+        why: &dyn std::fmt::Display,
+    ) {
+        if let Some(log) = self.shared.upstream_errors.get(backend.slot) {
+            log.record(backend.generation, cause, why);
+        }
         let policy = self.server_setting(|cfg| outlier::Policy {
             threshold: cfg.fail_threshold,
             base_ms: cfg.fail_timeout.as_millis() as u64,

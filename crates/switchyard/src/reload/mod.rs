@@ -165,6 +165,11 @@ impl Reloads {
         self.lock().file = Some(path);
     }
 
+    /// The file a re-read reads, if the server was started from one.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.lock().file.clone()
+    }
+
     /// The config version in force (0 at start, one more per applied reload).
     pub fn version(&self) -> u64 {
         self.version.load(Relaxed)

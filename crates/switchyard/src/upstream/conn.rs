@@ -68,6 +68,21 @@ impl fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
+impl UpstreamError {
+    /// Its kind, as `/admin/diagnose` lists a backend's last errors.
+    pub fn cause(&self) -> super::errlog::Cause {
+        use super::errlog::Cause;
+        match self {
+            UpstreamError::Io(e) => Cause::of_exchange(e),
+            UpstreamError::Closed => Cause::Closed,
+            UpstreamError::Codec(_) => Cause::BadResponse,
+            UpstreamError::ClientBody(_) => Cause::Io,
+            UpstreamError::Timeout(_) => Cause::ResponseTimeout,
+            UpstreamError::H2(_) => Cause::Http2,
+        }
+    }
+}
+
 impl From<CodecError> for UpstreamError {
     fn from(e: CodecError) -> Self {
         UpstreamError::Codec(e)

@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod conn;
 pub mod directory;
+pub mod errlog;
 pub mod h2;
 pub mod health;
 pub mod metrics;

@@ -9,7 +9,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{header, Request};
@@ -32,6 +32,50 @@ pub struct ScrapeStats {
     pub ok: AtomicU64,
     /// Failed scrapes (connect, status, timeout, body).
     pub failed: AtomicU64,
+    /// How the last scrape went (written by the monitor once a scrape, read by the admin
+    /// plane's diagnostics).
+    last: Mutex<Option<LastScrape>>,
+}
+
+/// How one scrape went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastScrape {
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// Why it failed; `None` if it succeeded.
+    pub error: Option<String>,
+}
+
+impl ScrapeStats {
+    /// Counts a scrape and remembers how it went.
+    pub fn record(&self, error: Option<String>) {
+        let counter = if error.is_some() {
+            &self.failed
+        } else {
+            &self.ok
+        };
+        counter.fetch_add(1, Relaxed);
+        *self.lock() = Some(LastScrape {
+            unix_ms: super::errlog::unix_ms(),
+            error,
+        });
+    }
+
+    /// How the last scrape went, if there was one.
+    pub fn last(&self) -> Option<LastScrape> {
+        self.lock().clone()
+    }
+
+    /// Forgets everything: its slot has a new backend.
+    pub fn reset(&self) {
+        self.ok.store(0, Relaxed);
+        self.failed.store(0, Relaxed);
+        *self.lock() = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LastScrape>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Where one backend's figures come from.
@@ -138,8 +182,7 @@ pub fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                     tasks.iter().for_each(tokio::task::AbortHandle::abort);
                 }
                 let Some(backend) = occupant else { continue };
-                shared.scrapes[slot].ok.store(0, Relaxed);
-                shared.scrapes[slot].failed.store(0, Relaxed);
+                shared.scrapes[slot].reset();
                 shared.health[slot].reset();
                 let mut tasks = Vec::new();
                 if backend.config.metrics.is_some() {
@@ -177,7 +220,7 @@ async fn scrape_loop(shared: Arc<Shared>, backend: Arc<Backend>) {
             t = target(&backend).await;
         }
         let Some(t) = &t else {
-            stats.failed.fetch_add(1, Relaxed);
+            stats.record(Some("the metrics address does not resolve".to_string()));
             tracing::debug!(backend = %name, "metrics address does not resolve");
             continue;
         };
@@ -191,14 +234,17 @@ async fn scrape_loop(shared: Arc<Shared>, backend: Arc<Backend>) {
                 if let Some(p) = &mut progress {
                     p.observe(&shared, now, &figures);
                 }
-                stats.ok.fetch_add(1, Relaxed);
+                stats.record(None);
             }
             Ok(Err(e)) => {
-                stats.failed.fetch_add(1, Relaxed);
+                stats.record(Some(e.to_string()));
                 tracing::debug!(backend = %name, error = %e, "metrics scrape failed");
             }
             Err(_) => {
-                stats.failed.fetch_add(1, Relaxed);
+                stats.record(Some(format!(
+                    "no answer within metrics_timeout ({:?})",
+                    cfg.metrics_timeout
+                )));
                 tracing::debug!(backend = %name, "metrics scrape timed out");
             }
         }

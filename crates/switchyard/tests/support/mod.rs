@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod client;
+pub mod diagnose;
 pub mod h2c;
 pub mod proxy;
 pub mod raw;

@@ -18,6 +18,9 @@ pub struct Page {
     body: &'static str,
     /// Its script under `/ui/`.
     script: &'static str,
+    /// The same path also answers JSON (the page is then served only to a client that
+    /// accepts HTML).
+    json_twin: bool,
 }
 
 /// The pages, in navigation order.
@@ -27,18 +30,21 @@ pub const PAGES: &[Page] = &[
         title: "Dashboard",
         body: include_str!("assets/dashboard.html"),
         script: "dashboard.js",
+        json_twin: false,
     },
     Page {
         path: "/admin/diagnose",
         title: "Diagnose",
         body: include_str!("assets/diagnose.html"),
         script: "diagnose.js",
+        json_twin: true,
     },
     Page {
         path: "/admin/config/ui",
         title: "Config",
         body: include_str!("assets/config.html"),
         script: "config.js",
+        json_twin: false,
     },
 ];
 
@@ -89,6 +95,12 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' da
 /// The page served at `path`, if any.
 pub fn page(path: &str) -> Option<&'static Page> {
     PAGES.iter().find(|p| p.path == path)
+}
+
+/// The page a `GET path` is answered with: a path that also answers JSON is a page only for a
+/// client that `accepts_html` (a browser navigating), the others always.
+pub fn page_for(path: &str, accepts_html: bool) -> Option<&'static Page> {
+    page(path).filter(|p| accepts_html || !p.json_twin)
 }
 
 /// The static file `/ui/{name}`: its content type and content.
@@ -181,6 +193,12 @@ mod tests {
             assert!(!render(p, false).contains("/admin/logout"));
         }
         assert!(page("/dashboard").is_some());
+        assert!(page_for("/dashboard", false).is_some());
+        assert!(
+            page_for("/admin/diagnose", false).is_none(),
+            "JSON for scripts"
+        );
+        assert!(page_for("/admin/diagnose", true).is_some());
         assert!(page("/nope").is_none());
         assert!(asset("../mod.rs").is_none());
     }

@@ -16,6 +16,7 @@ use crate::observe::stats::Bump;
 use crate::upstream::codec::{BodyFraming, ResponseHead};
 use crate::upstream::conn::UpstreamError;
 use crate::upstream::directory::{Backend, Members};
+use crate::upstream::errlog::Cause;
 use crate::upstream::h2::{self as up_h2, H2Body, H2Conns, Lookup, Sender};
 
 impl Worker {
@@ -88,7 +89,7 @@ impl Worker {
                         continue;
                     }
                     bstats.errors.bump(1);
-                    self.backend_failed(backend, members, &e);
+                    self.backend_failed(backend, members, Cause::Http2, &e);
                     return Err(ProxyError::Upstream {
                         backend: backend.name().to_string(),
                         source: UpstreamError::H2(e),
@@ -98,7 +99,7 @@ impl Worker {
                     exchange.in_flight = None;
                     bstats.errors.bump(1);
                     let e = UpstreamError::Timeout(timeout);
-                    self.backend_failed(backend, members, &e);
+                    self.backend_failed(backend, members, Cause::ResponseTimeout, &e);
                     return Err(ProxyError::ResponseTimeout {
                         backend: backend.name().to_string(),
                         after: timeout,
@@ -170,7 +171,8 @@ impl Worker {
         };
         drop(opening);
         self.stats.backends[backend.slot].errors.bump(1);
-        self.backend_failed(backend, members, &err);
+        let cause = err.cause().unwrap_or(Cause::ConnectFailed);
+        self.backend_failed(backend, members, cause, &err);
         Err(err)
     }
 }

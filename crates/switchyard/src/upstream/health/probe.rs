@@ -203,6 +203,14 @@ struct ModelCard {
     id: String,
 }
 
+/// The model ids of an OpenAI-style model list (`{"data": [{"id": ...}]}`), or why it is not
+/// one.
+pub fn model_ids(body: &[u8]) -> Result<Vec<String>, String> {
+    let list: ModelList = serde_json::from_slice(body)
+        .map_err(|e| format!("not a model list ({{\"data\": [{{\"id\": ...}}]}}): {e}"))?;
+    Ok(list.data.into_iter().map(|m| m.id).collect())
+}
+
 async fn ai(target: &Target, completion: bool) -> Result<(), ProbeError> {
     let resp = exchange(target, "GET", "/v1/models", None, MAX_MODELS_BODY).await?;
     if resp.status != 200 {
@@ -217,12 +225,7 @@ async fn ai(target: &Target, completion: bool) -> Result<(), ProbeError> {
             "the answer is larger than {MAX_MODELS_BODY} bytes"
         )));
     }
-    let list: ModelList = serde_json::from_slice(&resp.body).map_err(|e| {
-        ProbeError::Models(format!(
-            "not a model list ({{\"data\": [{{\"id\": ...}}]}}): {e}"
-        ))
-    })?;
-    let served: Vec<String> = list.data.into_iter().map(|m| m.id).collect();
+    let served = model_ids(&resp.body).map_err(ProbeError::Models)?;
     let missing: Vec<String> = target
         .models
         .iter()
@@ -294,18 +297,19 @@ pub fn served_as<'a>(declared: &ModelId, served: &'a [String]) -> Option<&'a str
 }
 
 /// A response as far as a check reads it.
-struct Response {
+pub struct Response {
     /// `METHOD PATH`, for messages.
-    request: String,
-    status: u16,
+    pub request: String,
+    /// Its status.
+    pub status: u16,
     /// The first bytes of the body (at most the `read` asked for).
-    body: Vec<u8>,
+    pub body: Vec<u8>,
     /// Whether the body went on past that.
-    truncated: bool,
+    pub truncated: bool,
 }
 
 /// One request on a fresh connection; reads at most `read` bytes of the body (none for 0).
-async fn exchange(
+pub async fn exchange(
     target: &Target,
     method: &str,
     path: &str,
