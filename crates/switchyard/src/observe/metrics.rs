@@ -50,12 +50,7 @@ pub fn render(shared: &Shared) -> String {
         e.family(name, Kind::Counter, help)
             .sample(name, &[], v as f64);
     };
-    counter(
-        &mut e,
-        "switchyard_requests_total",
-        "Requests received.",
-        t.requests,
-    );
+    requests(&mut e, shared);
     let name = "switchyard_responses_total";
     e.family(name, Kind::Counter, "Responses sent, by status class.");
     for (i, code) in CLASSES {
@@ -114,6 +109,49 @@ pub fn render(shared: &Shared) -> String {
             (shared.clock.uptime_secs() * 1000.0).round() / 1000.0,
         );
     e.finish()
+}
+
+/// `switchyard_requests_total{route,backend,code}`: answered requests by route, backend and
+/// status class. `route=""` when no route matched, `backend=""` when the proxy answered
+/// without trying a backend (for a proxy error after one was tried, the last one tried); a
+/// pair appears with its first response, a class once it has counted one. Pairs past a
+/// thread's table (see [`super::pairs`]) are counted under `route="*",backend="*"`.
+fn requests(e: &mut Exposition, shared: &Shared) {
+    let routing = shared.routing();
+    let membership = shared.directory.snapshot();
+    let route_name = |slot: Option<usize>| match slot {
+        None => Some(""),
+        Some(s) => routing
+            .stat_slots
+            .iter()
+            .position(|x| *x == s)
+            .map(|i| routing.config.routes[i].name.as_str()),
+    };
+    let backend_names: std::collections::HashMap<usize, &str> =
+        membership.backends().map(|b| (b.slot, b.name())).collect();
+    let backend_name = |slot: Option<usize>| match slot {
+        None => Some(""),
+        Some(s) => backend_names.get(&s).copied(),
+    };
+    let (pairs, overflow) = shared.stats.pairs();
+    let name = "switchyard_requests_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests answered, by route, backend and status class.",
+    );
+    let rows = pairs.iter().filter_map(|(p, counts)| {
+        // A slot this scrape cannot name has just changed hands: its counts are going away.
+        Some((route_name(p.route)?, backend_name(p.backend)?, counts))
+    });
+    for (route, backend, counts) in rows.chain([("*", "*", &overflow)]) {
+        for (i, code) in CLASSES {
+            if counts[i] > 0 {
+                let labels = [("route", route), ("backend", backend), ("code", code)];
+                e.sample(name, &labels, counts[i] as f64);
+            }
+        }
+    }
 }
 
 fn routes(e: &mut Exposition, shared: &Shared) {
