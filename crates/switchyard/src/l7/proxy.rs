@@ -212,7 +212,7 @@ impl Worker {
             start,
             in_flight: None,
             grpc: false,
-            audit: crate::audit::request::begin(&self.shared.audit, &req),
+            audit: crate::audit::request::begin(&self.shared.audit, &req, start),
             requests: None,
             budget: None,
         };
