@@ -185,6 +185,34 @@ async fn requests_total_is_counted_by_route_backend_and_class() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_count_per_limit_and_without_a_backend() {
+    let backend = server::fixed("ok").await;
+    let proxy = proxy::new()
+        .admin_token(TOKEN)
+        .to(backend.addr())
+        .limit("per-ip", "client_ip", "1/m", 1, |_| {})
+        .start();
+    let mut c = Client::connect(proxy.addr()).await;
+    assert_eq!(c.get("/").await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(c.get("/").await.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let a = proxy.admin_get("/metrics").await;
+    let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
+    assert_eq!(
+        m.get("switchyard_limit_denied_total", &[("limit", "per-ip")]),
+        Some(2.0)
+    );
+    let requests = |backend, code| {
+        let labels = [("route", "default"), ("backend", backend), ("code", code)];
+        m.get("switchyard_requests_total", &labels)
+    };
+    assert_eq!(requests("b0", "2xx"), Some(1.0));
+    assert_eq!(requests("", "4xx"), Some(2.0), "refused without a backend");
+    assert_eq!(requests("b0", "4xx"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_history_and_alerts_need_the_admin_token() {
     let backend = server::fixed("ok").await;
     let proxy = proxy::new()

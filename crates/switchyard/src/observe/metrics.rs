@@ -2,7 +2,6 @@
 //! Prometheus text format, with conventional names and bounded labels (route, backend, L4
 //! listener, status class, error kind, alert).
 
-use serde_json::Value;
 use switchyard_config::L4Protocol;
 
 use super::exposition::{Exposition, Kind};
@@ -321,55 +320,50 @@ fn l4(e: &mut Exposition, shared: &Shared) {
     );
 }
 
-/// `name`'s `field` of each entry of a report array, as `(name, value)`.
-fn entries<'a>(report: &'a Value, field: &str) -> Vec<(&'a str, f64)> {
-    report
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| Some((v.get("name")?.as_str()?, v.get(field)?.as_f64()?)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+/// A family's `(label value, value)` pairs.
+type Values<'a> = Vec<(&'a str, f64)>;
 
+/// The `[limit]`, `[budget]` and `[acl]` counters, read from their atomics: a scrape takes
+/// none of the key tables' locks that requests take.
 fn security(e: &mut Exposition, shared: &Shared) {
     let routing = shared.routing();
-    let limits = routing.limits.report();
-    let budgets = routing.budgets.report();
+    let f = |v: u64| v as f64;
+    let limits: Vec<_> = routing.limits.denied();
+    let budgets = routing.budgets.counters();
     let acls = routing.acls.report();
-    let families = [
+    let acls: Vec<(&str, f64)> = acls
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((v.get("name")?.as_str()?, v.get("denied")?.as_f64()?)))
+        .collect();
+    let families: [(&str, &str, &str, Values); 4] = [
         (
             "switchyard_limit_denied_total",
             "Requests refused by each [limit].",
             "limit",
-            &limits,
-            "denied",
+            limits.iter().map(|(n, d)| (*n, f(*d))).collect(),
         ),
         (
             "switchyard_budget_denied_total",
             "Requests refused by each [budget].",
             "budget",
-            &budgets,
-            "denied",
+            budgets.iter().map(|(n, d, _)| (*n, f(*d))).collect(),
         ),
         (
             "switchyard_budget_tokens_charged_total",
             "Tokens charged to each [budget].",
             "budget",
-            &budgets,
-            "tokens_charged",
+            budgets.iter().map(|(n, _, c)| (*n, f(*c))).collect(),
         ),
         (
             "switchyard_acl_denied_total",
             "Requests and connections denied by each [acl].",
             "acl",
-            &acls,
-            "denied",
+            acls,
         ),
     ];
-    for (name, help, label, report, field) in families {
-        let values = entries(report, field);
+    for (name, help, label, values) in families {
         if values.is_empty() {
             continue;
         }
