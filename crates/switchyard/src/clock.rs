@@ -1,6 +1,6 @@
 //! The monotonic clock the data plane gives the sans-io balancers.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Milliseconds since the server started, never going backwards.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,9 @@ impl Clock {
 
 thread_local! {
     static COARSE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// The wall-clock time at an instant, taken on the last tick: [`wall_at`]'s anchor.
+    static WALL: std::cell::Cell<Option<(Instant, SystemTime)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// How often a reactor thread refreshes its coarse clock.
@@ -55,9 +58,24 @@ pub fn coarse_now() -> Instant {
     COARSE.with(|c| c.get()).unwrap_or_else(Instant::now)
 }
 
-/// Refreshes this thread's coarse clock (called by the reactor's ticker).
+/// Refreshes this thread's coarse clock and its wall-clock anchor (called by the reactor's
+/// ticker).
 pub fn tick_coarse() {
-    COARSE.with(|c| c.set(Some(Instant::now())));
+    let now = Instant::now();
+    COARSE.with(|c| c.set(Some(now)));
+    WALL.with(|w| w.set(Some((now, SystemTime::now()))));
+}
+
+/// The wall-clock time at `t` (an instant read on this thread), without reading the wall
+/// clock: the anchor taken on the reactor's last tick moved by the monotonic time since. It
+/// differs from `SystemTime::now()` at `t` only if the wall clock was stepped within the last
+/// [`COARSE_TICK`]; on a thread that never ticks it reads the wall clock.
+pub fn wall_at(t: Instant) -> SystemTime {
+    match WALL.with(|w| w.get()) {
+        Some((at, wall)) if t >= at => wall + (t - at),
+        Some((at, wall)) => wall - (at - t),
+        None => SystemTime::now(),
+    }
 }
 
 /// Deadlines checked by the reactor's coarse ticker instead of tokio's timer wheel.
@@ -162,6 +180,27 @@ impl Drop for Remove<'_> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn wall_time_follows_the_monotonic_clock_from_the_last_tick() {
+        std::thread::spawn(|| {
+            let before = SystemTime::now();
+            let t = Instant::now();
+            // No tick yet on this thread: the wall clock itself.
+            assert!(wall_at(t) >= before);
+            tick_coarse();
+            let (at, wall) = WALL.with(|w| w.get()).unwrap();
+            let later = at + Duration::from_millis(250);
+            assert_eq!(wall_at(later), wall + Duration::from_millis(250));
+            assert_eq!(wall_at(t), wall - (at - t));
+            let off = wall_at(Instant::now())
+                .duration_since(SystemTime::now())
+                .unwrap_or_else(|e| e.duration());
+            assert!(off < Duration::from_millis(50), "{off:?}");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn completes_or_expires() {

@@ -43,7 +43,13 @@ async fn metrics_count_the_traffic_in_the_prometheus_format() {
     );
     let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
     let sent = SENT as f64;
-    assert_eq!(m.get("switchyard_requests_total", &[]), Some(sent));
+    assert_eq!(
+        m.get(
+            "switchyard_requests_total",
+            &[("route", "r"), ("backend", "b0"), ("code", "2xx")]
+        ),
+        Some(sent)
+    );
     assert_eq!(
         m.get("switchyard_responses_total", &[("code", "2xx")]),
         Some(sent)
@@ -103,6 +109,107 @@ async fn metrics_count_the_traffic_in_the_prometheus_format() {
     assert!(m.get("switchyard_history_memory_bytes", &[]).unwrap() > 0.0);
     assert_eq!(m.types["switchyard_requests_total"], "counter");
     assert_eq!(m.types["switchyard_backend_up"], "gauge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_total_is_counted_by_route_backend_and_class() {
+    let b0 = server::fixed("ok").await;
+    let b1 = server::serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let status = match req.uri().path().ends_with("/missing") {
+            true => StatusCode::NOT_FOUND,
+            false => StatusCode::OK,
+        };
+        server::respond(status, "b1")
+    })
+    .await;
+    let proxy = proxy::new()
+        .admin_token(TOKEN)
+        .backend("b0", b0.addr())
+        .backend("b1", b1.addr())
+        .backend("dead", server::dead_addr())
+        .route("a", "/a", &["b0", "b1"], "round_robin")
+        .route("b", "/b", &["b1"], "round_robin")
+        .route("c", "/c", &["dead"], "round_robin")
+        .start();
+    let mut c = Client::connect(proxy.addr()).await;
+    let traffic = [
+        ("/a/x", StatusCode::OK, 4),
+        ("/b/x", StatusCode::OK, 3),
+        ("/b/missing", StatusCode::NOT_FOUND, 1),
+        ("/nowhere", StatusCode::NOT_FOUND, 1),
+        ("/c/x", StatusCode::BAD_GATEWAY, 1),
+    ];
+    for (path, status, n) in traffic {
+        for _ in 0..n {
+            assert_eq!(c.get(path).await.status, status, "{path}");
+        }
+    }
+    let a = proxy.admin_get("/metrics").await;
+    let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
+    assert_eq!(m.types["switchyard_requests_total"], "counter");
+    let series: Vec<(String, String, String, f64)> = m
+        .matching("switchyard_requests_total", &[])
+        .iter()
+        .map(|s| {
+            let l = |k: &str| s.labels[k].clone();
+            (l("route"), l("backend"), l("code"), s.value)
+        })
+        .collect();
+    let mut want: Vec<(String, String, String, f64)> = [
+        // Round robin over one connection: every other request to each backend.
+        ("a", "b0", "2xx", 2.0),
+        ("a", "b1", "2xx", 2.0),
+        ("b", "b1", "2xx", 3.0),
+        ("b", "b1", "4xx", 1.0),
+        // No route matched: answered without a route or a backend.
+        ("", "", "4xx", 1.0),
+        // A proxy error after a backend was tried counts under that backend.
+        ("c", "dead", "5xx", 1.0),
+    ]
+    .iter()
+    .map(|(r, b, c, v)| (r.to_string(), b.to_string(), c.to_string(), *v))
+    .collect();
+    let mut got = series;
+    got.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    want.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    assert_eq!(got, want, "{}", a.text());
+    // Every response is in exactly one series.
+    let total: f64 = got.iter().map(|s| s.3).sum();
+    let responses: f64 = m
+        .matching("switchyard_responses_total", &[])
+        .iter()
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(total, responses);
+    assert_eq!(total, 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_count_per_limit_and_without_a_backend() {
+    let backend = server::fixed("ok").await;
+    let proxy = proxy::new()
+        .admin_token(TOKEN)
+        .to(backend.addr())
+        .limit("per-ip", "client_ip", "1/m", 1, |_| {})
+        .start();
+    let mut c = Client::connect(proxy.addr()).await;
+    assert_eq!(c.get("/").await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(c.get("/").await.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let a = proxy.admin_get("/metrics").await;
+    let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
+    assert_eq!(
+        m.get("switchyard_limit_denied_total", &[("limit", "per-ip")]),
+        Some(2.0)
+    );
+    let requests = |backend, code| {
+        let labels = [("route", "default"), ("backend", backend), ("code", code)];
+        m.get("switchyard_requests_total", &labels)
+    };
+    assert_eq!(requests("b0", "2xx"), Some(1.0));
+    assert_eq!(requests("", "4xx"), Some(2.0), "refused without a backend");
+    assert_eq!(requests("b0", "4xx"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

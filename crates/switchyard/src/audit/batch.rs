@@ -1,6 +1,7 @@
 //! A reactor thread's request lines, their JSON text written one after the other into one
 //! buffer, waiting to be handed to the writer together (at most [`super::BATCH`] lines).
 
+use super::json::TimeText;
 use super::line::{write_request, Ending, RequestLine};
 
 /// Request lines as text (each ending in a newline), and how many there are.
@@ -8,12 +9,14 @@ use super::line::{write_request, Ending, RequestLine};
 pub struct Batch {
     text: Vec<u8>,
     lines: u64,
+    /// The thread's current second as text (kept across batches).
+    times: TimeText,
 }
 
 impl Batch {
     /// Writes `l`'s line at the end.
     pub fn add(&mut self, l: &RequestLine, end: Ending<'_>) {
-        write_request(&mut self.text, l, end);
+        write_request(&mut self.text, &mut self.times, l, end);
         self.lines += 1;
     }
 
@@ -39,6 +42,7 @@ impl Batch {
         Batch {
             text: std::mem::replace(&mut self.text, room),
             lines: std::mem::take(&mut self.lines),
+            times: TimeText::default(),
         }
     }
 }

@@ -85,15 +85,21 @@ pub struct ControlLine {
 /// Appends the request line's JSON text and a newline to `out`, its fields in this order:
 /// `time`, `type`, `client`, `key_id`, `method`, `host`, `path`, `model`, `route`, `backend`,
 /// `status`, `bytes`, `duration_ms`, `ttft_ms`, `denied`. Written straight into the buffer,
-/// allocating nothing else (this runs once per logged request, on the request's thread).
-pub fn write_request(out: &mut Vec<u8>, l: &RequestLine, end: Ending<'_>) {
+/// allocating nothing else (this runs once per logged request, on the request's thread);
+/// `times` holds the text of the second last written on this thread.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    times: &mut json::TimeText,
+    l: &RequestLine,
+    end: Ending<'_>,
+) {
     let host = l
         .uri
         .authority()
         .map(|a| a.as_str())
         .or_else(|| l.host.as_ref().and_then(|h| h.to_str().ok()));
     out.extend_from_slice(b"{\"time\":");
-    json::time(out, l.time);
+    times.write(out, l.time);
     out.extend_from_slice(b",\"type\":\"request\",\"client\":");
     json::string(out, end.client);
     out.extend_from_slice(b",\"key_id\":");
@@ -160,7 +166,7 @@ mod tests {
 
     fn written(l: &RequestLine, end: Ending<'_>) -> String {
         let mut out = b"before\n".to_vec();
-        write_request(&mut out, l, end);
+        write_request(&mut out, &mut json::TimeText::default(), l, end);
         let text = String::from_utf8(out).unwrap();
         let line = text.strip_prefix("before\n").unwrap();
         let line = line

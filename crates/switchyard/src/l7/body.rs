@@ -61,6 +61,8 @@ pub struct Exchange {
     pub(crate) route: Option<usize>,
     /// The route's counter slot (see [`crate::routing::Routing::stat_slots`]).
     pub(crate) stat: Option<usize>,
+    /// The slot of the backend last tried (the one that answered, when one did).
+    pub(crate) backend: Option<usize>,
     /// The directory snapshot (members and routing) the request was routed with, kept to
     /// the end of the exchange (a reload meanwhile does not touch it).
     #[allow(clippy::redundant_allocation)]

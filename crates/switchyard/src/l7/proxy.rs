@@ -208,11 +208,12 @@ impl Worker {
             ctx: Arc::clone(&ctx),
             route: None,
             stat: None,
+            backend: None,
             snapshot: None,
             start,
             in_flight: None,
             grpc: false,
-            audit: crate::audit::request::begin(&self.shared.audit, &req),
+            audit: crate::audit::request::begin(&self.shared.audit, &req, start),
             requests: None,
             budget: None,
         };
@@ -227,7 +228,7 @@ impl Worker {
         if let Some(dir) = &ctx.acme_dir {
             let acme = crate::net::acme::answer(dir, req.method(), req.uri().path()).await;
             if let Some((status, body)) = acme {
-                self.stats.response(None, status.as_u16());
+                self.stats.response(None, None, status.as_u16());
                 let mut resp = Response::new(ProxyBody::full(body, exchange));
                 *resp.status_mut() = status;
                 return resp;
@@ -235,7 +236,7 @@ impl Worker {
         }
         match self.proxy(req, &ctx, &mut exchange).await {
             Ok(Reply::Local { content_type, body }) => {
-                self.stats.response(exchange.stat, 200);
+                self.stats.response(exchange.stat, None, 200);
                 let mut resp = Response::new(ProxyBody::full(body, exchange));
                 resp.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -251,7 +252,9 @@ impl Worker {
                 if exchange.requests.is_some() || exchange.budget.is_some() {
                     budget::on_response(&mut exchange, &mut head);
                 }
-                self.stats.response(exchange.stat, head.status.as_u16());
+                exchange.backend = Some(backend);
+                let status = head.status.as_u16();
+                self.stats.response(exchange.stat, exchange.backend, status);
                 if exchange.audit.is_some() {
                     let b = exchange
                         .snapshot
@@ -283,7 +286,7 @@ impl Worker {
                 resp
             }
             Ok(Reply::Upgrade(head, conn, upgrade)) => {
-                self.stats.response(exchange.stat, 101);
+                self.stats.response(exchange.stat, exchange.backend, 101);
                 // The response's hop-by-hop fields were dropped while parsing it; a 101 to a
                 // WebSocket handshake agrees to the protocol asked for.
                 let mut headers = head.headers;
@@ -318,7 +321,8 @@ impl Worker {
             exchange.settle_budget();
         }
         self.stats.error(e.kind());
-        self.stats.response(exchange.stat, status.as_u16());
+        self.stats
+            .response(exchange.stat, exchange.backend, status.as_u16());
         if let Some(r) = exchange.stat.and_then(|r| self.stats.routes.get(r)) {
             r.errors.bump(1);
         }
@@ -665,6 +669,7 @@ impl Worker {
                 }));
             };
             let backend = &members.backends[member];
+            exchange.backend = Some(backend.slot);
             if missing_host {
                 parts.headers.insert(header::HOST, backend.host.clone());
             }

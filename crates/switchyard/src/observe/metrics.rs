@@ -2,7 +2,6 @@
 //! Prometheus text format, with conventional names and bounded labels (route, backend, L4
 //! listener, status class, error kind, alert).
 
-use serde_json::Value;
 use switchyard_config::L4Protocol;
 
 use super::exposition::{Exposition, Kind};
@@ -50,12 +49,7 @@ pub fn render(shared: &Shared) -> String {
         e.family(name, Kind::Counter, help)
             .sample(name, &[], v as f64);
     };
-    counter(
-        &mut e,
-        "switchyard_requests_total",
-        "Requests received.",
-        t.requests,
-    );
+    requests(&mut e, shared);
     let name = "switchyard_responses_total";
     e.family(name, Kind::Counter, "Responses sent, by status class.");
     for (i, code) in CLASSES {
@@ -114,6 +108,49 @@ pub fn render(shared: &Shared) -> String {
             (shared.clock.uptime_secs() * 1000.0).round() / 1000.0,
         );
     e.finish()
+}
+
+/// `switchyard_requests_total{route,backend,code}`: answered requests by route, backend and
+/// status class. `route=""` when no route matched, `backend=""` when the proxy answered
+/// without trying a backend (for a proxy error after one was tried, the last one tried); a
+/// pair appears with its first response, a class once it has counted one. Pairs past a
+/// thread's table (see [`super::pairs`]) are counted under `route="*",backend="*"`.
+fn requests(e: &mut Exposition, shared: &Shared) {
+    let routing = shared.routing();
+    let membership = shared.directory.snapshot();
+    let route_name = |slot: Option<usize>| match slot {
+        None => Some(""),
+        Some(s) => routing
+            .stat_slots
+            .iter()
+            .position(|x| *x == s)
+            .map(|i| routing.config.routes[i].name.as_str()),
+    };
+    let backend_names: std::collections::HashMap<usize, &str> =
+        membership.backends().map(|b| (b.slot, b.name())).collect();
+    let backend_name = |slot: Option<usize>| match slot {
+        None => Some(""),
+        Some(s) => backend_names.get(&s).copied(),
+    };
+    let (pairs, overflow) = shared.stats.pairs();
+    let name = "switchyard_requests_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests answered, by route, backend and status class.",
+    );
+    let rows = pairs.iter().filter_map(|(p, counts)| {
+        // A slot this scrape cannot name has just changed hands: its counts are going away.
+        Some((route_name(p.route)?, backend_name(p.backend)?, counts))
+    });
+    for (route, backend, counts) in rows.chain([("*", "*", &overflow)]) {
+        for (i, code) in CLASSES {
+            if counts[i] > 0 {
+                let labels = [("route", route), ("backend", backend), ("code", code)];
+                e.sample(name, &labels, counts[i] as f64);
+            }
+        }
+    }
 }
 
 fn routes(e: &mut Exposition, shared: &Shared) {
@@ -282,55 +319,50 @@ fn l4(e: &mut Exposition, shared: &Shared) {
     );
 }
 
-/// `name`'s `field` of each entry of a report array, as `(name, value)`.
-fn entries<'a>(report: &'a Value, field: &str) -> Vec<(&'a str, f64)> {
-    report
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| Some((v.get("name")?.as_str()?, v.get(field)?.as_f64()?)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+/// A family's `(label value, value)` pairs.
+type Values<'a> = Vec<(&'a str, f64)>;
 
+/// The `[limit]`, `[budget]` and `[acl]` counters, read from their atomics: a scrape takes
+/// none of the key tables' locks that requests take.
 fn security(e: &mut Exposition, shared: &Shared) {
     let routing = shared.routing();
-    let limits = routing.limits.report();
-    let budgets = routing.budgets.report();
+    let f = |v: u64| v as f64;
+    let limits: Vec<_> = routing.limits.denied();
+    let budgets = routing.budgets.counters();
     let acls = routing.acls.report();
-    let families = [
+    let acls: Vec<(&str, f64)> = acls
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((v.get("name")?.as_str()?, v.get("denied")?.as_f64()?)))
+        .collect();
+    let families: [(&str, &str, &str, Values); 4] = [
         (
             "switchyard_limit_denied_total",
             "Requests refused by each [limit].",
             "limit",
-            &limits,
-            "denied",
+            limits.iter().map(|(n, d)| (*n, f(*d))).collect(),
         ),
         (
             "switchyard_budget_denied_total",
             "Requests refused by each [budget].",
             "budget",
-            &budgets,
-            "denied",
+            budgets.iter().map(|(n, d, _)| (*n, f(*d))).collect(),
         ),
         (
             "switchyard_budget_tokens_charged_total",
             "Tokens charged to each [budget].",
             "budget",
-            &budgets,
-            "tokens_charged",
+            budgets.iter().map(|(n, _, c)| (*n, f(*c))).collect(),
         ),
         (
             "switchyard_acl_denied_total",
             "Requests and connections denied by each [acl].",
             "acl",
-            &acls,
-            "denied",
+            acls,
         ),
     ];
-    for (name, help, label, report, field) in families {
-        let values = entries(report, field);
+    for (name, help, label, values) in families {
         if values.is_empty() {
             continue;
         }

@@ -6,6 +6,7 @@ pub mod histogram;
 pub mod history;
 pub mod metrics;
 pub mod monitor;
+pub mod pairs;
 pub mod report;
 pub mod sampler;
 pub mod stats;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::histogram::{Histogram, Snapshot};
+use super::pairs::{Pair, PairTable, CLASSES};
 
 /// Adds to a counter that only one thread ever writes: a plain load and store, without the
 /// locked read-modify-write of `fetch_add`. Every counter of a [`ThreadStats`] (and its
@@ -295,6 +296,8 @@ pub struct ThreadStats {
     pub backends: Box<[BackendStats]>,
     /// PROXY protocol headers on `[server] listen` (`proxy_protocol`).
     pub proxy: ProxyStats,
+    /// Responses by route, backend and status class.
+    pub pairs: PairTable,
 }
 
 impl ThreadStats {
@@ -312,15 +315,20 @@ impl ThreadStats {
             routes: (0..routes).map(|_| RouteStats::default()).collect(),
             backends: (0..backends).map(|_| BackendStats::default()).collect(),
             proxy: ProxyStats::default(),
+            pairs: PairTable::default(),
         }
     }
 
-    /// Counts a response status sent to a client, overall and for `route`.
-    pub fn response(&self, route: Option<usize>, status: u16) {
-        self.status[class(status)].bump(1);
+    /// Counts a response status sent to a client, overall, for `route` (its counter slot),
+    /// and for the pair of `route` and `backend` (the backend's slot; `None` when the proxy
+    /// answered without one).
+    pub fn response(&self, route: Option<usize>, backend: Option<usize>, status: u16) {
+        let class = class(status);
+        self.status[class].bump(1);
         if let Some(r) = route.and_then(|r| self.routes.get(r)) {
-            r.status[class(status)].bump(1);
+            r.status[class].bump(1);
         }
+        self.pairs.count(route, backend, class);
     }
 
     /// Counts an error of `kind`.
@@ -452,6 +460,22 @@ impl Stats {
         t
     }
 
+    /// Responses by (route slot, backend slot) pair and status class over all threads, and
+    /// those of pairs that found no room in a thread's table (see [`super::pairs`]).
+    pub fn pairs(
+        &self,
+    ) -> (
+        std::collections::BTreeMap<Pair, [u64; CLASSES]>,
+        [u64; CLASSES],
+    ) {
+        let mut all = std::collections::BTreeMap::new();
+        let mut overflow = [0; CLASSES];
+        for s in &self.threads {
+            s.pairs.merge_into(&mut all, &mut overflow);
+        }
+        (all, overflow)
+    }
+
     /// Merged counters of backend `i`.
     pub fn backend(&self, i: usize) -> ItemTotals {
         let mut t = ItemTotals::default();
@@ -484,9 +508,9 @@ mod tests {
         let b = stats.thread(1);
         a.requests.fetch_add(2, Relaxed);
         b.requests.fetch_add(3, Relaxed);
-        a.response(Some(0), 200);
-        b.response(Some(0), 503);
-        b.response(None, 404);
+        a.response(Some(0), Some(0), 200);
+        b.response(Some(0), Some(0), 503);
+        b.response(None, None, 404);
         a.error(ErrorKind::ConnectFailed);
         b.error(ErrorKind::ConnectFailed);
         a.backends[0].latency.record(100);
@@ -500,5 +524,17 @@ mod tests {
         let r = stats.route(0);
         assert_eq!(r.status[5], 1);
         assert_eq!(stats.backend(0).latency.count(), 2);
+        let (pairs, overflow) = stats.pairs();
+        let routed = Pair {
+            route: Some(0),
+            backend: Some(0),
+        };
+        assert_eq!(pairs[&routed], [0, 0, 1, 0, 0, 1]);
+        let unrouted = Pair {
+            route: None,
+            backend: None,
+        };
+        assert_eq!(pairs[&unrouted], [0, 0, 0, 0, 1, 0]);
+        assert_eq!(overflow, [0; CLASSES]);
     }
 }

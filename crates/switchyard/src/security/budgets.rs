@@ -412,6 +412,15 @@ impl Budgets {
         h.finish()
     }
 
+    /// Per budget, its name, refusals and tokens charged: read without taking the key
+    /// tables' locks (which the data plane takes), for `/metrics`.
+    pub fn counters(&self) -> Vec<(&str, u64, u64)> {
+        self.budgets
+            .iter()
+            .map(|b| (&*b.name, b.denied.load(Relaxed), b.charged.load(Relaxed)))
+            .collect()
+    }
+
     /// The `/stats` entries: per budget, its counters and table.
     pub fn report(&self) -> Value {
         let entries: Vec<Value> = self

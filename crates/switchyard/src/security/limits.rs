@@ -288,6 +288,15 @@ impl Limits {
         h.finish()
     }
 
+    /// Per limit, its name and refusals: read without taking the key tables' locks (which
+    /// the data plane takes), for `/metrics`.
+    pub fn denied(&self) -> Vec<(&str, u64)> {
+        self.limits
+            .iter()
+            .map(|l| (&*l.name, l.denied.load(Relaxed)))
+            .collect()
+    }
+
     /// The `/stats` entries: per limit, its key, refusals, keys held and evictions.
     pub fn report(&self) -> Value {
         let entries: Vec<Value> = self

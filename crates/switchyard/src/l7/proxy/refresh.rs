@@ -48,6 +48,7 @@ impl Worker {
                 if let Some(s) = self.stats.backends.get(slot) {
                     s.reset();
                 }
+                self.stats.pairs.forget_backend(slot);
             }
         }
         let mut balancers = self.balancers.borrow_mut();
@@ -59,6 +60,12 @@ impl Worker {
                 }
             }
         } else {
+            // The pairs of routes gone from the config free their entries.
+            for slot in &old.routing.stat_slots {
+                if !next.routing.stat_slots.contains(slot) {
+                    self.stats.pairs.forget_route(*slot);
+                }
+            }
             let mut previous: Vec<Option<Box<dyn Balancer>>> =
                 balancers.drain(..).map(Some).collect();
             let routes = &next.routing.config.routes;
@@ -74,6 +81,7 @@ impl Worker {
                     if let Some(s) = self.stats.routes.get(slot) {
                         s.reset();
                     }
+                    self.stats.pairs.forget_route(slot);
                 }
                 let kept = old.routing.route_index(&r.name).filter(|i| {
                     balancer_kept(&old.routing.config.routes[*i], r)
