@@ -191,15 +191,19 @@ async fn a_browser_signs_in_and_its_cookie_stands_in_for_the_token() {
     let a = send(admin, Method::GET, "/dashboard", &[HTML, with_cookie], "").await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
 
-    let lines = std::fs::read_to_string(&audit).unwrap_or_default();
-    for action in [
+    // The audit writer appends in the background: wait for the lines.
+    let actions = [
         "\"admin_auth_failed\"",
         "\"admin_login\"",
         "\"admin_logout\"",
-    ] {
-        assert!(lines.contains(action), "{action} audited:\n{lines}");
-    }
-    assert!(!lines.contains(TOKEN), "the token is never written");
+    ];
+    let read = || std::fs::read_to_string(&audit).unwrap_or_default();
+    support::wait_for(support::DEADLINE, "the sign-in audit lines", || {
+        let lines = read();
+        async move { actions.iter().all(|a| lines.contains(a)) }
+    })
+    .await;
+    assert!(!read().contains(TOKEN), "the token is never written");
 }
 
 #[tokio::test]
