@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # bench/observe.sh - the cost of observability on the hot path: keep-alive req/s through
-# switchyard in two configurations, run alternately in the same run:
-#   off  no admin listener (so no history sampler, no alerts), no audit log;
-#   on   the admin listener with the history sampled every second and the built-in alerts,
-#        audit_log on (every request gets a line), and GET /metrics and GET /history scraped
-#        once a second for the whole run (as a Prometheus server and a dashboard would).
+# switchyard in three configurations, run alternately in the same run:
+#   off      no admin listener (so no history sampler, no alerts), no audit log;
+#   noaudit  the admin listener with the history sampled every second and the built-in
+#            alerts, GET /metrics and GET /history scraped once a second for the whole run (as
+#            a Prometheus server and a dashboard would), but no audit log;
+#   on       all of noaudit, and audit_log on (every request gets a line).
 # The counters behind /stats and /metrics are always kept (per-thread relaxed atomics); what
 # can be switched off is what this compares. wrk (one thread, CONNS connections), the scraper
 # and an nginx backend (128-byte body) on LOAD_CPU; the proxies (one reactor thread each, plus
@@ -19,28 +20,31 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} CONNS=${CONNS:-64} BASE_PORT=${BASE_PORT:-29480}
 PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
-BACKEND=$BASE_PORT ADMIN=$((BASE_PORT + 9))
-CONFIGS=(off on)
+BACKEND=$BASE_PORT ADMIN=$((BASE_PORT + 9)) ADMIN_NOAUDIT=$((BASE_PORT + 10))
+CONFIGS=(off noaudit on)
 
 NAME=observe.sh TOOLS="nginx:nginx wrk:wrk curl:curl python3:python3"
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
 port_of() { # port_of CONFIG
-  case $1 in off) echo $((BASE_PORT + 1)) ;; on) echo $((BASE_PORT + 2)) ;; esac
+  case $1 in off) echo $((BASE_PORT + 1)) ;; on) echo $((BASE_PORT + 2)) ;;
+    noaudit) echo $((BASE_PORT + 3)) ;; esac
 }
 
 nginx_backend "127.0.0.1:$BACKEND"
 config() { # config NAME
   local admin=off
   [ "$1" = on ] && admin=127.0.0.1:$ADMIN
+  [ "$1" = noaudit ] && admin=127.0.0.1:$ADMIN_NOAUDIT
   cat <<INI
 [server]
 listen = 127.0.0.1:$(port_of "$1")
 threads = 1
 admin_listen = $admin
 INI
-  [ "$1" = on ] && printf 'audit_log = %s\nhistory_interval = 1s\n' "$T/audit.log"
+  [ "$1" = on ] && printf 'audit_log = %s\n' "$T/audit.log"
+  [ "$1" != off ] && printf 'history_interval = 1s\n'
   cat <<INI
 [backend nginx]
 address = 127.0.0.1:$BACKEND
@@ -66,9 +70,11 @@ done
 scrape() {
   local bad=0 n=0
   while :; do
-    for path in /metrics "/history?series=requests_per_second,latency_p99_ms&since=60"; do
-      n=$((n + 1))
-      curl -sf -o /dev/null "http://127.0.0.1:$ADMIN$path" || bad=$((bad + 1))
+    for admin in "$ADMIN" "$ADMIN_NOAUDIT"; do
+      for path in /metrics "/history?series=requests_per_second,latency_p99_ms&since=60"; do
+        n=$((n + 1))
+        curl -sf -o /dev/null "http://127.0.0.1:$admin$path" || bad=$((bad + 1))
+      done
     done
     echo "$n $bad" >"$T/scrapes"
     sleep 1
@@ -83,7 +89,7 @@ trap 'kill $SCRAPER 2>/dev/null; cleanup' EXIT
 declare -A p99
 for round in $(seq 1 "$ROUNDS"); do
   order=("${CONFIGS[@]}")
-  [ $((round % 2)) = 0 ] && order=(on off)
+  [ $((round % 2)) = 0 ] && order=(on noaudit off)
   for c in "${order[@]}"; do
     wrk_run "$c" "http://127.0.0.1:$(port_of "$c")/"
     log "round $round $c: $RPS req/s, p99 $P99"
@@ -103,7 +109,7 @@ for c in "${CONFIGS[@]}"; do
   median_row "$T/samples" "$c" "${p99[$c]}"
 done
 echo
-echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order alternated); on = admin listener," \
-  "history every 1s ($memory bytes), built-in alerts, audit_log ($written lines written," \
-  "$dropped dropped), /metrics and /history scraped every second ($scrapes scrapes, $failed" \
-  "failed); proxies on CPU $PROXY_CPU, nginx, wrk and the scraper on CPU $LOAD_CPU; $(date -u +%F)"
+echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order alternated); noaudit = admin" \
+  "listener, history every 1s ($memory bytes), built-in alerts, /metrics and /history scraped" \
+  "every second ($scrapes scrapes over both, $failed failed); on = noaudit + audit_log" \
+  "($written lines written, $dropped dropped); proxies on CPU $PROXY_CPU, nginx, wrk and the scraper on CPU $LOAD_CPU; $(date -u +%F)"

@@ -73,7 +73,7 @@ impl Default for AuditSettings {
             max_age: Duration::from_secs(24 * 60 * 60),
             keep: 5,
             sample: 100,
-            queue: 4096,
+            queue: 32768,
         }
     }
 }

@@ -252,7 +252,7 @@ fn defaults() {
     assert_eq!(d.audit.max_age, Duration::from_secs(24 * 3600));
     assert_eq!(
         (d.audit.keep, d.audit.sample, d.audit.queue),
-        (5, 100, 4096)
+        (5, 100, 32768)
     );
 
     let minimal = "[backend a]\naddress = h:1\n[route r]\nbackends = a\n";
