@@ -56,18 +56,19 @@ wrk_run() {
   if grep -q "Non-2xx" <<<"$out"; then die "$label: non-2xx responses: $out"; fi
 }
 
-# median_row SAMPLES NAME P99: a table row for NAME from SAMPLES (lines "ROUND NAME REQ/S"): the
-# median req/s and the median of the per-round ratios to `off`.
+# median_row SAMPLES NAME P99 [BASE]: a table row for NAME from SAMPLES (lines "ROUND NAME
+# REQ/S"): the median req/s and the median of the per-round ratios to BASE (default `off`).
 median_row() {
   python3 - "$@" <<'PY'
 import statistics, sys
-path, name, p99 = sys.argv[1:]
+path, name, p99 = sys.argv[1:4]
+base = sys.argv[4] if len(sys.argv) > 4 else "off"
 rounds = {}
 for line in open(path):
     r, c, rps = line.split()
     rounds.setdefault(r, {})[c] = float(rps)
 rps = statistics.median(v[name] for v in rounds.values())
-ratio = statistics.median(v[name] / v["off"] for v in rounds.values())
+ratio = statistics.median(v[name] / v[base] for v in rounds.values())
 print(f"| {name} | {rps:.0f} | {ratio:.2f}x | {p99} |")
 PY
 }

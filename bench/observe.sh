@@ -6,6 +6,9 @@
 #            alerts, GET /metrics and GET /history scraped once a second for the whole run (as
 #            a Prometheus server and a dashboard would), but no audit log;
 #   on       all of noaudit, and audit_log on (every request gets a line).
+# With PEERS=1 it also runs nginx as the reverse proxy (one worker, upstream keep-alive) with
+# `access_log off` and with an unbuffered access log in the combined format, on the same CPU,
+# to show what a request log costs a peer on the same machine.
 # The counters behind /stats and /metrics are always kept (per-thread relaxed atomics); what
 # can be switched off is what this compares. wrk (one thread, CONNS connections), the scraper
 # and an nginx backend (128-byte body) on LOAD_CPU; the proxies (one reactor thread each, plus
@@ -14,7 +17,7 @@
 #
 # Usage: bench/observe.sh       (builds switchyard unless SWITCHYARD_BIN is set)
 # Knobs (default): SWITCHYARD_BIN, ROUNDS=5, DURATION=10 (s), CONNS=64, BASE_PORT=29480,
-#   PROXY_CPU=0, LOAD_CPU=1.
+#   PROXY_CPU=0, LOAD_CPU=1, PEERS=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,9 @@ ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} CONNS=${CONNS:-64} BASE_PORT=${BASE
 PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
 BACKEND=$BASE_PORT ADMIN=$((BASE_PORT + 9)) ADMIN_NOAUDIT=$((BASE_PORT + 10))
 CONFIGS=(off noaudit on)
+OURS=(off noaudit on)
+PEERS=${PEERS:-0}
+[ "$PEERS" = 1 ] && CONFIGS+=(nginx nginx+log)
 
 NAME=observe.sh TOOLS="nginx:nginx wrk:wrk curl:curl python3:python3"
 # shellcheck source=bench/common.sh
@@ -29,7 +35,33 @@ NAME=observe.sh TOOLS="nginx:nginx wrk:wrk curl:curl python3:python3"
 
 port_of() { # port_of CONFIG
   case $1 in off) echo $((BASE_PORT + 1)) ;; on) echo $((BASE_PORT + 2)) ;;
-    noaudit) echo $((BASE_PORT + 3)) ;; esac
+    noaudit) echo $((BASE_PORT + 3)) ;; nginx) echo $((BASE_PORT + 4)) ;;
+    nginx+log) echo $((BASE_PORT + 5)) ;; esac
+}
+
+nginx_proxy() { # nginx_proxy NAME: an nginx reverse proxy config on NAME's port
+  local log="access_log off;"
+  [ "$1" = nginx+log ] && log="access_log $T/nginx-access.log combined;"
+  cat <<NGINX
+worker_processes 1;
+daemon off;
+pid $T/$1.pid;
+error_log $T/$1-error.log;
+events { worker_connections 4096; }
+http {
+  $log
+  keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
+  server {
+    listen 127.0.0.1:$(port_of "$1");
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
 }
 
 nginx_backend "127.0.0.1:$BACKEND"
@@ -54,10 +86,16 @@ INI
 }
 
 start "$LOAD_CPU" nginx -c "$T/nginx.conf"
-for c in "${CONFIGS[@]}"; do
+for c in "${OURS[@]}"; do
   config "$c" >"$T/$c.ini"
   start "$PROXY_CPU" "$SWITCHYARD_BIN" run --config "$T/$c.ini"
 done
+if [ "$PEERS" = 1 ]; then
+  for c in nginx nginx+log; do
+    nginx_proxy "$c" >"$T/$c.conf"
+    start "$PROXY_CPU" nginx -c "$T/$c.conf"
+  done
+fi
 for c in "${CONFIGS[@]}"; do
   port=$(port_of "$c") ok=
   for _ in $(seq 1 100); do
@@ -89,7 +127,7 @@ trap 'kill $SCRAPER 2>/dev/null; cleanup' EXIT
 declare -A p99
 for round in $(seq 1 "$ROUNDS"); do
   order=("${CONFIGS[@]}")
-  [ $((round % 2)) = 0 ] && order=(on noaudit off)
+  [ $((round % 2)) = 0 ] && order=($(printf '%s\n' "${CONFIGS[@]}" | tac))
   for c in "${order[@]}"; do
     wrk_run "$c" "http://127.0.0.1:$(port_of "$c")/"
     log "round $round $c: $RPS req/s, p99 $P99"
@@ -105,9 +143,17 @@ read -r scrapes failed <"$T/scrapes"
 
 echo "| observability | req/s (median) | vs off (median of rounds) | p99 (last round) |"
 echo "|---|--:|--:|--:|"
-for c in "${CONFIGS[@]}"; do
+for c in "${OURS[@]}"; do
   median_row "$T/samples" "$c" "${p99[$c]}"
 done
+if [ "$PEERS" = 1 ]; then
+  echo
+  echo "| nginx as the proxy | req/s (median) | vs nginx without a log (median of rounds) | p99 (last round) |"
+  echo "|---|--:|--:|--:|"
+  for c in nginx nginx+log; do
+    median_row "$T/samples" "$c" "${p99[$c]}" nginx
+  done
+fi
 echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order alternated); noaudit = admin" \
   "listener, history every 1s ($memory bytes), built-in alerts, /metrics and /history scraped" \
