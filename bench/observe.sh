@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/observe.sh - the cost of observability on the hot path: keep-alive req/s through
 # switchyard in three configurations, run alternately in the same run:
-#   off      no admin listener (so no history sampler, no alerts), no audit log;
+#   off      no admin listener (so no scrapes), no audit log (the history sampler and the
+#            built-in alerts run in every configuration: once a second, off the request path);
 #   noaudit  the admin listener with the history sampled every second and the built-in
 #            alerts, GET /metrics and GET /history scraped once a second for the whole run (as
 #            a Prometheus server and a dashboard would), but no audit log;

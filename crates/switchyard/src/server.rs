@@ -421,7 +421,9 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .map_err(StartError::Runtime)?;
         handles.push(h);
     }
-    if admin_listener.is_some() {
+    // The history and alerts run with or without an admin listener: alerts are logged and
+    // sent to the webhook either way (their memory is allocated with `Shared` regardless).
+    {
         let shared = Arc::clone(&shared);
         let rx = rx.clone();
         let h = std::thread::Builder::new()

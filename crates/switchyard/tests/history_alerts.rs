@@ -208,3 +208,52 @@ async fn a_backend_down_alert_fires_and_resolves_with_webhook_notifications() {
     assert_eq!(alerts["notifications"]["sent"], 2);
     assert_eq!(alerts["notifications"]["dropped"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_the_webhook_without_an_admin_listener() {
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let receiver = {
+        let received = Arc::clone(&received);
+        server::serve(move |req| {
+            let received = Arc::clone(&received);
+            async move {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                if let Ok(doc) = serde_json::from_slice(&body) {
+                    received.lock().unwrap().push(doc);
+                }
+                respond(StatusCode::OK, "")
+            }
+        })
+        .await
+    };
+    let backend = server::fixed("ok").await;
+    let hook = format!("http://{}/hook", receiver.addr());
+    // A rule that fires as soon as requests are counted.
+    let handle = proxy::new()
+        .server(|s| {
+            fast_history(s);
+            s.admin_listen = None;
+            s.observe.alert_webhook = Some(hook.parse().unwrap());
+        })
+        .to(backend.addr())
+        .alert(
+            "traffic",
+            "requests_per_second",
+            AlertComparison::Above,
+            0.0,
+            |a| a.for_ = Duration::ZERO,
+        )
+        .try_start()
+        .expect("starts without an admin listener");
+    let addr = handle.listen_addrs()[0];
+    wait_for(DEADLINE, "the alert at the webhook", || async {
+        let _ = support::client::get(addr, "/").await;
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d["alert"] == "traffic" && d["status"] == "firing")
+    })
+    .await;
+    drop(handle);
+}
