@@ -17,13 +17,6 @@ use switchyard_config::AlertComparison;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn fast_history(s: &mut switchyard_config::ServerConfig) {
-    s.observe.history_interval = Duration::from_millis(200);
-    s.observe.history_window = Duration::from_secs(120);
-    s.observe.history_long_step = Duration::from_secs(1);
-    s.observe.history_long_window = Duration::from_secs(600);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_live_charts_backends_and_alerts() {
     let Some(b) = Browser::start("the_dashboard_draws_live_charts_backends_and_alerts").await
@@ -32,7 +25,7 @@ async fn the_dashboard_draws_live_charts_backends_and_alerts() {
     };
     let (one, two) = (server::fixed("one").await, server::fixed("two").await);
     let p = proxy::new()
-        .server(fast_history)
+        .server(proxy::fast_history)
         .backend("one", one.addr())
         .backend("two", two.addr())
         .route("chat", "/", &["one", "two"], "round_robin")

@@ -15,17 +15,13 @@ use support::server::{self, respond};
 use support::{proxy, wait_for, DEADLINE};
 use switchyard_config::AlertComparison;
 
-fn fast_history(s: &mut switchyard_config::ServerConfig) {
-    s.observe.history_interval = Duration::from_millis(100);
-    s.observe.history_window = Duration::from_secs(60);
-    s.observe.history_long_step = Duration::from_secs(1);
-    s.observe.history_long_window = Duration::from_secs(600);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_records_the_request_rate() {
     let backend = server::fixed("ok").await;
-    let proxy = proxy::new().server(fast_history).to(backend.addr()).start();
+    let proxy = proxy::new()
+        .server(proxy::fast_history)
+        .to(backend.addr())
+        .start();
     // Traffic spread over several intervals until a sample shows it: the rate is measured
     // between two readings, so keep sending while polling.
     wait_for(DEADLINE, "a request rate above 0", || {
@@ -125,7 +121,7 @@ async fn a_backend_down_alert_fires_and_resolves_with_webhook_notifications() {
     let hook = format!("http://{}/hook", receiver.addr());
     let proxy = proxy::new()
         .server(|s| {
-            fast_history(s);
+            proxy::fast_history(s);
             s.health_interval = Duration::from_millis(50);
             s.health_timeout = Duration::from_millis(500);
             s.health_fall = 2;
@@ -231,7 +227,7 @@ async fn alerts_reach_the_webhook_without_an_admin_listener() {
     // A rule that fires as soon as requests are counted.
     let handle = proxy::new()
         .server(|s| {
-            fast_history(s);
+            proxy::fast_history(s);
             s.admin_listen = None;
             s.observe.alert_webhook = Some(hook.parse().unwrap());
         })

@@ -130,15 +130,14 @@ pub async fn handle(
                     ),
                 },
                 Verdict::Unauthorized { blocked } => {
-                    shared.audit.control(
-                        "admin_auth_failed",
-                        Some(client.to_string()),
-                        serde_json::json!({
-                            "method": "POST",
-                            "path": "/admin/login",
-                            "token_presented": !token.is_empty(),
-                            "now_blocked": blocked,
-                        }),
+                    let presented = !token.is_empty();
+                    super::audit_auth_failure(
+                        shared,
+                        client,
+                        "POST",
+                        "/admin/login",
+                        presented,
+                        blocked,
                     );
                     tracing::warn!(%client, "admin sign-in refused: wrong token");
                     html(

@@ -213,16 +213,8 @@ fn authorize(
     let mut resp = match verdict {
         auth::Verdict::Allow => return None,
         auth::Verdict::Unauthorized { blocked } => {
-            shared.audit.control(
-                "admin_auth_failed",
-                Some(client.to_string()),
-                serde_json::json!({
-                    "method": method.as_str(),
-                    "path": path,
-                    "token_presented": headers.contains_key(header::AUTHORIZATION),
-                    "now_blocked": blocked,
-                }),
-            );
+            let presented = headers.contains_key(header::AUTHORIZATION);
+            audit_auth_failure(shared, client, method.as_str(), path, presented, blocked);
             tracing::warn!(%client, path, "admin request refused: missing or wrong bearer token");
             let mut r = respond(
                 StatusCode::UNAUTHORIZED,
@@ -251,6 +243,28 @@ fn authorize(
         header::HeaderValue::from_static("close"),
     );
     Some(resp)
+}
+
+/// The `admin_auth_failed` audit line: who, what they asked for, whether they presented a
+/// token (never the token), and whether this failure blocked them.
+pub(crate) fn audit_auth_failure(
+    shared: &Shared,
+    client: std::net::IpAddr,
+    method: &str,
+    path: &str,
+    token_presented: bool,
+    now_blocked: bool,
+) {
+    shared.audit.control(
+        "admin_auth_failed",
+        Some(client.to_string()),
+        serde_json::json!({
+            "method": method,
+            "path": path,
+            "token_presented": token_presented,
+            "now_blocked": now_blocked,
+        }),
+    );
 }
 
 fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {

@@ -416,6 +416,15 @@ impl Builder {
     }
 }
 
+/// History sampled every 100 ms (a minute of it, then a second's steps for ten minutes), so
+/// that tests see samples and alerts without waiting seconds.
+pub fn fast_history(s: &mut ServerConfig) {
+    s.observe.history_interval = Duration::from_millis(100);
+    s.observe.history_window = Duration::from_secs(60);
+    s.observe.history_long_step = Duration::from_secs(1);
+    s.observe.history_long_window = Duration::from_secs(600);
+}
+
 /// A running proxy; dropping it starts its shutdown.
 pub struct Proxy {
     addr: SocketAddr,
