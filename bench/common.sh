@@ -57,7 +57,9 @@ wrk_run() {
 }
 
 # median_row SAMPLES NAME P99 [BASE]: a table row for NAME from SAMPLES (lines "ROUND NAME
-# REQ/S"): the median req/s and the median of the per-round ratios to BASE (default `off`).
+# REQ/S", or any other figure): the median figure, the median of the per-round ratios to BASE (default `off`) and
+# the range of the middle half of those ratios (first to third quartile: how much the rounds
+# agree).
 median_row() {
   python3 - "$@" <<'PY'
 import statistics, sys
@@ -68,8 +70,11 @@ for line in open(path):
     r, c, rps = line.split()
     rounds.setdefault(r, {})[c] = float(rps)
 rps = statistics.median(v[name] for v in rounds.values())
-ratio = statistics.median(v[name] / v[base] for v in rounds.values())
-print(f"| {name} | {rps:.0f} | {ratio:.2f}x | {p99} |")
+ratios = sorted(v[name] / v[base] for v in rounds.values())
+ratio = statistics.median(ratios)
+q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+value = f"{rps:.0f}" if rps >= 100 else f"{rps:.2f}"
+print(f"| {name} | {value} | {ratio:.2f}x | {q[0]:.2f}-{q[2]:.2f} | {p99} |")
 PY
 }
 

@@ -15,6 +15,8 @@
 # and an nginx backend (128-byte body) on LOAD_CPU; the proxies (one reactor thread each, plus
 # their admin, history and audit threads) on PROXY_CPU. Each round runs both, in alternating
 # order; the table gives the median req/s and the median of the per-round ratios to `off`.
+# The "middle half" column is the range of the per-round ratios from the first to the third
+# quartile: how much the rounds agree on this machine.
 #
 # Usage: bench/observe.sh       (builds switchyard unless SWITCHYARD_BIN is set)
 # Knobs (default): SWITCHYARD_BIN, ROUNDS=5, DURATION=10 (s), CONNS=64, BASE_PORT=29480,
@@ -141,16 +143,18 @@ read -r written dropped memory < <(python3 -c 'import json, sys
 s = json.load(sys.stdin)
 print(s["audit"]["written"], s["audit"]["dropped"], s["history"]["memory_bytes"])' <<<"$stats")
 read -r scrapes failed <"$T/scrapes"
+# The mean line in the current file (rotated ones are gone at audit_keep).
+line_bytes=$(python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); print(len(d) // max(1, d.count(b"\n")))' "$T/audit.log")
 
-echo "| observability | req/s (median) | vs off (median of rounds) | p99 (last round) |"
-echo "|---|--:|--:|--:|"
+echo "| observability | req/s (median) | vs off (median of rounds) | middle half of rounds | p99 (last round) |"
+echo "|---|--:|--:|--:|--:|"
 for c in "${OURS[@]}"; do
   median_row "$T/samples" "$c" "${p99[$c]}"
 done
 if [ "$PEERS" = 1 ]; then
   echo
-  echo "| nginx as the proxy | req/s (median) | vs nginx without a log (median of rounds) | p99 (last round) |"
-  echo "|---|--:|--:|--:|"
+  echo "| nginx as the proxy | req/s (median) | vs nginx without a log (median of rounds) | middle half of rounds | p99 (last round) |"
+  echo "|---|--:|--:|--:|--:|"
   for c in nginx nginx+log; do
     median_row "$T/samples" "$c" "${p99[$c]}" nginx
   done
@@ -159,4 +163,4 @@ echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s; rounds: $ROUNDS (order alternated); noaudit = admin" \
   "listener, history every 1s ($memory bytes), built-in alerts, /metrics and /history scraped" \
   "every second ($scrapes scrapes over both, $failed failed); on = noaudit + audit_log" \
-  "($written lines written, $dropped dropped); proxies on CPU $PROXY_CPU, nginx, wrk and the scraper on CPU $LOAD_CPU; $(date -u +%F)"
+  "($written lines written, $dropped dropped, $line_bytes bytes a line); proxies on CPU $PROXY_CPU, nginx, wrk and the scraper on CPU $LOAD_CPU; $(date -u +%F)"

@@ -88,8 +88,8 @@ read -r written dropped < <(python3 -c 'import json, sys
 a = json.load(sys.stdin)["audit"]
 print(a["written"], a["dropped"])' <<<"$stats")
 
-echo "| security layer | req/s (median) | vs off (median of rounds) | p99 (last round) |"
-echo "|---|--:|--:|--:|"
+echo "| security layer | req/s (median) | vs off (median of rounds) | middle half of rounds | p99 (last round) |"
+echo "|---|--:|--:|--:|--:|"
 for c in "${CONFIGS[@]}"; do
   median_row "$T/samples" "$c" "${p99[$c]}"
 done

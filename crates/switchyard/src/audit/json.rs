@@ -44,11 +44,14 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// Appends `s` as a JSON string, or `null`.
-pub fn opt_string(out: &mut Vec<u8>, s: Option<&[u8]>) {
-    match s {
-        Some(s) => string(out, s),
-        None => out.extend_from_slice(b"null"),
+/// Appends `,"key":` and `value` as a JSON string, or nothing without a value (`key` is
+/// written as it is: a field name needing no escape).
+pub fn opt_field(out: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>) {
+    if let Some(v) = value {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        string(out, v);
     }
 }
 
@@ -190,7 +193,8 @@ mod tests {
             let ours = text(|o| string(o, s.as_bytes()));
             assert_eq!(ours, serde_json::to_string(s).unwrap(), "{s:?}");
         }
-        assert_eq!(text(|o| opt_string(o, None)), "null");
+        assert_eq!(text(|o| opt_field(o, b"k", None)), "");
+        assert_eq!(text(|o| opt_field(o, b"k", Some(b"v\""))), r#","k":"v\"""#);
     }
 
     #[test]

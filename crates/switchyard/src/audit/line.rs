@@ -84,9 +84,12 @@ pub struct ControlLine {
 
 /// Appends the request line's JSON text and a newline to `out`, its fields in this order:
 /// `time`, `type`, `client`, `key_id`, `method`, `host`, `path`, `model`, `route`, `backend`,
-/// `status`, `bytes`, `duration_ms`, `ttft_ms`, `denied`. Written straight into the buffer,
-/// allocating nothing else (this runs once per logged request, on the request's thread);
-/// `times` holds the text of the second last written on this thread.
+/// `status`, `bytes`, `duration_ms`, `ttft_ms`, `denied`. A field with no value (`key_id`,
+/// `host`, `model`, `route`, `backend`, `ttft_ms`, `denied`) is left out rather than written
+/// as `null`: the line is a quarter shorter for a plain request, and every byte of it is
+/// copied to the disk. Written straight into the buffer, allocating nothing else (this runs
+/// once per logged request, on the request's thread); `times` holds the text of the second
+/// last written on this thread.
 pub fn write_request(
     out: &mut Vec<u8>,
     times: &mut json::TimeText,
@@ -102,33 +105,30 @@ pub fn write_request(
     times.write(out, l.time);
     out.extend_from_slice(b",\"type\":\"request\",\"client\":");
     json::string(out, end.client);
-    out.extend_from_slice(b",\"key_id\":");
-    json::opt_string(out, l.key_id.as_ref().map(|k| &k[..]));
+    json::opt_field(out, b"key_id", l.key_id.as_ref().map(|k| &k[..]));
     out.extend_from_slice(b",\"method\":");
     json::string(out, l.method.as_str().as_bytes());
-    out.extend_from_slice(b",\"host\":");
-    json::opt_string(out, host.map(str::as_bytes));
+    json::opt_field(out, b"host", host.map(str::as_bytes));
     out.extend_from_slice(b",\"path\":");
     json::string(out, l.uri.path().as_bytes());
-    out.extend_from_slice(b",\"model\":");
-    json::opt_string(out, l.model.as_deref().map(str::as_bytes));
-    out.extend_from_slice(b",\"route\":");
-    json::opt_string(out, end.route.map(str::as_bytes));
-    out.extend_from_slice(b",\"backend\":");
-    json::opt_string(out, l.backend.as_ref().map(|b| b.name().as_bytes()));
+    json::opt_field(out, b"model", l.model.as_deref().map(str::as_bytes));
+    json::opt_field(out, b"route", end.route.map(str::as_bytes));
+    json::opt_field(
+        out,
+        b"backend",
+        l.backend.as_ref().map(|b| b.name().as_bytes()),
+    );
     out.extend_from_slice(b",\"status\":");
     json::uint(out, u64::from(l.status));
     out.extend_from_slice(b",\"bytes\":");
     json::uint(out, l.bytes);
     out.extend_from_slice(b",\"duration_ms\":");
     json::ms(out, end.duration);
-    out.extend_from_slice(b",\"ttft_ms\":");
-    match l.ttft {
-        Some(t) => json::ms(out, t),
-        None => out.extend_from_slice(b"null"),
+    if let Some(t) = l.ttft {
+        out.extend_from_slice(b",\"ttft_ms\":");
+        json::ms(out, t);
     }
-    out.extend_from_slice(b",\"denied\":");
-    json::opt_string(out, l.denied.as_deref().map(str::as_bytes));
+    json::opt_field(out, b"denied", l.denied.as_deref().map(str::as_bytes));
     out.extend_from_slice(b"}\n");
 }
 
@@ -203,8 +203,8 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["bytes"], 12);
         assert_eq!(v["duration_ms"], 1.5);
-        for null in ["key_id", "model", "route", "backend", "ttft_ms", "denied"] {
-            assert_eq!(v[null], Value::Null, "{null}");
+        for absent in ["key_id", "model", "route", "backend", "ttft_ms", "denied"] {
+            assert!(v.get(absent).is_none(), "{absent} is left out: {text}");
         }
     }
 
@@ -236,7 +236,6 @@ mod tests {
             "path": "/p",
             "model": "llama \"3\"\t\\",
             "route": "chat",
-            "backend": null,
             "status": 429,
             "bytes": 0,
             "duration_ms": 12.0,
@@ -263,7 +262,6 @@ mod tests {
                 "path",
                 "model",
                 "route",
-                "backend",
                 "status",
                 "bytes",
                 "duration_ms",

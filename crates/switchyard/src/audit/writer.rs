@@ -1,11 +1,11 @@
 //! The audit writer thread: appends lines to the file, rotates it by size and age (with an
 //! fsync of the finished file), counts what it wrote and what failed. Request lines come as
-//! text, a batch at a time, written with one `write` each (no buffering here, no flush or
-//! fsync per line); the writer empties the queue, then naps (see [`NAP`]). The rotation
-//! decision and the rotated files' names are pure functions.
+//! text, a batch at a time; the writer takes every batch queued (up to [`GATHER`]) and writes
+//! them with one vectored `write` (no copy, no flush or fsync per line), then naps (see
+//! [`NAP`]). The rotation decision and the rotated files' names are pure functions.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -22,9 +22,14 @@ const AGE_CHECK: Duration = Duration::from_secs(1);
 /// How long the writer sleeps after emptying the queue before it waits on it again. Senders
 /// only wake a writer that waits, so under load the reactors wake it at most once per nap
 /// (not once per batch: each wake-up is a context switch on a CPU the reactors may share),
-/// and lines queue for at most this long. A nap takes 300 lines of the default `audit_queue`
-/// (4096) at 60,000 lines a second; the rest absorbs the disk's stalls.
-const NAP: Duration = Duration::from_millis(5);
+/// and lines queue for at most this long. A nap takes 1,200 lines of the default
+/// `audit_queue` (32,768) at 60,000 lines a second; the rest absorbs the disk's stalls.
+const NAP: Duration = Duration::from_millis(20);
+
+/// The most batches written with one call (each is one `iovec`; Linux takes 1,024). Large
+/// writes cost the kernel less per byte than small ones: fewer calls, fewer time stamps on
+/// the inode, and room for the page cache to use large folios.
+const GATHER: usize = 256;
 
 /// Whether the file must be rotated before a line of `incoming` bytes is written: it would
 /// grow past `max_bytes`, or it is `max_age` old (`0`: never by age). An empty file is never
@@ -81,12 +86,23 @@ impl Writer {
 
     /// Writes entries until every sender is gone.
     pub(super) fn run(mut self, rx: Receiver<Entry>) {
+        let mut queued = Vec::with_capacity(GATHER);
         loop {
             match rx.recv_timeout(AGE_CHECK) {
                 Ok(e) => {
-                    self.write(&e);
-                    while let Ok(e) = rx.try_recv() {
-                        self.write(&e);
+                    queued.push(e);
+                    loop {
+                        while queued.len() < GATHER {
+                            match rx.try_recv() {
+                                Ok(e) => queued.push(e),
+                                Err(_) => break,
+                            }
+                        }
+                        let full = queued.len() == GATHER;
+                        self.write_all(&mut queued);
+                        if !full {
+                            break;
+                        }
                     }
                     std::thread::sleep(NAP);
                 }
@@ -97,6 +113,59 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+    }
+
+    /// Writes (and empties) `queued`: request batches with one vectored write for as many
+    /// as fit before the file is due to rotate, everything else one entry at a time.
+    fn write_all(&mut self, queued: &mut Vec<Entry>) {
+        let mut rest = &queued[..];
+        while let Some(first) = rest.first() {
+            let done = self.write_run(rest);
+            if done > 0 {
+                rest = &rest[done..];
+            } else {
+                self.write(first);
+                rest = &rest[1..];
+            }
+        }
+        queued.clear();
+    }
+
+    /// Writes the request batches at the start of `queued` with one vectored write, as many
+    /// as fit before a rotation is due; answers how many it took (0: none fit whole, or the
+    /// file is not open, and [`Self::write`] is to split the next one).
+    fn write_run(&mut self, queued: &[Entry]) -> usize {
+        let old =
+            !self.settings.max_age.is_zero() && self.opened.elapsed() >= self.settings.max_age;
+        if self.out.is_none() || old {
+            return 0;
+        }
+        let room = (self.settings.max_bytes as u64).saturating_sub(self.size);
+        let mut slices = Vec::new();
+        let (mut len, mut lines) = (0u64, 0u64);
+        for e in queued {
+            let Entry::Requests(b) = e else { break };
+            let text = b.text();
+            if len + text.len() as u64 > room {
+                break;
+            }
+            slices.push(IoSlice::new(text));
+            len += text.len() as u64;
+            lines += b.lines();
+        }
+        let taken = slices.len();
+        let Some(out) = self.out.as_mut().filter(|_| taken > 0) else {
+            return 0;
+        };
+        if write_all_vectored(out, &mut slices).is_ok() {
+            self.size += len;
+            self.counters.written.fetch_add(lines, Ordering::Relaxed);
+        } else {
+            self.counters
+                .write_errors
+                .fetch_add(lines, Ordering::Relaxed);
+        }
+        taken
     }
 
     fn write(&mut self, e: &Entry) {
@@ -206,6 +275,20 @@ impl Writer {
     }
 }
 
+/// Writes every byte of `slices` (which it consumes), however many calls that takes.
+fn write_all_vectored(out: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +393,82 @@ mod tests {
             lines += text.lines().count();
         }
         assert_eq!(lines, 8);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn queued_batches_are_written_together_in_order_and_rotate_between_lines() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-audit-gather-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        let _ = std::fs::remove_file(&path);
+        let settings = AuditSettings {
+            log: Some(path.clone()),
+            max_bytes: 4096,
+            keep: 5,
+            ..Default::default()
+        };
+        let counters = Arc::<Counters>::default();
+        let mut w = Writer::new(
+            path.clone(),
+            open(&path).unwrap(),
+            settings,
+            Arc::clone(&counters),
+        );
+        // Batches of 3 lines, each line naming its number in `bytes`, with a control line in
+        // the middle of the queue.
+        let mut n = 0u64;
+        let mut batch = || {
+            let mut b = super::super::Batch::default();
+            for _ in 0..3 {
+                let l = line::RequestLine {
+                    bytes: n,
+                    ..Default::default()
+                };
+                b.add(&l, line::Ending::default());
+                n += 1;
+            }
+            Entry::Requests(b)
+        };
+        let mut queued = vec![batch(), batch()];
+        queued.push(Entry::Control(line::ControlLine {
+            time: std::time::UNIX_EPOCH,
+            action: "between",
+            client: None,
+            detail: serde_json::Value::Null,
+        }));
+        for _ in 0..20 {
+            queued.push(batch());
+        }
+        w.write_all(&mut queued);
+        assert!(queued.is_empty());
+        assert_eq!(counters.written.load(Ordering::Relaxed), 67);
+        assert_eq!(counters.write_errors.load(Ordering::Relaxed), 0);
+        let rotations = counters.rotations.load(Ordering::Relaxed);
+        assert!(rotations >= 2, "{rotations}");
+        // Oldest file first: every line whole, the numbers in order, the control line after
+        // the sixth request line.
+        let mut seen = Vec::new();
+        for k in (0..=rotations as u32).rev() {
+            let p = if k == 0 {
+                path.clone()
+            } else {
+                rotated_path(&path, k)
+            };
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.len() <= 4096 && text.ends_with('\n'), "{}", text.len());
+            for l in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                seen.push(match v["type"].as_str() {
+                    Some("control") => -1,
+                    _ => v["bytes"].as_i64().unwrap(),
+                });
+            }
+        }
+        let mut expected: Vec<i64> = (0..66).collect();
+        expected.insert(6, -1);
+        assert_eq!(seen, expected);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
