@@ -40,6 +40,15 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// Appends `s` in quotes as it is: for text that never needs escaping (an IP address as the
+/// proxy prints it, an HTTP method, which is a token).
+pub fn plain_string(out: &mut Vec<u8>, s: &[u8]) {
+    debug_assert!(!s.iter().any(|&b| needs_escape(b)), "{s:?}");
+    out.push(b'"');
+    out.extend_from_slice(s);
+    out.push(b'"');
+}
+
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }

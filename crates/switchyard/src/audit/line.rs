@@ -104,10 +104,10 @@ pub fn write_request(
     out.extend_from_slice(b"{\"time\":");
     times.write(out, l.time);
     out.extend_from_slice(b",\"type\":\"request\",\"client\":");
-    json::string(out, end.client);
+    json::plain_string(out, end.client);
     json::opt_field(out, b"key_id", l.key_id.as_ref().map(|k| &k[..]));
     out.extend_from_slice(b",\"method\":");
-    json::string(out, l.method.as_str().as_bytes());
+    json::plain_string(out, l.method.as_str().as_bytes());
     json::opt_field(out, b"host", host.map(str::as_bytes));
     out.extend_from_slice(b",\"path\":");
     json::string(out, l.uri.path().as_bytes());
