@@ -217,13 +217,20 @@ impl ServerHandle {
         let _ = self.shutdown.send(true);
     }
 
-    /// Waits (blocking) for every thread to finish.
+    /// Waits (blocking) for every thread to finish, then for the audit log to have every
+    /// line written and synced (at most [`AUDIT_FLUSH_TIMEOUT`]).
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
         }
+        if !self.shared.audit.flush(AUDIT_FLUSH_TIMEOUT) {
+            tracing::warn!("audit: lines still queued at exit were not all written");
+        }
     }
 }
+
+/// How long [`ServerHandle::join`] waits for the audit log's last lines to reach the disk.
+pub const AUDIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn resolve(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
     config

@@ -36,6 +36,9 @@ pub enum Entry {
     Requests(Batch),
     /// A control-plane action's line.
     Control(ControlLine),
+    /// Asks the writer to answer once everything queued before it is written and synced to
+    /// the disk (see [`Audit::flush`]).
+    Flush(SyncSender<()>),
 }
 
 /// The audit log's counters (in `/stats` under `audit`).
@@ -178,6 +181,22 @@ impl Audit {
         }
     }
 
+    /// Waits until every line queued so far is written and the file synced to the disk, or
+    /// `timeout` has passed; answers whether it was. For a clean shutdown: without it, lines
+    /// still queued when the process exits would be lost.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let Some(tx) = &self.tx else { return true };
+        let (done_tx, done_rx) = sync_channel(1);
+        let deadline = std::time::Instant::now() + timeout;
+        // Waits for room like a control line; a writer that has stopped answers at once.
+        if tx.send(Entry::Flush(done_tx)).is_err() {
+            return false;
+        }
+        done_rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
+    }
+
     /// Queues a `config_changed` line with the changes from `old` to `new`, one summary
     /// string each (the config holds paths to secrets, never secrets, so none can show). For
     /// whatever applies a new config at run time.
@@ -272,6 +291,40 @@ mod tests {
         a.control("test", None, serde_json::Value::Null);
         assert!(matches!(rx.try_recv(), Ok(Entry::Control(_))));
         assert_eq!(a.counters.dropped.load(Ordering::Relaxed), 12);
+    }
+
+    #[test]
+    fn flush_returns_once_every_queued_line_is_in_the_file() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-audit-flush-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        let _ = std::fs::remove_file(&path);
+        let a = Audit::start(&AuditSettings {
+            log: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let batch = |n| {
+            let mut b = Batch::default();
+            for _ in 0..n {
+                b.add(&RequestLine::default(), Ending::default());
+            }
+            b
+        };
+        // The writer takes the first batch, then naps; the rest arrive during its nap.
+        for n in [3, 5, 7] {
+            a.requests(batch(n));
+        }
+        a.control("last", None, serde_json::Value::Null);
+        assert!(a.flush(std::time::Duration::from_secs(30)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 16, "{text}");
+        assert!(text.lines().last().unwrap().contains("\"last\""));
+        assert_eq!(a.counters.written.load(Ordering::Relaxed), 16);
+        // A log that is off has nothing to wait for.
+        assert!(Audit::disabled().flush(std::time::Duration::ZERO));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -196,6 +196,14 @@ impl Writer {
                 text.push('\n');
                 self.write_text(text.as_bytes(), 1);
             }
+            Entry::Flush(done) => {
+                if let Some(out) = &self.out {
+                    if out.sync_data().is_err() {
+                        self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let _ = done.try_send(());
+            }
         }
     }
 
