@@ -3,12 +3,14 @@
 //! A request's primary key is the SHA-256 of its method, host, target (path and query) and,
 //! for the opt-in POST caching of deterministic inference requests, the SHA-256 of its body.
 //! A response with `Vary` is stored under a variant key that adds the request's values of
-//! the named headers (see [`store`]). What may be stored and for how long is [`policy`].
+//! the named headers (see [`store`]). What may be stored and for how long is [`policy`];
+//! concurrent misses on one key wait for one upstream request ([`collapse`]).
 //!
 //! The store is split into shards by key, each behind its own mutex held only to look up,
 //! insert or evict (never across an await or an upstream exchange), so reactor threads
 //! contend only when they touch the same shard at the same instant.
 
+pub mod collapse;
 pub mod policy;
 pub mod store;
 
