@@ -283,3 +283,72 @@ async fn alerts_added_and_removed_by_reload() {
     assert_eq!(rule_names(&alerts), ["added"]);
     assert!(firing_names(&alerts).is_empty(), "{alerts:#}");
 }
+
+/// A UDP backend that echoes every datagram.
+async fn udp_echo() -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_that_change_a_udp_port_take_none_of_its_datagrams() {
+    let one = server::fixed("one").await;
+    let echo = udp_echo().await;
+    let p = proxy::new()
+        .to(one.addr())
+        .backend("echo", echo)
+        .l4_udp("udp", &["echo"], "round_robin")
+        .start();
+    let addr = p.l4_addr(0);
+    // The same address, another setting: a changed port, bound again beside the one in force
+    // when the reload is real; a dry run must not bind it.
+    let ini = edited(&p, |c| {
+        c.l4[0].listen = addr;
+        c.l4[0].idle_timeout = Duration::from_secs(77);
+    });
+    let client = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    client.connect(addr).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut sent, mut lost) = (0u32, 0u32);
+            let mut buf = [0u8; 64];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                let ping = sent.to_be_bytes();
+                client.send(&ping).await.unwrap();
+                // Generous: a datagram not back in this long was dropped.
+                match tokio::time::timeout(Duration::from_secs(2), client.recv(&mut buf)).await {
+                    Ok(Ok(4)) if buf[..4] == ping => {}
+                    _ => lost += 1,
+                }
+            }
+            (sent, lost)
+        })
+    };
+    for _ in 0..30 {
+        let (status, doc) = post(&p, "/admin/config?dry_run=1", ini.clone(), None).await;
+        assert_eq!(status, 200, "{doc:#}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, lost) = pinger.await.unwrap();
+    assert!(sent > 0);
+    assert_eq!(lost, 0, "{lost} of {sent} datagrams lost");
+    // The real reload binds the changed port beside the old one and serves on it.
+    apply(&p, ini).await;
+    client.send(b"after").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(DEADLINE, client.recv(&mut buf))
+        .await
+        .expect("an echo after the reload")
+        .unwrap();
+    assert_eq!(&buf[..n], b"after");
+}

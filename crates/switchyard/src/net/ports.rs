@@ -27,7 +27,13 @@
 //! old set takes are served with the old settings. Counters carry over by name.
 //!
 //! UDP has no connections to keep: closing a replaced UDP listener's socket ends its sessions;
-//! a client's next datagram opens a session on the new one.
+//! a client's next datagram opens a session on the new one. A UDP socket has no "bound but
+//! not listening" state: once bound with SO_REUSEPORT beside the sockets in force it takes
+//! its share of their datagrams, which a plan that is then dropped would lose. So a changed
+//! `[l4 NAME]` UDP port on the address of a UDP port in force is bound only in step 2 (a bind
+//! failure there still refuses the reload, before anything changed); a dry run does not bind
+//! it at all (the address is held by this process with SO_REUSEPORT, so the bind would only
+//! fail for a reason the running port would also have).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -179,6 +185,8 @@ pub struct PortTable {
 pub struct Plan {
     next: Ports,
     sockets: Vec<Vec<(For, socket2::Socket)>>,
+    /// UDP ports to bind in [`Plan::listen`] (see the module documentation).
+    deferred_udp: Vec<Arc<L4Port>>,
     retired: Ports,
     listening: bool,
 }
@@ -210,8 +218,22 @@ impl For {
 }
 
 impl Plan {
-    /// Starts listening on the plan's TCP sockets (see the module documentation).
+    /// Binds the deferred UDP ports and starts listening on the plan's TCP sockets (see the
+    /// module documentation).
     pub fn listen(&mut self) -> Result<(), PortError> {
+        let threads = self.sockets.len();
+        for port in std::mem::take(&mut self.deferred_udp) {
+            let bound = listener::bind_udp_reuseport(port.addr, threads).map_err(|source| {
+                PortError::Bind {
+                    section: format!("[l4 {}]", port.config.name),
+                    addr: port.addr,
+                    source,
+                }
+            })?;
+            for (thread, s) in bound.into_iter().enumerate() {
+                self.sockets[thread].push((For::Udp(Arc::clone(&port)), s.into()));
+            }
+        }
         for (what, s) in self.sockets.iter().flatten() {
             if matches!(what, For::Udp(_)) {
                 continue;
@@ -260,6 +282,7 @@ impl PortTable {
         let mut sockets: Vec<Vec<(For, socket2::Socket)>> =
             (0..threads).map(|_| Vec::new()).collect();
         let mut next = Ports::default();
+        let mut deferred_udp = Vec::new();
         for l in &config.l4 {
             let old = current.l4(&l.name);
             let backends_same = l.backends.iter().all(|b| {
@@ -270,7 +293,15 @@ impl PortTable {
                 next.l4.push(Arc::clone(old));
                 continue;
             }
-            let (port, bound) = bind_l4(l, config, old, threads, taken)?;
+            let defer = l.protocol == L4Protocol::Udp
+                && current
+                    .l4
+                    .iter()
+                    .any(|p| p.config.protocol == L4Protocol::Udp && p.addr == l.listen);
+            let (port, bound) = bind_l4(l, config, old, threads, taken, defer)?;
+            if defer {
+                deferred_udp.push(Arc::clone(&port));
+            }
             for (thread, s) in bound.into_iter().enumerate() {
                 sockets[thread].push(match s {
                     L4Bound::Tcp(s) => (For::Tcp(Arc::clone(&port)), s),
@@ -334,6 +365,7 @@ impl PortTable {
         Ok(Plan {
             next,
             sockets,
+            deferred_udp,
             retired,
             listening: false,
         })
@@ -416,13 +448,15 @@ enum L4Bound {
     Udp(std::net::UdpSocket),
 }
 
-/// Binds an `[l4 NAME]` section's sockets; its counters are `old`'s, if it replaces one.
+/// Binds an `[l4 NAME]` section's sockets (none for a UDP port with `defer`: bound by
+/// [`Plan::listen`]); its counters are `old`'s, if it replaces one.
 fn bind_l4(
     l: &L4Config,
     config: &Config,
     old: Option<&Arc<L4Port>>,
     threads: usize,
     taken: &[SocketAddr],
+    defer: bool,
 ) -> Result<(Arc<L4Port>, Vec<L4Bound>), PortError> {
     let section = format!("[l4 {}]", l.name);
     if l.protocol == L4Protocol::Tcp {
@@ -439,6 +473,7 @@ fn bind_l4(
             let addr = local(&s[0], l.listen);
             (addr, s.into_iter().map(L4Bound::Tcp).collect::<Vec<_>>())
         }
+        L4Protocol::Udp if defer => (l.listen, Vec::new()),
         L4Protocol::Udp => {
             let s = listener::bind_udp_reuseport(l.listen, threads).map_err(bind_error)?;
             let addr = s[0].local_addr().unwrap_or(l.listen);
