@@ -10,6 +10,7 @@
 //! insert or evict (never across an await or an upstream exchange), so reactor threads
 //! contend only when they touch the same shard at the same instant.
 
+pub mod answer;
 pub mod collapse;
 pub mod policy;
 pub mod store;
