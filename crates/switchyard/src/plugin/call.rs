@@ -98,10 +98,10 @@ unsafe fn put(out: *mut Str, bytes: &[u8]) -> i32 {
 unsafe extern "C" fn get_header(c: *mut c_void, name: Str, out: *mut Str) -> i32 {
     // SAFETY: called by a plugin during a callback with the host's `ctx` and valid strings.
     let (cx, name) = unsafe { (ctx(c), name.as_bytes()) };
-    let Ok(name) = HeaderName::from_bytes(name) else {
-        return 0;
-    };
-    match cx.headers.get(name) {
+    let value = HeaderName::from_bytes(name)
+        .ok()
+        .and_then(|n| cx.headers.get(n));
+    match value {
         // SAFETY: `out` as per the ABI; the value lives in the map until the next change.
         Some(v) => unsafe { put(out, v.as_bytes()) },
         None => {
