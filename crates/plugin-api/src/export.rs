@@ -12,8 +12,27 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// Exports a [`Plugin`] type as this library's plugin: defines the `switchyard_plugin_v1`
 /// entry point returning its descriptor. Use once per cdylib crate.
 ///
-/// ```ignore
-/// switchyard_plugin_api::export_plugin!(MyPlugin);
+/// ```
+/// use std::ffi::CStr;
+/// use switchyard_plugin_api::{export_plugin, Config, Plugin, ABI_VERSION};
+///
+/// struct Hello;
+///
+/// impl Plugin for Hello {
+///     const NAME: &'static CStr = c"hello";
+///     fn create(_config: &Config) -> Result<Self, String> {
+///         Ok(Hello)
+///     }
+/// }
+///
+/// export_plugin!(Hello);
+///
+/// # fn main() {
+/// // SAFETY: the entry point returns a pointer to a static descriptor.
+/// let descriptor = unsafe { &*switchyard_plugin_v1() };
+/// assert_eq!(descriptor.abi_version, ABI_VERSION);
+/// assert!(descriptor.create.is_some());
+/// # }
 /// ```
 #[macro_export]
 macro_rules! export_plugin {
