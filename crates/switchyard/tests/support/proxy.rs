@@ -172,6 +172,7 @@ impl Builder {
             explain: false,
             max_websockets: 10_000,
             websocket_max_frame: None,
+            rewrite: Default::default(),
             discovery: false,
             versions: Vec::new(),
         });
