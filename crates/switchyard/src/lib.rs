@@ -32,6 +32,7 @@ pub mod reload;
 pub mod routing;
 pub mod security;
 pub mod server;
+pub mod traffic;
 pub mod upstream;
 
 pub use server::{start, ServerHandle, StartError};
