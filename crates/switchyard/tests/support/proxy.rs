@@ -220,6 +220,14 @@ impl Builder {
         self
     }
 
+    /// Changes the rewrite rules of the route added last.
+    pub fn rewrite(mut self, f: impl FnOnce(&mut switchyard_config::RewriteConfig)) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            f(&mut r.rewrite);
+        }
+        self
+    }
+
     /// Sets `hash_key` on the route added last.
     pub fn hash_key(mut self, key: &str) -> Self {
         if let Some(r) = self.config.routes.last_mut() {
