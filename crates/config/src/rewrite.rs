@@ -312,6 +312,40 @@ fn header_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// Whether `key` holds `name: value` header entries (`*_header_set`, `*_header_add`).
+pub(crate) fn is_header_pairs_key(key: &str) -> bool {
+    REWRITE_KEYS.contains(&key) && (key.ends_with("_header_set") || key.ends_with("_header_add"))
+}
+
+/// Whether a header's value is a credential: `authorization`, `proxy-authorization`,
+/// `cookie`, `set-cookie`, or a name that says so (`auth`, `token`, `secret`, `password`,
+/// `key`, as in `x-api-key`).
+fn is_secret_header(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    n.contains("cookie")
+        || ["auth", "token", "secret", "password", "key"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// `name: value; ...` with the value of every [secret header](is_secret_header) replaced by
+/// `redacted`; `None` when there is none.
+pub(crate) fn redact_header_pairs(value: &str, redacted: &str) -> Option<String> {
+    let entries = split_entries(value);
+    let secret = |e: &&str| e.split_once(':').is_some_and(|(n, _)| is_secret_header(n));
+    if !entries.iter().any(secret) {
+        return None;
+    }
+    let shown: Vec<String> = entries
+        .iter()
+        .map(|e| match e.split_once(':') {
+            Some((n, _)) if is_secret_header(n) => format!("{}: {redacted}", n.trim()),
+            _ => e.trim().to_string(),
+        })
+        .collect();
+    Some(shown.join("; "))
+}
+
 /// Splits at each `;` that is followed by `NAME:` (optional whitespace around NAME).
 fn split_entries(s: &str) -> Vec<&str> {
     let starts_entry = |rest: &str| {
