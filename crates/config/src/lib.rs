@@ -43,6 +43,7 @@ mod proxy_protocol;
 mod reader;
 pub mod reload;
 mod render;
+mod rewrite;
 mod sections;
 mod security;
 mod suggest;
@@ -81,6 +82,7 @@ pub use observe::{
 };
 pub use parse::parse;
 pub use proxy_protocol::{ProxyProtocol, DEFAULT_PROXY_PROTOCOL_TIMEOUT};
+pub use rewrite::{HeaderRules, PathRewrite, RewriteConfig};
 pub use security::{
     AdminSessions, AuditSettings, AUDIT_MAX_AGE, AUDIT_MAX_BYTES_RANGE, AUDIT_MAX_KEEP,
     AUDIT_QUEUE_RANGE, DEFAULT_ADMIN_BLOCK_TIME, DEFAULT_ADMIN_MAX_FAILURES,

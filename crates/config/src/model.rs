@@ -601,6 +601,9 @@ pub struct RouteConfig {
     /// `websocket_max_frame`: this route's WebSocket frame limit in bytes (0 = none); `None`
     /// takes the `[server]` value.
     pub websocket_max_frame: Option<usize>,
+    /// The rewrite keys (`strip_prefix`, `rewrite_path`, `add_prefix`, `*_header_*`,
+    /// `host_rewrite`); the default rewrites nothing.
+    pub rewrite: crate::rewrite::RewriteConfig,
 }
 
 impl RouteConfig {

@@ -181,7 +181,10 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 /// `text` (INI) with the value of every [secret key](is_secret_key) replaced by
-/// [`REDACTED`], unless the value is a file path (starts with `/`, `./` or `../`).
+/// [`REDACTED`], unless the value is a file path (starts with `/`, `./` or `../`), and in
+/// route header rules (`request_header_set = authorization: Bearer ...`) the values of
+/// credential headers (`authorization`, `cookie`, names with `auth`, `token`, `secret`,
+/// `password` or `key`).
 pub fn redact_ini(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
@@ -193,6 +196,15 @@ pub fn redact_ini(text: &str) -> String {
                     && !is_path(v.trim()) =>
             {
                 Some(format!("{} = {REDACTED}", k.trim_end()))
+            }
+            // Header rules carry credentials too (`authorization: Bearer ...`): only those
+            // entries' values are hidden.
+            Some((k, v))
+                if !trimmed.starts_with([';', '#', '['])
+                    && crate::rewrite::is_header_pairs_key(k.trim()) =>
+            {
+                crate::rewrite::redact_header_pairs(v.trim(), REDACTED)
+                    .map(|shown| format!("{} = {shown}", k.trim_end()))
             }
             _ => None,
         };
@@ -295,5 +307,16 @@ mod tests {
         ] {
             assert!(out.contains(kept), "{kept} in {out}");
         }
+    }
+
+    #[test]
+    fn redaction_hides_credential_headers_in_header_rules() {
+        let text = "[route r]\nrequest_header_set = x-tenant: blue; Authorization: Bearer s3cret\n\
+                    request_header_add = x-api-key: k3y\nresponse_header_set = x-a: 1\n";
+        let out = redact_ini(text);
+        assert!(!out.contains("s3cret") && !out.contains("k3y"), "{out}");
+        assert!(out.contains("request_header_set = x-tenant: blue; Authorization: <redacted>\n"));
+        assert!(out.contains("request_header_add = x-api-key: <redacted>\n"));
+        assert!(out.contains("response_header_set = x-a: 1\n"));
     }
 }

@@ -169,7 +169,7 @@ pub(crate) fn backend_values(b: &BackendConfig) -> Vec<(&'static str, String)> {
 /// Every `[route NAME]` key with its value as INI text, in canonical order (`host` is empty
 /// when the route matches any host).
 pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
-    vec![
+    let mut values = vec![
         ("host", format_list(&r.hosts)),
         ("path_prefix", r.path_prefix.clone()),
         ("backends", format_list(&r.backends)),
@@ -221,7 +221,9 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
             "websocket_max_frame",
             r.websocket_max_frame.map(format_size).unwrap_or_default(),
         ),
-    ]
+    ];
+    values.extend(crate::rewrite::rewrite_values(&r.rewrite));
+    values
 }
 
 /// Every `[l4 NAME]` key with its value as INI text, in canonical order (`connect_timeout` is

@@ -108,6 +108,17 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "explain",
     "max_websockets",
     "websocket_max_frame",
+    // crate::rewrite::REWRITE_KEYS, in that order:
+    "strip_prefix",
+    "rewrite_path",
+    "add_prefix",
+    "request_header_remove",
+    "request_header_set",
+    "request_header_add",
+    "host_rewrite",
+    "response_header_remove",
+    "response_header_set",
+    "response_header_add",
 ];
 /// The keys of `[l4 NAME]`, in the order they are rendered.
 pub(crate) const L4_KEYS: &[&str] = &[
@@ -589,6 +600,7 @@ pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
             number(0, MAX_WEBSOCKETS),
         ),
         websocket_max_frame: r.value("websocket_max_frame", None, |s| parse_size(s).map(Some)),
+        rewrite: crate::rewrite::read_rewrite(r),
     };
     // A route open to registered backends may start with none of its own.
     let mut config = config;

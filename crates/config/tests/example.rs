@@ -92,6 +92,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str)
         explain: false,
         max_websockets: 10_000,
         websocket_max_frame: None,
+        rewrite: Default::default(),
         discovery: false,
         versions: Vec::new(),
     }
@@ -170,6 +171,7 @@ fn expected() -> Config {
             },
             RouteConfig {
                 websocket_max_frame: Some(0),
+                rewrite: Default::default(),
                 ..route(
                     "embeddings",
                     &["api.example.com"],

@@ -361,6 +361,7 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
                     explain: hash_key != HashKey::ClientIp,
                     max_websockets: if discovery { 0 } else { 10_000 },
                     websocket_max_frame: frame,
+                    rewrite: Default::default(),
                     hash_key,
                     discovery,
                     versions: if versions.is_empty() {

@@ -251,6 +251,7 @@ pub fn quick_config(
             explain: false,
             max_websockets: 10_000,
             websocket_max_frame: None,
+            rewrite: Default::default(),
             discovery: false,
             versions: Vec::new(),
         }],

@@ -18,6 +18,7 @@ use switchyard_config::{Config, HashKey, RouteConfig};
 
 use crate::l7::route::Router;
 use crate::security::{Acls, Budgets, Limits};
+use crate::traffic::Rewrite;
 
 /// What a route's backend group does with its members (who the members are is in the
 /// directory's membership, as they change with registrations).
@@ -74,6 +75,8 @@ pub struct Routing {
     pub budgets: Budgets,
     /// The `[acl NAME]` access control lists.
     pub acls: Acls,
+    /// Per route, its compiled rewrite rules; `None` when it has none.
+    pub rewrites: Vec<Option<Arc<Rewrite>>>,
 }
 
 /// Why a config cannot be applied to the running server.
@@ -192,6 +195,15 @@ impl Routing {
             limits: Limits::reloaded(&config, previous.map(|p| &p.limits)),
             budgets: Budgets::reloaded(&config, previous.map(|p| &p.budgets)),
             acls: Acls::new(&config),
+            rewrites: config
+                .routes
+                .iter()
+                .map(|r| {
+                    Rewrite::compile(&r.rewrite)
+                        .expect("rewrite rules are validated with the config")
+                        .map(Arc::new)
+                })
+                .collect(),
             stat_slots,
             fresh_stat_slots,
             config,

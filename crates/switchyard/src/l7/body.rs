@@ -80,6 +80,13 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// The rewrite rules of the exchange's route when they change responses (an `Arc` clone;
+    /// nothing for a route without such rules).
+    pub(crate) fn response_rewrite(&self) -> Option<Arc<crate::traffic::Rewrite>> {
+        let rules = self.snapshot.as_ref()?.routing.rewrites[self.route?].as_ref()?;
+        rules.has_response_rules().then(|| Arc::clone(rules))
+    }
+
     /// Records something on the audit line, if the request has one.
     pub(crate) fn audit(&mut self, f: impl FnOnce(&mut crate::audit::RequestLine)) {
         if let Some(l) = self.audit.as_deref_mut() {

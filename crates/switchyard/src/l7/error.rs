@@ -74,6 +74,13 @@ pub enum ProxyError {
     AclDenied(std::sync::Arc<str>),
     /// A `[budget NAME]` holds fewer tokens than the request's estimate.
     BudgetExceeded(Box<crate::security::BudgetRefusal>),
+    /// The route's rewrite rules made a target that is not a path.
+    Rewrite {
+        /// The route's name.
+        route: String,
+        /// What the rules made.
+        source: crate::traffic::InvalidPath,
+    },
 }
 
 impl ProxyError {
@@ -93,6 +100,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::AclDenied(_) => StatusCode::FORBIDDEN,
             ProxyError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Rewrite { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -112,6 +120,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => ErrorKind::RateLimited,
             ProxyError::AclDenied(_) => ErrorKind::AclDenied,
             ProxyError::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
+            ProxyError::Rewrite { .. } => ErrorKind::RewriteFailed,
         }
     }
 
@@ -165,6 +174,9 @@ impl ProxyError {
             ProxyError::RateLimited(_) => "429 Too Many Requests: rate limit reached\n",
             ProxyError::AclDenied(_) => "403 Forbidden\n",
             ProxyError::BudgetExceeded(_) => "429 Too Many Requests: token budget exhausted\n",
+            ProxyError::Rewrite { .. } => {
+                "500 Internal Server Error: the route's rewrite rules made an invalid path\n"
+            }
         }
     }
 }
@@ -207,6 +219,7 @@ impl fmt::Display for ProxyError {
                 "token budget {:?}: {} tokens left, {} estimated",
                 &*r.budget, r.remaining, r.estimate
             ),
+            ProxyError::Rewrite { route, source } => write!(f, "route {route:?}: {source}"),
         }
     }
 }

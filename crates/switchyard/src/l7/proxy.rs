@@ -253,6 +253,7 @@ impl Worker {
                     budget::on_response(&mut exchange, &mut head);
                 }
                 exchange.backend = Some(backend);
+                let response_rules = exchange.response_rewrite();
                 let status = head.status.as_u16();
                 self.stats.response(exchange.stat, exchange.backend, status);
                 if exchange.audit.is_some() {
@@ -280,6 +281,9 @@ impl Worker {
                 *resp.status_mut() = head.status;
                 *resp.headers_mut() = head.headers;
                 headers::to_downstream(resp.headers_mut());
+                if let Some(rules) = response_rules {
+                    rules.response(resp.headers_mut());
+                }
                 if let Some(v) = explained.and_then(|e| HeaderValue::from_str(&e).ok()) {
                     resp.headers_mut().insert("x-switchyard-route", v);
                 }
@@ -291,6 +295,9 @@ impl Worker {
                 // WebSocket handshake agrees to the protocol asked for.
                 let mut headers = head.headers;
                 headers::to_downstream(&mut headers);
+                if let Some(rules) = exchange.response_rewrite() {
+                    rules.response(&mut headers);
+                }
                 headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 headers.insert(header::UPGRADE, upgrade.protocol.clone());
                 // The backend stays busy for the tunnel's life.
@@ -498,23 +505,12 @@ impl Worker {
         // backend is touched.
         exchange.requests = crate::security::admit(routing, route, &mut req, ctx)?;
 
-        // Phase: rewrite for the backend.
+        // Phase: rewrite for the backend: absolute-form to origin-form, the route's rules
+        // (crate::traffic::rewrite), then the forwarding headers, last so no rule spoofs them.
         let (mut parts, body) = req.into_parts();
         let mut body = RequestBody {
             prefix: None,
             rest: Some(body),
-        };
-        headers::to_upstream(&mut parts.headers, &ctx.client_ip, ctx.scheme);
-        let mut upgrade = match upgrade {
-            None => None,
-            Some((value, mut u)) => {
-                u.slot = Some(TunnelSlot::take(routing, route)?);
-                parts
-                    .headers
-                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                parts.headers.insert(header::UPGRADE, value);
-                Some(u)
-            }
         };
         if parts.uri.scheme().is_some() {
             // absolute-form (a client that treats us as a forward proxy): the target's
@@ -533,6 +529,28 @@ impl Worker {
                 .unwrap_or("/");
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
+        let rules = routing.rewrites[route].as_deref();
+        if let Some(rules) = rules {
+            rules
+                .request(&mut parts)
+                .map_err(|source| ProxyError::Rewrite {
+                    route: routing.config.routes[route].name.clone(),
+                    source,
+                })?;
+        }
+        let missing_host = missing_host && !rules.is_some_and(|r| r.sets_host());
+        headers::to_upstream(&mut parts.headers, &ctx.client_ip, ctx.scheme);
+        let mut upgrade = match upgrade {
+            None => None,
+            Some((value, mut u)) => {
+                u.slot = Some(TunnelSlot::take(routing, route)?);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                parts.headers.insert(header::UPGRADE, value);
+                Some(u)
+            }
+        };
 
         // Phases: select, acquire, forward, and retry on another backend when that is safe
         // (see below).

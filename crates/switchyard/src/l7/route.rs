@@ -123,6 +123,7 @@ mod tests {
             explain: false,
             max_websockets: 10_000,
             websocket_max_frame: None,
+            rewrite: Default::default(),
             discovery: false,
             versions: Vec::new(),
         }

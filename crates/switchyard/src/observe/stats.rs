@@ -62,11 +62,13 @@ pub enum ErrorKind {
     AclDenied,
     /// A `[budget NAME]` had too few tokens left for the request (429).
     BudgetExceeded,
+    /// A route's rewrite rules made a request target that is not a path (500).
+    RewriteFailed,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -83,6 +85,7 @@ impl ErrorKind {
         ErrorKind::RateLimited,
         ErrorKind::AclDenied,
         ErrorKind::BudgetExceeded,
+        ErrorKind::RewriteFailed,
     ];
 
     /// The name used in `/stats`.
@@ -104,6 +107,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::AclDenied => "acl_denied",
             ErrorKind::BudgetExceeded => "budget_exceeded",
+            ErrorKind::RewriteFailed => "rewrite_failed",
         }
     }
 

@@ -172,6 +172,7 @@ impl Builder {
             explain: false,
             max_websockets: 10_000,
             websocket_max_frame: None,
+            rewrite: Default::default(),
             discovery: false,
             versions: Vec::new(),
         });
@@ -215,6 +216,14 @@ impl Builder {
     pub fn explain(mut self) -> Self {
         if let Some(r) = self.config.routes.last_mut() {
             r.explain = true;
+        }
+        self
+    }
+
+    /// Changes the rewrite rules of the route added last.
+    pub fn rewrite(mut self, f: impl FnOnce(&mut switchyard_config::RewriteConfig)) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            f(&mut r.rewrite);
         }
         self
     }
