@@ -303,6 +303,28 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(86_400);
 
+    /// A writer on `audit.log` in a fresh directory named after `test`, with `settings`
+    /// (their `log` set to that file), and its counters.
+    fn writer(test: &str, settings: AuditSettings) -> (PathBuf, PathBuf, Writer, Arc<Counters>) {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-audit-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        let settings = AuditSettings {
+            log: Some(path.clone()),
+            ..settings
+        };
+        let counters = Arc::<Counters>::default();
+        let w = Writer::new(
+            path.clone(),
+            open(&path).unwrap(),
+            settings,
+            Arc::clone(&counters),
+        );
+        (dir, path, w, counters)
+    }
+
     #[test]
     fn rotation_by_size_and_age() {
         assert!(!rotation_due(0, 5000, DAY, 1024, DAY), "empty file");
@@ -317,23 +339,13 @@ mod tests {
 
     #[test]
     fn an_old_file_is_rotated_before_the_next_line_and_synced_away() {
-        let dir = std::env::temp_dir().join(format!("switchyard-audit-age-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("audit.log");
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(rotated_path(&path, 1));
-        let settings = AuditSettings {
-            log: Some(path.clone()),
-            max_age: Duration::from_secs(3600),
-            keep: 1,
-            ..Default::default()
-        };
-        let counters = Arc::<Counters>::default();
-        let mut w = Writer::new(
-            path.clone(),
-            open(&path).unwrap(),
-            settings,
-            Arc::clone(&counters),
+        let (dir, path, mut w, counters) = writer(
+            "age",
+            AuditSettings {
+                max_age: Duration::from_secs(3600),
+                keep: 1,
+                ..Default::default()
+            },
         );
         let line = |action| {
             Entry::Control(line::ControlLine {
@@ -367,23 +379,13 @@ mod tests {
 
     #[test]
     fn a_batch_is_split_between_lines_where_the_file_rotates() {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-audit-batch-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("audit.log");
-        let _ = std::fs::remove_file(&path);
-        let settings = AuditSettings {
-            log: Some(path.clone()),
-            max_bytes: 1024,
-            keep: 3,
-            ..Default::default()
-        };
-        let counters = Arc::<Counters>::default();
-        let mut w = Writer::new(
-            path.clone(),
-            open(&path).unwrap(),
-            settings,
-            Arc::clone(&counters),
+        let (dir, path, mut w, counters) = writer(
+            "batch",
+            AuditSettings {
+                max_bytes: 1024,
+                keep: 3,
+                ..Default::default()
+            },
         );
         let mut batch = super::super::Batch::default();
         for _ in 0..8 {
@@ -406,23 +408,13 @@ mod tests {
 
     #[test]
     fn queued_batches_are_written_together_in_order_and_rotate_between_lines() {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-audit-gather-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("audit.log");
-        let _ = std::fs::remove_file(&path);
-        let settings = AuditSettings {
-            log: Some(path.clone()),
-            max_bytes: 4096,
-            keep: 5,
-            ..Default::default()
-        };
-        let counters = Arc::<Counters>::default();
-        let mut w = Writer::new(
-            path.clone(),
-            open(&path).unwrap(),
-            settings,
-            Arc::clone(&counters),
+        let (dir, path, mut w, counters) = writer(
+            "gather",
+            AuditSettings {
+                max_bytes: 4096,
+                keep: 5,
+                ..Default::default()
+            },
         );
         // Batches of 3 lines, each line naming its number in `bytes`, with a control line in
         // the middle of the queue.
