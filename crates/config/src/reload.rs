@@ -214,6 +214,57 @@ pub fn redact_ini(text: &str) -> String {
     out
 }
 
+/// `posted` (INI text sent back by a client) with every value that [`redact_ini`] hid put
+/// back from `running` (the config in force, rendered and not redacted): a `key = VALUE` line
+/// whose value contains [`REDACTED`] takes the running value of the same key in the same
+/// section when the posted value is exactly what `redact_ini` shows for it. So a config read
+/// with `GET /admin/config`, edited elsewhere and posted back keeps its secrets; a value the
+/// client changed around the placeholder is left as it was posted.
+pub fn unredact_ini(posted: &str, running: &str) -> String {
+    if !posted.contains(REDACTED) {
+        return posted.to_string();
+    }
+    // (section, key) -> (the value as redact_ini shows it, the value).
+    let mut hidden: std::collections::HashMap<(String, String), (String, String)> =
+        std::collections::HashMap::new();
+    let mut section = String::new();
+    for (raw, shown) in running.lines().zip(redact_ini(running).lines()) {
+        let t = raw.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = normalise_header(h);
+        } else if let (Some((k, v)), Some((_, sv))) = (t.split_once('='), shown.split_once('=')) {
+            if sv.contains(REDACTED) {
+                let key = (section.clone(), k.trim().to_string());
+                hidden.insert(key, (sv.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    let mut out = String::with_capacity(posted.len());
+    let mut section = String::new();
+    for line in posted.lines() {
+        let t = line.trim();
+        let mut restored = None;
+        if let Some(h) = t.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = normalise_header(h);
+        } else if let Some((k, v)) = t.split_once('=') {
+            let key = (section.clone(), k.trim().to_string());
+            if let Some((shown, value)) = hidden.get(&key) {
+                if v.trim() == shown {
+                    restored = Some(format!("{} = {value}", k.trim_end()));
+                }
+            }
+        }
+        out.push_str(restored.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// A section header's contents with runs of whitespace as one space.
+fn normalise_header(h: &str) -> String {
+    h.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn is_path(v: &str) -> bool {
     v.is_empty() || v.starts_with('/') || v.starts_with("./") || v.starts_with("../")
 }
@@ -288,6 +339,31 @@ mod tests {
         let (same, none) = split_restart(&running, &running);
         assert!(none.is_empty());
         assert_eq!(same, running);
+    }
+
+    #[test]
+    fn posted_placeholders_take_the_running_values_back() {
+        let running = "[server]\nlisten = 127.0.0.1:1\n[route r]\nbackends = a\n\
+            request_header_set = x-tenant: blue; authorization: Bearer s3cret\n\
+            api_token = tok-123\n";
+        let shown = redact_ini(running);
+        assert!(!shown.contains("s3cret") && !shown.contains("tok-123"));
+        // Posted back with another key edited: the secrets come back.
+        let posted = shown.replace("backends = a", "backends = b");
+        let back = unredact_ini(&posted, running);
+        assert!(back.contains("authorization: Bearer s3cret"), "{back}");
+        assert!(back.contains("api_token = tok-123"), "{back}");
+        assert!(back.contains("backends = b"));
+        // A value changed around the placeholder is the client's: left as posted.
+        let posted = shown.replace("x-tenant: blue", "x-tenant: green");
+        let back = unredact_ini(&posted, running);
+        assert!(
+            back.contains("x-tenant: green; authorization: <redacted>"),
+            "{back}"
+        );
+        // In another section the same key is not the running one's.
+        let posted = "[route other]\napi_token = <redacted>\n";
+        assert_eq!(unredact_ini(posted, running), posted);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use support::body::empty;
 use support::client::{self, Client};
-use support::reload::{apply, edited, running};
+use support::reload::{apply, edited, post, running};
 use support::server::{self, echoed_headers, respond};
 use support::{proxy, DEADLINE};
 use switchyard_config::RewriteConfig;
@@ -200,6 +200,35 @@ async fn a_reload_changes_the_rules_for_the_next_request() {
     let c = get(p.addr(), "test.local", "/x?k=1", &[]).await;
     assert_eq!(c.json()["uri"], "/x?k=1");
     assert_eq!(c.header("x-gen"), None);
+}
+
+#[tokio::test]
+async fn a_config_read_and_posted_back_keeps_its_redacted_credentials() {
+    let backend = server::echo().await;
+    let p = proxy::new()
+        .backend("echo", backend.addr())
+        .route("r", "/", &["echo"], "round_robin")
+        .rewrite(|w| {
+            *w = rules("request_header_set = x-tenant: blue; authorization: Bearer s3cret")
+        })
+        .start();
+    let shown = client::get(p.admin_addr(), "/admin/config").await.text();
+    assert!(
+        shown.contains("authorization: <redacted>") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    // Edited elsewhere (another rule added), posted back as a whole.
+    let posted = shown.replace(
+        "request_header_set =",
+        "add_prefix = /v9\nrequest_header_set =",
+    );
+    let (status, doc) = post(&p, "/admin/config", posted, None).await;
+    assert_eq!(status, 200, "{doc:#}");
+    let a = get(p.addr(), "test.local", "/x", &[]).await;
+    let doc = a.json();
+    assert_eq!(doc["uri"], "/v9/x");
+    assert_eq!(echoed_headers(&doc, "authorization"), ["Bearer s3cret"]);
+    assert_eq!(echoed_headers(&doc, "x-tenant"), ["blue"]);
 }
 
 /// A `switchyard run` process, killed when dropped.

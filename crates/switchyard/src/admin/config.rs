@@ -90,6 +90,9 @@ pub async fn handle(
                     Err(e) => return error(StatusCode::BAD_REQUEST, e),
                 },
             };
+            // Values GET showed as `<redacted>` and posted back unchanged keep their secrets.
+            let running = shared.routing().config.to_ini();
+            let ini = switchyard_config::reload::unredact_ini(&ini, &running);
             reload::apply_text(shared, &ini, "admin-config", &client, dry_run)
         }
         (&Method::POST, "/rollback") => reload::rollback(shared, &client),
