@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::json;
-use support::body::{channel, empty, full};
+use support::body::{channel, full};
 use support::client::{self, request, Client};
 use support::reload::{answers, apply, edited, post};
 use support::{proxy, server, DEADLINE};
@@ -64,18 +64,14 @@ async fn a_stream_started_before_a_reload_finishes_on_the_old_backend() {
         .route("chat", "/", &["slow"], "round_robin")
         .start();
     let mut c = Client::connect(p.addr()).await;
-    let resp = c
-        .send(request(Method::GET, "/stream").body(empty()).unwrap())
-        .await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.into_body();
-    let mut got = Vec::new();
-    tokio::time::timeout(
-        DEADLINE,
-        client::read_until(&mut body, &mut got, b"data: first\n\n"),
+    let (mut body, mut got) = client::stream_until(
+        &mut c,
+        "/stream",
+        b"data: first
+
+",
     )
-    .await
-    .expect("first event");
+    .await;
     // Reload mid-stream: the route now goes to `fresh`, and `slow` leaves the config.
     let doc = apply(
         &p,

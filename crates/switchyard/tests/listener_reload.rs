@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
-use support::body::{channel, empty};
-use support::client::{self, request, Client};
+use http::StatusCode;
+use support::body::channel;
+use support::client::{self, Client};
 use support::reload::{apply, edited, post, running};
 use support::{proxy, server, wait_for, DEADLINE};
 use switchyard_config::AlertComparison;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// Holds a free port with SO_REUSEPORT (not listening, so it never takes a connection): the
@@ -125,18 +125,14 @@ async fn a_moved_listener_serves_on_its_new_port_and_finishes_what_the_old_one_h
     let mut idle = Client::connect(old).await;
     assert_eq!(idle.get("/").await.text(), "plain");
     let mut streaming = Client::connect(old).await;
-    let resp = streaming
-        .send(request(Method::GET, "/stream").body(empty()).unwrap())
-        .await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.into_body();
-    let mut got = Vec::new();
-    tokio::time::timeout(
-        DEADLINE,
-        client::read_until(&mut body, &mut got, b"data: first\n\n"),
+    let (mut body, mut got) = client::stream_until(
+        &mut streaming,
+        "/stream",
+        b"data: first
+
+",
     )
-    .await
-    .expect("first event");
+    .await;
 
     let (held, new) = reserve_port();
     let ini = edited(&p, |c| c.listeners[0].listen = vec![new]);
@@ -187,25 +183,10 @@ async fn a_reload_to_an_address_in_use_is_refused_and_changes_nothing() {
     assert_eq!(client::get(old, "/").await.text(), "one");
 }
 
-/// A TCP backend that echoes every byte.
-async fn tcp_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_l4_listener_added_by_reload_proxies() {
     let one = server::fixed("one").await;
-    let echo = tcp_echo().await;
+    let echo = server::tcp_echo().await;
     let p = proxy::new().to(one.addr()).backend("echo", echo).start();
     assert!(p.handle().l4_addrs().is_empty());
     let ini = edited(&p, |c| {

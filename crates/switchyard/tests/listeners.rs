@@ -13,7 +13,7 @@ use support::tls::Pki;
 use support::{proxy, server, wait_for, DEADLINE};
 use switchyard_config::{Fallback, Protocols};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const MIB: usize = 1024 * 1024;
 
@@ -101,25 +101,9 @@ async fn acme_tokens_are_served_and_bad_ones_refused() {
         .unwrap();
 }
 
-/// A backend that echoes every byte and half-closes after the client's EOF.
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_http_bytes_fall_back_to_a_tcp_group_and_http_still_works() {
-    let echo = echo().await;
+    let echo = server::tcp_echo().await;
     let web = server::fixed("web").await;
     let proxy = proxy::new()
         .backend("echo", echo)

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use switchyard::net::proxy_protocol::{render_v2, V2_SIGNATURE};
 use switchyard_config::{AclAction, Protocols, ProxyProtocol};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use support::body::empty;
 use support::client::{self, request, Answer};
@@ -218,24 +218,9 @@ async fn a_late_or_missing_header_times_out() {
     assert_eq!(backend.requests(), 0);
 }
 
-/// A TCP backend that echoes every byte.
-async fn tcp_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_l4_tunnel_takes_its_client_from_a_v2_header() {
-    let echo = tcp_echo().await;
+    let echo = server::tcp_echo().await;
     let proxy = proxy::new()
         .server(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()])
         .backend("e", echo)

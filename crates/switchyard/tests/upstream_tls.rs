@@ -100,6 +100,14 @@ async fn https_backend(cert: &Cert) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// Backend TLS that trusts `ca`'s certificate and expects `name`.
+fn trusting(ca: &Cert, name: &str) -> BackendTls {
+    BackendTls {
+        ca: Some(pem_file(&ca.pem)),
+        server_name: Some(name.into()),
+    }
+}
+
 fn tls_proxy(addr: SocketAddr, protocol: &str, tls: BackendTls) -> proxy::Proxy {
     proxy::new()
         .backend("secure", addr)
@@ -113,14 +121,7 @@ fn tls_proxy(addr: SocketAddr, protocol: &str, tls: BackendTls) -> proxy::Proxy 
 async fn http1_over_tls_with_a_verified_certificate_and_pooled_connections() {
     let c = cert("backend.test");
     let (addr, accepted) = https_backend(&c).await;
-    let proxy = tls_proxy(
-        addr,
-        "http1",
-        BackendTls {
-            ca: Some(pem_file(&c.pem)),
-            server_name: Some("backend.test".into()),
-        },
-    );
+    let proxy = tls_proxy(addr, "http1", trusting(&c, "backend.test"));
     let mut client = client::Client::connect(proxy.addr()).await;
     for i in 0..5 {
         let a = client
@@ -138,14 +139,7 @@ async fn http1_over_tls_with_a_verified_certificate_and_pooled_connections() {
 async fn h2_over_tls_is_negotiated_by_alpn() {
     let c = cert("grpc.test");
     let (addr, accepted) = https_backend(&c).await;
-    let proxy = tls_proxy(
-        addr,
-        "h2c",
-        BackendTls {
-            ca: Some(pem_file(&c.pem)),
-            server_name: Some("grpc.test".into()),
-        },
-    );
+    let proxy = tls_proxy(addr, "h2c", trusting(&c, "grpc.test"));
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let addr = proxy.addr();
@@ -169,25 +163,11 @@ async fn a_certificate_from_another_ca_or_for_another_name_is_refused() {
     let c = cert("backend.test");
     let (addr, accepted) = https_backend(&c).await;
     let other = cert("backend.test");
-    let wrong_ca = tls_proxy(
-        addr,
-        "http1",
-        BackendTls {
-            ca: Some(pem_file(&other.pem)),
-            server_name: Some("backend.test".into()),
-        },
-    );
+    let wrong_ca = tls_proxy(addr, "http1", trusting(&other, "backend.test"));
     let a = client::get(wrong_ca.addr(), "/").await;
     assert_eq!(a.status, 502, "{}", a.text());
     assert_eq!(a.proxy_error(), Some("connect_failed"));
-    let wrong_name = tls_proxy(
-        addr,
-        "http1",
-        BackendTls {
-            ca: Some(pem_file(&c.pem)),
-            server_name: Some("elsewhere.test".into()),
-        },
-    );
+    let wrong_name = tls_proxy(addr, "http1", trusting(&c, "elsewhere.test"));
     let a = client::get(wrong_name.addr(), "/").await;
     assert_eq!(a.status, 502, "{}", a.text());
     assert_eq!(accepted.load(SeqCst), 0, "no handshake completed");
@@ -197,14 +177,7 @@ async fn a_certificate_from_another_ca_or_for_another_name_is_refused() {
 async fn diagnose_probes_a_tls_backend_through_the_upstream_connector() {
     let c = cert("backend.test");
     let (addr, _) = https_backend(&c).await;
-    let good = tls_proxy(
-        addr,
-        "http1",
-        BackendTls {
-            ca: Some(pem_file(&c.pem)),
-            server_name: Some("backend.test".into()),
-        },
-    );
+    let good = tls_proxy(addr, "http1", trusting(&c, "backend.test"));
     let doc = support::diagnose::run(&good).await;
     let p = &support::diagnose::backend(&doc, "secure")["probe"];
     assert_eq!(p["connect"]["ok"], true, "{p:#}");
@@ -215,14 +188,7 @@ async fn diagnose_probes_a_tls_backend_through_the_upstream_connector() {
     assert_eq!(p["models"]["cause"], "not_a_model_list", "{p:#}");
 
     let other = cert("backend.test");
-    let wrong_ca = tls_proxy(
-        addr,
-        "http1",
-        BackendTls {
-            ca: Some(pem_file(&other.pem)),
-            server_name: Some("backend.test".into()),
-        },
-    );
+    let wrong_ca = tls_proxy(addr, "http1", trusting(&other, "backend.test"));
     let doc = support::diagnose::run(&wrong_ca).await;
     let p = &support::diagnose::backend(&doc, "secure")["probe"];
     assert_eq!(p["connect"]["ok"], false, "{p:#}");

@@ -174,6 +174,21 @@ pub async fn read_until(body: &mut Incoming, received: &mut Vec<u8>, needle: &[u
     }
 }
 
+/// Sends `GET path` on `c`, expects 200, and reads its streamed body until `needle` has come
+/// (within [`super::DEADLINE`]); the rest of the body, and what was read.
+pub async fn stream_until(c: &mut Client, path: &str, needle: &[u8]) -> (Incoming, Vec<u8>) {
+    let resp = c
+        .send(request(Method::GET, path).body(empty()).unwrap())
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    tokio::time::timeout(super::DEADLINE, read_until(&mut body, &mut got, needle))
+        .await
+        .unwrap_or_else(|_| panic!("{:?} in time", String::from_utf8_lossy(needle)));
+    (body, got)
+}
+
 /// Reads the rest of a body, appending it to `received`.
 pub async fn read_rest(body: &mut Incoming, received: &mut Vec<u8>) {
     while let Some(frame) = body.frame().await {
