@@ -176,6 +176,14 @@ impl Drop for Remove<'_> {
     }
 }
 
+/// Milliseconds since the Unix epoch now, from the system clock (0 if it is before the
+/// epoch): for timestamps shown to people, never for measuring.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

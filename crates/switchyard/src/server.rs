@@ -323,11 +323,10 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         crate::net::ports::PortError::Tls(e) => StartError::Tls(e),
         e => StartError::Port(e),
     };
-    let mut plan = ports
+    let plan = ports
         .prepare(&config, &config, &listen_addrs)
         .map_err(port_error)?;
-    plan.listen().map_err(port_error)?;
-    ports.commit(plan);
+    ports.commit(plan.listen().map_err(port_error)?);
     let l4_addrs: Vec<SocketAddr> = ports.current().l4.iter().map(|p| p.addr).collect();
     let udp_sessions: u64 = config
         .l4

@@ -91,8 +91,12 @@ pub async fn handle(
                 },
             };
             // Values GET showed as `<redacted>` and posted back unchanged keep their secrets.
-            let running = shared.routing().config.to_ini();
-            let ini = switchyard_config::reload::unredact_ini(&ini, &running);
+            let ini = if ini.contains(switchyard_config::reload::REDACTED) {
+                let running = shared.routing().config.to_ini();
+                switchyard_config::reload::unredact_ini(&ini, &running)
+            } else {
+                ini
+            };
             reload::apply_text(shared, &ini, "admin-config", &client, dry_run)
         }
         (&Method::POST, "/rollback") => reload::rollback(shared, &client),

@@ -3,20 +3,15 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
+
+use crate::clock::unix_ms;
 
 use super::form::param;
 use crate::server::Shared;
 
 /// How far back `/history` reaches without `since`, in seconds.
 pub const DEFAULT_SINCE_SECS: u64 = 300;
-
-/// Milliseconds since the Unix epoch now.
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// `GET /history?series=a,b&since=SECONDS`: each series' points over the last `since`
 /// seconds (default [`DEFAULT_SINCE_SECS`]), times in Unix milliseconds.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_config::{Config, ListenerConfig, Protocols, ProxyProtocol};
+use switchyard_config::{Config, ListenerConfig, Protocols};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -123,8 +123,6 @@ pub struct ListenerState {
     pub config: ListenerConfig,
     /// The bound addresses (with the real port when the config said 0).
     pub addrs: Vec<SocketAddr>,
-    /// What it accepts.
-    pub protocols: Protocols,
     /// The `[l4 NAME]` of its `fallback = tcp:GROUP`.
     pub fallback: Option<Arc<L4Port>>,
     /// The sniff timeout in effect.
@@ -133,8 +131,6 @@ pub struct ListenerState {
     pub tls: Option<TlsState>,
     /// `acme_challenge_dir`.
     pub acme_dir: Option<Arc<Path>>,
-    /// `proxy_protocol`.
-    pub proxy_protocol: ProxyProtocol,
     /// The PROXY protocol timeout in effect.
     pub proxy_protocol_timeout: Duration,
     /// Per reactor thread; carried over by name when the section changes.
@@ -148,7 +144,7 @@ impl std::fmt::Debug for ListenerState {
         f.debug_struct("ListenerState")
             .field("name", &self.config.name)
             .field("addrs", &self.addrs)
-            .field("protocols", &self.protocols)
+            .field("protocols", &self.config.protocols)
             .finish()
     }
 }
@@ -191,12 +187,10 @@ pub fn build_one(
     Ok(ListenerState {
         config: l.clone(),
         addrs: Vec::new(),
-        protocols: l.protocols,
         fallback,
         sniff_timeout: l.effective_sniff_timeout(&config.server),
         tls,
         acme_dir: l.acme_challenge_dir.as_deref().map(Arc::from),
-        proxy_protocol: l.proxy_protocol,
         proxy_protocol_timeout: l.effective_proxy_protocol_timeout(&config.server),
         stats: stats.unwrap_or_else(|| (0..threads).map(|_| ListenerStats::default()).collect()),
         closed: super::ports::open_flag(),
@@ -289,11 +283,11 @@ async fn serve(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let peer = if state.proxy_protocol.is_on() {
+    let peer = if state.config.proxy_protocol.is_on() {
         // `trusted_proxies` as reloaded.
         let routing = worker.shared.routing();
         let gate = Gate {
-            mode: state.proxy_protocol,
+            mode: state.config.proxy_protocol,
             timeout: state.proxy_protocol_timeout,
             trusted: &routing.config.server.trusted_proxies,
         };
@@ -325,12 +319,12 @@ async fn serve(
         Err(Undetected::Closed) => return,
     };
     let worker = Rc::clone(worker);
-    match decide(&state.protocols, tunnels.is_some(), detected) {
+    match decide(&state.config.protocols, tunnels.is_some(), detected) {
         Action::Http1 => {
             stats.http1.bump(1);
             let how = Http {
                 acme_dir: state.acme_dir.clone(),
-                h2c_upgrade: state.protocols.h2c,
+                h2c_upgrade: state.config.protocols.h2c,
                 ..Http::default()
             };
             super::conn::serve_http(worker, stream, peer, how, shutdown).await;

@@ -188,8 +188,11 @@ pub struct Plan {
     /// UDP ports to bind in [`Plan::listen`] (see the module documentation).
     deferred_udp: Vec<Arc<L4Port>>,
     retired: Ports,
-    listening: bool,
 }
+
+/// A [`Plan`] whose sockets are all bound and listening: what [`PortTable::commit`] takes.
+#[derive(Debug)]
+pub struct Listening(Plan);
 
 /// What a socket of a [`Plan`] is for.
 #[derive(Debug)]
@@ -220,7 +223,7 @@ impl For {
 impl Plan {
     /// Binds the deferred UDP ports and starts listening on the plan's TCP sockets (see the
     /// module documentation).
-    pub fn listen(&mut self) -> Result<(), PortError> {
+    pub fn listen(mut self) -> Result<Listening, PortError> {
         let threads = self.sockets.len();
         for port in std::mem::take(&mut self.deferred_udp) {
             let bound = listener::bind_udp_reuseport(port.addr, threads).map_err(|source| {
@@ -248,8 +251,7 @@ impl Plan {
                 source,
             })?;
         }
-        self.listening = true;
-        Ok(())
+        Ok(Listening(self))
     }
 }
 
@@ -367,25 +369,18 @@ impl PortTable {
             sockets,
             deferred_udp,
             retired,
-            listening: false,
         })
     }
 
     /// Puts `plan` in force: new sockets to the reactor threads, then the old ports closed.
-    /// Returns the names of the ports closed. A plan whose sockets do not listen yet is made
-    /// to (a failure, not expected after [`Plan::listen`], is logged).
-    pub fn commit(&self, mut plan: Plan) -> Vec<String> {
-        if !plan.listening {
-            if let Err(e) = plan.listen() {
-                tracing::error!(error = %e, "a new port does not listen");
-            }
-        }
+    /// Returns the names of the ports closed.
+    pub fn commit(&self, plan: Listening) -> Vec<String> {
         let Plan {
             next,
             sockets,
             retired,
             ..
-        } = plan;
+        } = plan.0;
         for (tx, sockets) in self.reactors.iter().zip(sockets) {
             for (what, s) in sockets {
                 // A reactor that is gone is shutting down: the socket closes with the message.

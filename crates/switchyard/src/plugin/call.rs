@@ -323,8 +323,10 @@ impl LoadedPlugin {
     /// Maps a return code and any fault to the call's outcome (`answers`: whether the phase
     /// allows [`ANSWERED`]).
     fn check(&self, rc: i32, fault: Option<Fault>, answers: bool) -> Result<(), CallError> {
-        let plugin = self.name().to_string();
+        // Named only on an error: a call that succeeds allocates nothing here.
+        let plugin = || self.name().to_string();
         if let Some(fault) = fault {
+            let plugin = plugin();
             return Err(match fault {
                 Fault::Header(name) => CallError::InvalidHeader { plugin, name },
                 Fault::Path(path) => CallError::InvalidPath { plugin, path },
@@ -335,9 +337,15 @@ impl LoadedPlugin {
         match rc {
             CONTINUE => Ok(()),
             ANSWERED if answers => Ok(()),
-            PANICKED => Err(CallError::Panicked { plugin }),
-            code if code < 0 => Err(CallError::Failed { plugin, code }),
-            code => Err(CallError::UnexpectedCode { plugin, code }),
+            PANICKED => Err(CallError::Panicked { plugin: plugin() }),
+            code if code < 0 => Err(CallError::Failed {
+                plugin: plugin(),
+                code,
+            }),
+            code => Err(CallError::UnexpectedCode {
+                plugin: plugin(),
+                code,
+            }),
         }
     }
 }

@@ -291,15 +291,17 @@ pub fn apply(
             dry_run,
         });
     }
-    let mut plan = plan;
-    if let Err(e) = plan.listen() {
-        drop(state);
-        return Err(rejected(
-            shared,
-            client,
-            ReloadError::Invalid(vec![port_problem(&e)]),
-        ));
-    }
+    let plan = match plan.listen() {
+        Ok(p) => p,
+        Err(e) => {
+            drop(state);
+            return Err(rejected(
+                shared,
+                client,
+                ReloadError::Invalid(vec![port_problem(&e)]),
+            ));
+        }
+    };
     let routing = Arc::new(routing);
     let applied = Arc::clone(&routing.config);
     shared
@@ -320,10 +322,9 @@ pub fn apply(
     }
     let version = reloads.version.fetch_add(1, Relaxed) + 1;
     reloads.ok.fetch_add(1, Relaxed);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    reloads.last_unix.store(now, Relaxed);
+    reloads
+        .last_unix
+        .store(crate::clock::unix_ms() / 1000, Relaxed);
     drop(state);
     shared
         .audit

@@ -137,12 +137,7 @@ impl ErrorLog {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::unix_ms;
 
 #[cfg(test)]
 mod tests {

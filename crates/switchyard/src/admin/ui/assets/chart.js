@@ -133,5 +133,5 @@ const syChart = (() => {
     legend(container, spec, t);
   }
 
-  return { draw, niceStep };
+  return { draw, latest };
 })();

@@ -58,11 +58,6 @@
     }
   }
 
-  function latest(points) {
-    for (let i = points.length - 1; i >= 0; i--) if (points[i][1] !== null) return points[i][1];
-    return null;
-  }
-
   // The per-time sum of several series (a time with no value in any of them is null).
   function sum(list) {
     const at = new Map();
@@ -81,7 +76,7 @@
   }
 
   function renderTiles(stats, alerts, series) {
-    const now = (name) => (series && series[name] ? latest(series[name].points) : null);
+    const now = (name) => (series && series[name] ? syChart.latest(series[name].points) : null);
     const tiles = [
       tile("rps", "requests / s", FORMAT.rps(now("requests_per_second"))),
       tile("errors", "error rate", sy.pct(now("error_rate")), now("error_rate") > 0.01 ? "bad" : ""),
