@@ -28,6 +28,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "content-length",
     "host",
     "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
     "proxy-connection",
     "te",
     "trailer",

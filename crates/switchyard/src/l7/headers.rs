@@ -125,6 +125,31 @@ fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn no_rewrite_rule_may_set_a_hop_by_hop_header() {
+        // Request rules run before the hop-by-hop headers are removed: a rule on one would
+        // silently do nothing, so the config refuses it.
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "transfer-encoding",
+        ] {
+            let h = HeaderName::from_static(name);
+            assert!(hop_by_hop(&h).is_some(), "{name}");
+            let text = format!(
+                "[backend a]\naddress = h:1\n[route r]\nbackends = a\nrequest_header_set = {name}: x\n"
+            );
+            assert!(switchyard_config::parse(&text, "t.ini").is_err(), "{name}");
+        }
+    }
+
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
