@@ -92,6 +92,13 @@ pub enum Change {
         /// Its new value as INI text (empty if unset).
         new: String,
     },
+    /// A `[plugin NAME]` section was added.
+    PluginAdded(String),
+    /// A `[plugin NAME]` section was removed.
+    PluginRemoved(String),
+    /// A `[plugin NAME]` present in both configs has a different `path` or settings (the
+    /// plugin is loaded again; its settings may be secrets, so they are not shown).
+    PluginChanged(String),
     /// An `[alert NAME]` section was added.
     AlertAdded(String),
     /// An `[alert NAME]` section was removed.
@@ -198,6 +205,9 @@ impl fmt::Display for Change {
                 old,
                 new,
             } => write!(f, "limit {name}: {key} {} -> {}", Shown(old), Shown(new)),
+            Change::PluginAdded(name) => write!(f, "plugin {name}: added"),
+            Change::PluginRemoved(name) => write!(f, "plugin {name}: removed"),
+            Change::PluginChanged(name) => write!(f, "plugin {name}: path or settings changed"),
             Change::AlertAdded(name) => write!(f, "alert {name}: added"),
             Change::AlertRemoved(name) => write!(f, "alert {name}: removed"),
             Change::AlertChanged {
@@ -333,6 +343,18 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     acl_changes(old, new, &mut changes);
     budget_changes(old, new, &mut changes);
     alert_changes(old, new, &mut changes);
+    for o in &old.plugins {
+        match new.plugin(&o.name) {
+            None => changes.push(Change::PluginRemoved(o.name.clone())),
+            Some(n) if n != o => changes.push(Change::PluginChanged(o.name.clone())),
+            Some(_) => {}
+        }
+    }
+    for n in &new.plugins {
+        if old.plugin(&n.name).is_none() {
+            changes.push(Change::PluginAdded(n.name.clone()));
+        }
+    }
     changes
 }
 

@@ -154,6 +154,17 @@ pub enum ErrorKind {
         suggestion: Option<String>,
     },
     /// A limit's or budget's `routes` names a route that has no `[route NAME]` section.
+    UnknownPlugin {
+        /// The missing plugin's name.
+        name: String,
+        /// The plugins the file defines.
+        known: Vec<String>,
+        /// A defined plugin within edit distance 2 of `name`, if any.
+        suggestion: Option<String>,
+    },
+    /// A route's `mirror` names its own route (every copy would be mirrored again).
+    MirrorToSelf,
+    /// A name in `routes`, or a route's `mirror`, names no `[route NAME]` section.
     UnknownRoute {
         /// The missing route's name.
         name: String,
@@ -286,6 +297,23 @@ impl fmt::Display for ErrorKind {
                     write!(f, "; listeners defined: {}", known.join(", "))
                 }
             }
+            ErrorKind::UnknownPlugin {
+                name,
+                known,
+                suggestion,
+            } => {
+                write!(f, "no [plugin {name}] section")?;
+                did_you_mean(f, suggestion)?;
+                if known.is_empty() {
+                    write!(f, "; the file defines no plugins")
+                } else {
+                    write!(f, "; plugins defined: {}", known.join(", "))
+                }
+            }
+            ErrorKind::MirrorToSelf => write!(
+                f,
+                "a route cannot mirror to itself; name another route whose backends get the copies"
+            ),
             ErrorKind::UnknownRoute {
                 name,
                 known,

@@ -5,8 +5,8 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::suggest::suggest;
 
 /// The section types, as written in headers.
-pub(crate) const SECTION_TYPES: [&str; 9] = [
-    "server", "backend", "route", "l4", "listener", "limit", "acl", "budget", "alert",
+pub(crate) const SECTION_TYPES: [&str; 10] = [
+    "server", "backend", "route", "l4", "listener", "limit", "acl", "budget", "alert", "plugin",
 ];
 
 /// What a section header declares.
@@ -30,6 +30,8 @@ pub(crate) enum Header {
     Budget(String),
     /// `[alert NAME]`.
     Alert(String),
+    /// `[plugin NAME]`.
+    Plugin(String),
     /// A header with an error already reported; its entries are lexed but not validated.
     /// `route` is set when it was meant to be a route (so "no routes" is not reported on top).
     Ignored {
@@ -168,9 +170,10 @@ impl Lexer<'_> {
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
             }
-            ("backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget", 2)
-                if !is_valid_name(tokens[1]) =>
-            {
+            (
+                "backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget" | "plugin",
+                2,
+            ) if !is_valid_name(tokens[1]) => {
                 let k = invalid("a name may only contain A-Z a-z 0-9 _ . -");
                 self.error(line, Some(label), None, k);
                 Header::Ignored { route: is_route }
@@ -183,7 +186,12 @@ impl Lexer<'_> {
             ("acl", 2) => Header::Acl(tokens[1].to_string()),
             ("budget", 2) => Header::Budget(tokens[1].to_string()),
             ("alert", 2) => Header::Alert(tokens[1].to_string()),
-            ("backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget" | "alert", _) => {
+            ("plugin", 2) => Header::Plugin(tokens[1].to_string()),
+            (
+                "backend" | "route" | "l4" | "listener" | "limit" | "acl" | "budget" | "alert"
+                | "plugin",
+                _,
+            ) => {
                 let k = invalid(&format!(
                     "expected [{kind} NAME] with a single name (no spaces)"
                 ));

@@ -48,6 +48,7 @@ mod sections;
 mod security;
 mod suggest;
 mod summary;
+mod traffic;
 pub mod value;
 pub mod versions;
 
@@ -86,6 +87,11 @@ pub use rewrite::{HeaderRules, PathRewrite, RewriteConfig};
 pub use security::{
     AdminSessions, AuditSettings, AUDIT_MAX_AGE, AUDIT_MAX_BYTES_RANGE, AUDIT_MAX_KEEP,
     AUDIT_QUEUE_RANGE, DEFAULT_ADMIN_BLOCK_TIME, DEFAULT_ADMIN_MAX_FAILURES,
+};
+pub use traffic::{
+    MirrorConfig, PluginConfig, RouteCache, RouteTraffic, TrafficSettings, DEFAULT_CACHE_MAX_BYTES,
+    DEFAULT_CACHE_MAX_OBJECT, DEFAULT_CACHE_MAX_TTL, DEFAULT_MIRROR_MAX_BODY,
+    DEFAULT_MIRROR_MAX_IN_FLIGHT,
 };
 
 impl Config {

@@ -43,9 +43,16 @@ pub struct Config {
     /// The `[alert NAME]` sections, in file order (see [`Config::effective_alerts`] for the
     /// rules watched).
     pub alerts: Vec<crate::AlertConfig>,
+    /// The `[plugin NAME]` sections, in file order.
+    pub plugins: Vec<crate::PluginConfig>,
 }
 
 impl Config {
+    /// The plugin named `name`, if there is one.
+    pub fn plugin(&self, name: &str) -> Option<&crate::PluginConfig> {
+        self.plugins.iter().find(|p| p.name == name)
+    }
+
     /// The backend named `name`, if there is one.
     pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
         self.backends.iter().find(|b| b.name == name)
@@ -285,6 +292,8 @@ pub struct ServerConfig {
     pub accept: AcceptSettings,
     /// The `history_*`, `alert_*` and `default_alerts` keys.
     pub observe: crate::ObserveSettings,
+    /// `cache_max_bytes`, `mirror_max_body`, `mirror_max_in_flight`.
+    pub traffic: crate::TrafficSettings,
     /// `admin_token_file`: the file holding the admin plane's bearer token; `None` leaves the
     /// admin endpoint open, which is only allowed on a loopback `admin_listen`.
     pub admin_token_file: Option<std::path::PathBuf>,
@@ -397,6 +406,7 @@ impl Default for ServerConfig {
             websocket_max_frame: DEFAULT_WEBSOCKET_MAX_FRAME,
             accept: AcceptSettings::default(),
             observe: crate::ObserveSettings::default(),
+            traffic: crate::TrafficSettings::default(),
             admin_token_file: None,
             admin_max_failures: crate::security::DEFAULT_ADMIN_MAX_FAILURES,
             admin_block_time: crate::security::DEFAULT_ADMIN_BLOCK_TIME,
@@ -604,6 +614,8 @@ pub struct RouteConfig {
     /// The rewrite keys (`strip_prefix`, `rewrite_path`, `add_prefix`, `*_header_*`,
     /// `host_rewrite`); the default rewrites nothing.
     pub rewrite: crate::rewrite::RewriteConfig,
+    /// The `plugins`, `mirror` and `cache*` keys.
+    pub traffic: crate::traffic::RouteTraffic,
 }
 
 impl RouteConfig {

@@ -58,6 +58,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         budget_lines: HashMap::new(),
         alerts: Vec::new(),
         alert_lines: HashMap::new(),
+        plugins: Vec::new(),
+        plugin_lines: HashMap::new(),
     };
     for section in &lexed.sections {
         parser.section(section);
@@ -111,6 +113,10 @@ struct Parser<'a> {
     alerts: Vec<crate::AlertConfig>,
     /// Every declared alert name and its header line.
     alert_lines: HashMap<&'a str, usize>,
+    /// The valid `[plugin NAME]` sections read (duplicates already dropped).
+    plugins: Vec<crate::PluginConfig>,
+    /// Every declared plugin name and its header line.
+    plugin_lines: HashMap<&'a str, usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -227,6 +233,15 @@ impl<'a> Parser<'a> {
                     self.alerts.extend(read);
                 }
             }
+            Header::Plugin(name) => {
+                let first = self.plugin_lines.get(name.as_str()).copied();
+                self.check_duplicate(section, first);
+                let read = crate::traffic::read_plugin(self.file, section, name, &mut self.errors);
+                if first.is_none() {
+                    self.plugin_lines.insert(name, section.line);
+                    self.plugins.extend(read);
+                }
+            }
         }
     }
 
@@ -283,6 +298,45 @@ impl<'a> Parser<'a> {
             }
         }
         self.acls = acls;
+    }
+
+    /// A route's `plugins` name `[plugin NAME]` sections, and its `mirror` another route.
+    fn cross_check_traffic(&mut self, routes: &[PendingRoute<'a>]) {
+        let mut plugins: Vec<String> = self.plugins.iter().map(|p| p.name.clone()).collect();
+        plugins.sort();
+        let mut declared: Vec<(&str, usize)> =
+            self.route_lines.iter().map(|(n, l)| (*n, *l)).collect();
+        declared.sort_by_key(|(_, line)| *line);
+        let route_names: Vec<String> = declared.iter().map(|(n, _)| n.to_string()).collect();
+        for route in routes {
+            let t = &route.read.config.traffic;
+            for name in &t.plugins {
+                // A section that failed to read was declared: its own errors say why.
+                if !self.plugin_lines.contains_key(name.as_str()) {
+                    let kind = ErrorKind::UnknownPlugin {
+                        name: name.clone(),
+                        known: plugins.clone(),
+                        suggestion: suggest(name, plugins.iter().map(String::as_str)),
+                    };
+                    let line = route.section.entries.iter().find(|e| e.key == "plugins");
+                    let line = line.map_or(route.section.line, |e| e.line);
+                    self.route_error(route, line, Some("plugins"), kind);
+                }
+            }
+            let Some(m) = &t.mirror else { continue };
+            let line = route.section.entries.iter().find(|e| e.key == "mirror");
+            let line = line.map_or(route.section.line, |e| e.line);
+            if m.route == route.read.config.name {
+                self.route_error(route, line, Some("mirror"), ErrorKind::MirrorToSelf);
+            } else if !self.route_lines.contains_key(m.route.as_str()) {
+                let kind = ErrorKind::UnknownRoute {
+                    name: m.route.clone(),
+                    known: route_names.clone(),
+                    suggestion: suggest(&m.route, route_names.iter().map(String::as_str)),
+                };
+                self.route_error(route, line, Some("mirror"), kind);
+            }
+        }
     }
 
     /// The limit and budget checks that need the whole file: `routes` name existing routes.
@@ -515,6 +569,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        self.cross_check_traffic(&routes);
         self.routes = routes;
         self.cross_check_l4(&known);
         self.cross_check_listeners();
@@ -568,6 +623,7 @@ impl<'a> Parser<'a> {
                 .filter_map(|(r, _)| r.config)
                 .collect(),
             alerts: self.alerts,
+            plugins: self.plugins,
         })
     }
 }

@@ -55,6 +55,7 @@ pub const RESTART_SERVER_KEYS: &[&str] = &[
     "history_window",
     "history_long_step",
     "history_long_window",
+    "cache_max_bytes",
 ];
 
 /// `[server]` keys read per request, applied in place by a reload.
@@ -74,6 +75,8 @@ pub const RELOADABLE_SERVER_KEYS: &[&str] = &[
     "alert_webhook",
     "alert_webhook_timeout",
     "alert_webhook_retries",
+    "mirror_max_body",
+    "mirror_max_in_flight",
 ];
 
 /// Whether the `[server]` key `key` needs a restart to change.

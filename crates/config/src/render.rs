@@ -102,6 +102,7 @@ pub(crate) fn server_values(s: &ServerConfig) -> Vec<(&'static str, String)> {
     values.extend(crate::observe::observe_values(&s.observe));
     let security = crate::security::security_values(s);
     values.extend(security);
+    values.extend(crate::traffic::server_traffic_values(&s.traffic));
     values
 }
 
@@ -223,6 +224,7 @@ pub(crate) fn route_values(r: &RouteConfig) -> Vec<(&'static str, String)> {
         ),
     ];
     values.extend(crate::rewrite::rewrite_values(&r.rewrite));
+    values.extend(crate::traffic::route_traffic_values(&r.traffic));
     values
 }
 
@@ -252,7 +254,7 @@ pub(crate) fn l4_values(l: &L4Config) -> Vec<(&'static str, String)> {
     values
 }
 
-fn section(out: &mut String, header: &str, values: Vec<(&'static str, String)>) {
+fn section<K: std::fmt::Display>(out: &mut String, header: &str, values: Vec<(K, String)>) {
     if !out.is_empty() {
         out.push('\n');
     }
@@ -297,6 +299,10 @@ pub(crate) fn to_ini(config: &Config) -> String {
     for a in &config.alerts {
         let values = crate::alert::alert_values(a);
         section(&mut out, &format!("alert {}", a.name), values);
+    }
+    for p in &config.plugins {
+        let values = crate::traffic::plugin_values(p);
+        section(&mut out, &format!("plugin {}", p.name), values);
     }
     out
 }

@@ -82,6 +82,10 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "audit_keep",
     "audit_sample",
     "audit_queue",
+    // crate::traffic::TRAFFIC_SERVER_KEYS, in that order:
+    "cache_max_bytes",
+    "mirror_max_body",
+    "mirror_max_in_flight",
 ];
 /// The keys of `[backend NAME]`, in the order they are rendered.
 pub(crate) const BACKEND_KEYS: &[&str] = &[
@@ -119,6 +123,15 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "response_header_remove",
     "response_header_set",
     "response_header_add",
+    // crate::traffic::TRAFFIC_ROUTE_KEYS, in that order:
+    "plugins",
+    "mirror",
+    "cache",
+    "cache_ttl",
+    "cache_max_ttl",
+    "cache_max_object",
+    "cache_post",
+    "cache_streams",
 ];
 /// The keys of `[l4 NAME]`, in the order they are rendered.
 pub(crate) const L4_KEYS: &[&str] = &[
@@ -259,8 +272,10 @@ pub(crate) fn read_server(r: &mut SectionReader<'_>) -> ServerConfig {
     let (admin_token_file, admin_max_failures, admin_block_time, admin_sessions, audit) =
         crate::security::read_security(r);
     let observe = crate::observe::read_observe(r);
+    let traffic = crate::traffic::read_server_traffic(r);
     let server = ServerConfig {
         observe,
+        traffic,
         admin_token_file,
         admin_max_failures,
         admin_block_time,
@@ -601,6 +616,7 @@ pub(crate) fn read_route(r: &mut SectionReader<'_>, name: &str) -> RouteRead {
         ),
         websocket_max_frame: r.value("websocket_max_frame", None, |s| parse_size(s).map(Some)),
         rewrite: crate::rewrite::read_rewrite(r),
+        traffic: crate::traffic::read_route_traffic(r),
     };
     // A route open to registered backends may start with none of its own.
     let mut config = config;

@@ -93,6 +93,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, backends: &[&str], bal: &str)
         max_websockets: 10_000,
         websocket_max_frame: None,
         rewrite: Default::default(),
+        traffic: Default::default(),
         discovery: false,
         versions: Vec::new(),
     }
@@ -139,6 +140,7 @@ fn expected() -> Config {
             websocket_max_frame: 4 << 20,
             accept: Default::default(),
             observe: Default::default(),
+            traffic: Default::default(),
             admin_token_file: Some("/etc/switchyard/admin.token".into()),
             admin_max_failures: 5,
             admin_block_time: Duration::from_secs(60),
@@ -172,6 +174,7 @@ fn expected() -> Config {
             RouteConfig {
                 websocket_max_frame: Some(0),
                 rewrite: Default::default(),
+                traffic: Default::default(),
                 ..route(
                     "embeddings",
                     &["api.example.com"],
@@ -194,6 +197,7 @@ fn expected() -> Config {
         acls: Vec::new(),
         budgets: Vec::new(),
         alerts: Vec::new(),
+        plugins: Vec::new(),
     }
 }
 

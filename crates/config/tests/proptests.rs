@@ -143,6 +143,7 @@ fn server() -> impl Strategy<Value = ServerConfig> {
                 max_tracked_ips: w.0 as usize + 16,
             },
             observe: Default::default(),
+            traffic: Default::default(),
             admin_token_file: s.0.map(Into::into),
             admin_max_failures: 1 + s.4 % 1000,
             admin_block_time: Duration::from_secs(1 + u64::from(s.5) * 60),
@@ -362,6 +363,7 @@ fn routes(backend_names: Vec<String>) -> impl Strategy<Value = Vec<RouteConfig>>
                     max_websockets: if discovery { 0 } else { 10_000 },
                     websocket_max_frame: frame,
                     rewrite: Default::default(),
+                    traffic: Default::default(),
                     hash_key,
                     discovery,
                     versions: if versions.is_empty() {
@@ -795,6 +797,7 @@ fn config() -> impl Strategy<Value = Config> {
                         acls,
                         budgets,
                         alerts,
+                        plugins: Vec::new(),
                     }
                 },
             )

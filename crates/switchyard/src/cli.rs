@@ -252,6 +252,7 @@ pub fn quick_config(
             max_websockets: 10_000,
             websocket_max_frame: None,
             rewrite: Default::default(),
+            traffic: Default::default(),
             discovery: false,
             versions: Vec::new(),
         }],
@@ -262,6 +263,7 @@ pub fn quick_config(
         acls: Vec::new(),
         budgets: Vec::new(),
         alerts: Vec::new(),
+        plugins: Vec::new(),
     };
     switchyard_config::parse(&config.to_ini(), "<command line>").map_err(|e| e.to_string())
 }

@@ -17,6 +17,7 @@ use switchyard_balance::Balancer;
 use switchyard_config::{Config, HashKey, RouteConfig};
 
 use crate::l7::route::Router;
+use crate::plugin::{LoadError, Plugins};
 use crate::security::{Acls, Budgets, Limits};
 use crate::traffic::Rewrite;
 
@@ -77,10 +78,12 @@ pub struct Routing {
     pub acls: Acls,
     /// Per route, its compiled rewrite rules; `None` when it has none.
     pub rewrites: Vec<Option<Arc<Rewrite>>>,
+    /// The `[plugin NAME]` instances, and per route the ones it runs.
+    pub plugins: Plugins,
 }
 
 /// Why a config cannot be applied to the running server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RoutingError {
     /// More routes than counter slots (fixed at start).
     TooManyRoutes {
@@ -89,6 +92,8 @@ pub enum RoutingError {
         /// The slots.
         capacity: usize,
     },
+    /// A `[plugin NAME]` could not be loaded.
+    Plugin(LoadError),
 }
 
 impl std::fmt::Display for RoutingError {
@@ -99,6 +104,7 @@ impl std::fmt::Display for RoutingError {
                 "the config has {routes} routes; this server has room for {capacity} \
                  (routes at start plus max(16, routes at start)); restart to grow it"
             ),
+            RoutingError::Plugin(e) => e.fmt(f),
         }
     }
 }
@@ -113,7 +119,7 @@ pub fn route_capacity(routes: usize) -> usize {
 
 impl Routing {
     /// The first generation, for a server starting with `config`.
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>) -> Result<Self, RoutingError> {
         let slots = (0..config.routes.len()).collect();
         Self::build(config, None, slots, Vec::new())
     }
@@ -157,7 +163,7 @@ impl Routing {
                 })
             })
             .collect();
-        Ok(Self::build(config, Some(previous), slots, fresh))
+        Self::build(config, Some(previous), slots, fresh)
     }
 
     fn build(
@@ -165,10 +171,13 @@ impl Routing {
         previous: Option<&Routing>,
         stat_slots: Vec<usize>,
         fresh_stat_slots: Vec<usize>,
-    ) -> Self {
+    ) -> Result<Self, RoutingError> {
+        let plugins =
+            Plugins::load(&config, previous.map(|p| &p.plugins)).map_err(RoutingError::Plugin)?;
         let same_route =
             |r: &RouteConfig| previous.and_then(|p| p.route_index(&r.name).map(|i| (p, i)));
-        Routing {
+        Ok(Routing {
+            plugins,
             router: Router::new(&config.routes),
             groups: config.routes.iter().map(Group::of).collect(),
             prototypes: config
@@ -207,7 +216,7 @@ impl Routing {
             stat_slots,
             fresh_stat_slots,
             config,
-        }
+        })
     }
 
     /// The index of the route named `name`.
@@ -264,7 +273,7 @@ mod tests {
 
     #[test]
     fn unchanged_limits_keep_their_buckets_and_changed_ones_start_full() {
-        let first = Routing::new(config(1, &["a"]));
+        let first = Routing::new(config(1, &["a"])).unwrap();
         assert!(admitted(&first));
         assert!(!admitted(&first));
         let same = Routing::next(config(1, &["a"]), &first, 32).unwrap();
@@ -275,7 +284,7 @@ mod tests {
 
     #[test]
     fn routes_keep_counter_slots_prototypes_and_websocket_counts_by_name() {
-        let first = Routing::new(config(1, &["a", "b"]));
+        let first = Routing::new(config(1, &["a", "b"])).unwrap();
         first.websockets[1].store(3, std::sync::atomic::Ordering::Relaxed);
         let next = Routing::next(config(1, &["new", "b"]), &first, 4).unwrap();
         // `new` takes the slot `a` freed (each thread resets it as it takes the generation up).
@@ -290,12 +299,12 @@ mod tests {
         let again = Routing::next(config(1, &["c", "b", "new", "d"]), &next, 4).unwrap();
         assert_eq!(again.stat_slots, [2, 1, 0, 3]);
         assert_eq!(again.fresh_stat_slots, [2, 3]);
-        assert_eq!(
-            Routing::next(config(1, &["a", "b", "c", "d", "e"]), &again, 4).unwrap_err(),
-            RoutingError::TooManyRoutes {
+        assert!(matches!(
+            Routing::next(config(1, &["a", "b", "c", "d", "e"]), &again, 4),
+            Err(RoutingError::TooManyRoutes {
                 routes: 5,
                 capacity: 4
-            }
-        );
+            })
+        ));
     }
 }

@@ -114,6 +114,10 @@ pub enum StartError {
     AdminUnprotected(SocketAddr),
     /// `audit_log` cannot be opened.
     Audit(crate::audit::AuditError),
+    /// A `[plugin NAME]` could not be loaded.
+    Plugin(crate::plugin::LoadError),
+    /// The routing state could not be built.
+    Routing(String),
 }
 
 impl fmt::Display for StartError {
@@ -148,6 +152,8 @@ impl fmt::Display for StartError {
                  open to the network; set admin_token_file, or listen on 127.0.0.1 or [::1]"
             ),
             StartError::Audit(e) => write!(f, "{e}"),
+            StartError::Plugin(e) => write!(f, "{e}"),
+            StartError::Routing(e) => f.write_str(e),
             StartError::Port(e) => write!(f, "{e}"),
         }
     }
@@ -293,7 +299,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let routing = Arc::new(crate::routing::Routing::new(Arc::new(config.clone())));
+    let routing = crate::routing::Routing::new(Arc::new(config.clone())).map_err(|e| match e {
+        crate::routing::RoutingError::Plugin(e) => StartError::Plugin(e),
+        other => StartError::Routing(other.to_string()),
+    })?;
+    let routing = Arc::new(routing);
     let directory = Directory::new(routing, &addrs, &tls, config.server.max_registered_backends);
 
     // Bind everything before starting anything.

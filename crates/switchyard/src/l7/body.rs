@@ -31,6 +31,8 @@ pub struct RequestBody {
     /// The rest of the client's body; `None` once it has been handed to an HTTP/2 backend's
     /// stream.
     pub rest: Option<hyper::body::Incoming>,
+    /// Counts the body bytes read from the client, when a plugin wants to know.
+    pub meter: Option<std::rc::Rc<std::cell::Cell<u64>>>,
 }
 
 impl RequestBody {
@@ -46,10 +48,14 @@ impl RequestBody {
 
     /// The next frame of the client's body (`None` at its end).
     pub async fn next_frame(&mut self) -> Option<Result<Frame<Bytes>, hyper::Error>> {
-        match self.rest.as_mut() {
+        let frame = match self.rest.as_mut() {
             Some(rest) => http_body_util::BodyExt::frame(rest).await,
             None => None,
+        };
+        if let (Some(m), Some(Ok(f))) = (&self.meter, &frame) {
+            m.set(m.get() + f.data_ref().map_or(0, |d| d.len() as u64));
         }
+        frame
     }
 }
 
@@ -77,6 +83,10 @@ pub struct Exchange {
     pub(crate) requests: Option<crate::security::Allowance>,
     /// The `[budget NAME]` reservations, settled once when the exchange ends.
     pub(crate) budget: Option<Box<crate::security::Settlement>>,
+    /// What the route's plugins are told when the exchange ends, when one of them asks.
+    pub(crate) meter: Option<Box<super::proxy::Meter>>,
+    /// The model the request named, on routes with plugins (their response phase reads it).
+    pub(crate) plugin_model: Option<Box<str>>,
 }
 
 impl Exchange {
@@ -85,6 +95,12 @@ impl Exchange {
     pub(crate) fn response_rewrite(&self) -> Option<Arc<crate::traffic::Rewrite>> {
         let rules = self.snapshot.as_ref()?.routing.rewrites[self.route?].as_ref()?;
         rules.has_response_rules().then(|| Arc::clone(rules))
+    }
+
+    /// The route's plugins, when it has any (an `Arc` clone).
+    pub(crate) fn plugins(&self) -> Option<crate::plugin::Chain> {
+        let chain = &self.snapshot.as_ref()?.routing.plugins.routes[self.route?];
+        (!chain.is_empty()).then(|| Arc::clone(chain))
     }
 
     /// Records something on the audit line, if the request has one.
@@ -119,9 +135,12 @@ impl Drop for Exchange {
             };
             self.worker.audit_line(&l, end);
         }
+        let micros = now.saturating_duration_since(self.start).as_micros() as u64;
         if let Some(r) = self.stat.and_then(|r| self.worker.stats.routes.get(r)) {
-            r.latency
-                .record(now.saturating_duration_since(self.start).as_micros() as u64);
+            r.latency.record(micros);
+        }
+        if let Some(m) = self.meter.take() {
+            m.complete(micros);
         }
         self.ctx.end_request(now);
     }
@@ -309,6 +328,11 @@ impl Body for ProxyBody {
                 _ => {}
             }
         }
+        if let (Some(m), Poll::Ready(Some(Ok(frame)))) =
+            (this.exchange.meter.as_deref_mut(), &polled)
+        {
+            m.response_bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
         if this.exchange.audit.is_some() {
             if let Poll::Ready(Some(Ok(frame))) = &polled {
                 let streamed = !matches!(this.kind, Kind::Full(_));
@@ -341,6 +365,9 @@ impl ProxyBody {
             s.set_status(status.as_u16());
         }
         self.exchange.audit(|l| l.status = status.as_u16());
+        if let Some(m) = self.exchange.meter.as_deref_mut() {
+            m.status = status;
+        }
     }
 
     fn poll_body(

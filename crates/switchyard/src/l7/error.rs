@@ -81,6 +81,8 @@ pub enum ProxyError {
         /// What the rules made.
         source: crate::traffic::InvalidPath,
     },
+    /// A plugin's callback failed (an error code, a panic, an invalid header or path).
+    Plugin(Box<crate::plugin::CallError>),
 }
 
 impl ProxyError {
@@ -101,6 +103,7 @@ impl ProxyError {
             ProxyError::AclDenied(_) => StatusCode::FORBIDDEN,
             ProxyError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Rewrite { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Plugin(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -121,6 +124,7 @@ impl ProxyError {
             ProxyError::AclDenied(_) => ErrorKind::AclDenied,
             ProxyError::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
             ProxyError::Rewrite { .. } => ErrorKind::RewriteFailed,
+            ProxyError::Plugin(_) => ErrorKind::PluginFailed,
         }
     }
 
@@ -177,6 +181,7 @@ impl ProxyError {
             ProxyError::Rewrite { .. } => {
                 "500 Internal Server Error: the route's rewrite rules made an invalid path\n"
             }
+            ProxyError::Plugin(_) => "500 Internal Server Error: a plugin failed\n",
         }
     }
 }
@@ -220,6 +225,7 @@ impl fmt::Display for ProxyError {
                 &*r.budget, r.remaining, r.estimate
             ),
             ProxyError::Rewrite { route, source } => write!(f, "route {route:?}: {source}"),
+            ProxyError::Plugin(e) => e.fmt(f),
         }
     }
 }

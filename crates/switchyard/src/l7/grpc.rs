@@ -54,7 +54,9 @@ pub fn code_of(e: &ProxyError) -> Code {
     match e {
         ProxyError::NoRoute => Code::Unimplemented,
         ProxyError::ResponseTimeout { .. } => Code::DeadlineExceeded,
-        ProxyError::BadRequest(_) | ProxyError::Rewrite { .. } => Code::Internal,
+        ProxyError::BadRequest(_) | ProxyError::Rewrite { .. } | ProxyError::Plugin(_) => {
+            Code::Internal
+        }
         ProxyError::ClientAborted => Code::Cancelled,
         ProxyError::UnknownModel { .. } => Code::NotFound,
         ProxyError::AclDenied(_) => Code::PermissionDenied,

@@ -10,6 +10,7 @@
 mod budget;
 mod forward_h2;
 mod keys;
+mod plugins;
 mod refresh;
 mod upgrade;
 
@@ -43,6 +44,7 @@ use crate::upstream::errlog::Cause;
 use crate::upstream::h2::H2Conns;
 use crate::upstream::pool::Pool;
 use keys::{affinity_key, json_key, prompt_chain, request_model};
+pub(crate) use plugins::Meter;
 use upgrade::{h2c_upgrade, tunnel, websocket_upgrade, TunnelSlot, Upgrade};
 
 /// One reactor thread's state.
@@ -101,8 +103,9 @@ where
 enum Reply {
     /// The backend's response.
     Upstream(Answer),
-    /// A response switchyard makes itself (the model list).
+    /// A response switchyard makes itself (the model list, a plugin's answer).
     Local {
+        status: StatusCode,
         content_type: &'static str,
         body: Bytes,
     },
@@ -216,6 +219,8 @@ impl Worker {
             audit: crate::audit::request::begin(&self.shared.audit, &req, start),
             requests: None,
             budget: None,
+            meter: None,
+            plugin_model: None,
         };
         let mut req = req;
         if ctx.h2c_upgrade && crate::net::h2c_upgrade::wants_upgrade(&req) {
@@ -234,10 +239,16 @@ impl Worker {
                 return resp;
             }
         }
+        let method = req.method().clone();
         match self.proxy(req, &ctx, &mut exchange).await {
-            Ok(Reply::Local { content_type, body }) => {
-                self.stats.response(exchange.stat, None, 200);
+            Ok(Reply::Local {
+                status,
+                content_type,
+                body,
+            }) => {
+                self.stats.response(exchange.stat, None, status.as_u16());
                 let mut resp = Response::new(ProxyBody::full(body, exchange));
+                *resp.status_mut() = status;
                 resp.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
                 resp
@@ -253,6 +264,21 @@ impl Worker {
                     budget::on_response(&mut exchange, &mut head);
                 }
                 exchange.backend = Some(backend);
+                headers::to_downstream(&mut head.headers);
+                if let Some(chain) = exchange.plugins() {
+                    let model = exchange.plugin_model.as_deref();
+                    let called = plugins::on_response(
+                        &chain,
+                        head.status,
+                        &mut head.headers,
+                        &method,
+                        model,
+                    );
+                    if let Err(e) = called {
+                        // The backend's body is not read: its connection is dropped.
+                        return self.error_response(e, exchange);
+                    }
+                }
                 let response_rules = exchange.response_rewrite();
                 let status = head.status.as_u16();
                 self.stats.response(exchange.stat, exchange.backend, status);
@@ -280,7 +306,6 @@ impl Worker {
                 let mut resp = Response::new(body);
                 *resp.status_mut() = head.status;
                 *resp.headers_mut() = head.headers;
-                headers::to_downstream(resp.headers_mut());
                 if let Some(rules) = response_rules {
                     rules.response(resp.headers_mut());
                 }
@@ -508,9 +533,14 @@ impl Worker {
         // Phase: rewrite for the backend: absolute-form to origin-form, the route's rules
         // (crate::traffic::rewrite), then the forwarding headers, last so no rule spoofs them.
         let (mut parts, body) = req.into_parts();
+        let chain = &routing.plugins.routes[route];
+        if !chain.is_empty() {
+            exchange.meter = Meter::for_chain(chain);
+        }
         let mut body = RequestBody {
             prefix: None,
             rest: Some(body),
+            meter: exchange.meter.as_ref().map(|m| Rc::clone(&m.request_bytes)),
         };
         if parts.uri.scheme().is_some() {
             // absolute-form (a client that treats us as a forward proxy): the target's
@@ -539,6 +569,33 @@ impl Worker {
                 })?;
         }
         let missing_host = missing_host && !rules.is_some_and(|r| r.sets_host());
+        let members = &membership.groups[route];
+        // The model, read once for the plugins and the model phase below.
+        let mut model: Option<String> = None;
+        let model_list = members.models.is_some()
+            && parts.method == http::Method::GET
+            && parts.uri.path() == "/v1/models";
+        if (members.models.is_some() && !model_list) || !chain.is_empty() {
+            model = request_model(&parts.headers, parts.uri.path(), &mut body).await?;
+            if let Some(m) = &model {
+                exchange.audit(|l| l.model = Some(m.clone()));
+            }
+        }
+        // Phase: plugins, in the route's order (see `plugins`).
+        if !chain.is_empty() {
+            if let Some(m) = exchange.meter.as_deref_mut() {
+                m.model = model.as_deref().map(Box::from);
+            }
+            exchange.plugin_model = model.as_deref().map(Box::from);
+            if let Some((status, body)) = plugins::on_request(chain, &mut parts, model.as_deref())?
+            {
+                return Ok(Reply::Local {
+                    status,
+                    content_type: "text/plain; charset=utf-8",
+                    body,
+                });
+            }
+        }
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, ctx.scheme);
         let mut upgrade = match upgrade {
             None => None,
@@ -555,20 +612,19 @@ impl Worker {
         // Phases: select, acquire, forward, and retry on another backend when that is safe
         // (see below).
         let group = &routing.groups[route];
-        let members = &membership.groups[route];
 
         // Phase: model. On a route whose backends declare models, the request's model picks
         // the backends that may serve it.
         let mut model_excluded: &[usize] = &[];
         if let Some(table) = &members.models {
-            if parts.method == http::Method::GET && parts.uri.path() == "/v1/models" {
+            if model_list {
                 return Ok(Reply::Local {
+                    status: StatusCode::OK,
                     content_type: "application/json",
                     body: self.model_list(members),
                 });
             }
-            if let Some(model) = request_model(&parts.headers, parts.uri.path(), &mut body).await? {
-                exchange.audit(|l| l.model = Some(model.clone()));
+            if let Some(model) = model {
                 let rules = &routing.config.routes[route].versions;
                 let id = if rules.is_empty() {
                     std::borrow::Cow::Borrowed(model.as_str())

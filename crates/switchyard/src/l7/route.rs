@@ -124,6 +124,7 @@ mod tests {
             max_websockets: 10_000,
             websocket_max_frame: None,
             rewrite: Default::default(),
+            traffic: Default::default(),
             discovery: false,
             versions: Vec::new(),
         }

@@ -170,6 +170,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "limits": routing.limits.report(),
         "budgets": routing.budgets.report(),
         "acls": routing.acls.report(),
+        "plugins": routing.plugins.report(),
         "config": shared.reloads.stats_json(),
         "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
         "history": history,

@@ -64,11 +64,13 @@ pub enum ErrorKind {
     BudgetExceeded,
     /// A route's rewrite rules made a request target that is not a path (500).
     RewriteFailed,
+    /// A plugin's callback failed or panicked (500).
+    PluginFailed,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::NoRoute,
         ErrorKind::NoHealthyBackend,
         ErrorKind::ConnectFailed,
@@ -86,6 +88,7 @@ impl ErrorKind {
         ErrorKind::AclDenied,
         ErrorKind::BudgetExceeded,
         ErrorKind::RewriteFailed,
+        ErrorKind::PluginFailed,
     ];
 
     /// The name used in `/stats`.
@@ -108,6 +111,7 @@ impl ErrorKind {
             ErrorKind::AclDenied => "acl_denied",
             ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::RewriteFailed => "rewrite_failed",
+            ErrorKind::PluginFailed => "plugin_failed",
         }
     }
 

@@ -141,7 +141,12 @@ impl LoadedPlugin {
         })
     }
 
-    /// The plugin's name, from its descriptor.
+    /// Whether the plugin has a completion callback.
+    pub fn has_on_complete(&self) -> bool {
+        self.inner.on_complete.is_some()
+    }
+
+    /// The name the plugin gives itself (its descriptor's).
     pub fn name(&self) -> &str {
         &self.inner.name
     }

@@ -16,7 +16,10 @@
 mod call;
 mod load;
 
+mod set;
+
 pub use load::LoadedPlugin;
+pub use set::{Chain, LoadError, PluginCounters, Plugins, Slot};
 pub use switchyard_plugin_api::MAX_RESPOND_BODY;
 
 use http::{HeaderMap, Method, StatusCode};

@@ -637,7 +637,7 @@ mod tests {
             .map(|b| format!("127.0.0.1:{}", b.address.port).parse().unwrap())
             .collect();
         Directory::new(
-            Arc::new(Routing::new(Arc::new(c))),
+            Arc::new(Routing::new(Arc::new(c)).unwrap()),
             &addrs,
             &[],
             max_registered,

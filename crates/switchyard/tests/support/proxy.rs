@@ -35,6 +35,7 @@ pub fn new() -> Builder {
             acls: Vec::new(),
             budgets: Vec::new(),
             alerts: Vec::new(),
+            plugins: Vec::new(),
         },
         admin_token: None,
     }
@@ -173,6 +174,7 @@ impl Builder {
             max_websockets: 10_000,
             websocket_max_frame: None,
             rewrite: Default::default(),
+            traffic: Default::default(),
             discovery: false,
             versions: Vec::new(),
         });
