@@ -62,6 +62,8 @@ pub struct Shared {
     pub accept_limit: Option<Arc<crate::net::accept_limit::AcceptLimiter>>,
     /// The history and alerts (sampled by the monitor thread, read by the admin thread).
     pub monitor: crate::observe::monitor::Monitor,
+    /// The response cache (routes with `cache = on`).
+    pub cache: crate::traffic::cache::ResponseCache,
 }
 
 impl Shared {
@@ -369,6 +371,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let shared = Arc::new(Shared {
         monitor: crate::observe::monitor::Monitor::new(&config, directory.capacity()),
+        cache: crate::traffic::cache::ResponseCache::new(config.server.traffic.cache_max_bytes),
         reloads: crate::reload::Reloads::default(),
         accept_limit: crate::net::accept_limit::from_config(&config.server.accept),
         stats: Stats::new(

@@ -93,6 +93,21 @@ pub async fn handle(
         .await;
         return respond(status, content_type, body);
     }
+    if path == "/admin/cache/purge" {
+        if method != Method::POST {
+            return respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "POST /admin/cache/purge[?host=H][&path=PREFIX]\n",
+            );
+        }
+        let query = req.uri().query().unwrap_or("");
+        let host = form::param(query, "host").filter(|h| !h.is_empty());
+        let prefix = form::param(query, "path").filter(|p| !p.is_empty());
+        let purged = shared.cache.purge(host.as_deref(), prefix.as_deref());
+        tracing::info!(purged, host = ?host, path = ?prefix, "response cache purged");
+        return json_reply(StatusCode::OK, &serde_json::json!({ "purged": purged }));
+    }
     if path == "/admin/diagnose" {
         let (status, body) = diagnose::handle(shared, &method, req.uri().query()).await;
         return json_reply(status, &body);

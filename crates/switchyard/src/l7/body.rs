@@ -87,6 +87,10 @@ pub struct Exchange {
     pub(crate) meter: Option<Box<super::proxy::Meter>>,
     /// The model the request named, on routes with plugins (their response phase reads it).
     pub(crate) plugin_model: Option<Box<str>>,
+    /// The cache's plan for the request, until the backend's answer comes.
+    pub(crate) cache: Option<Box<crate::traffic::cache::Plan>>,
+    /// The backend's answer being copied for the cache.
+    pub(crate) fill: Option<Box<crate::traffic::cache::Fill>>,
 }
 
 impl Exchange {
@@ -328,6 +332,21 @@ impl Body for ProxyBody {
                 _ => {}
             }
         }
+        if this.exchange.fill.is_some() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let data = frame.data_ref().map_or(&[][..], |d| &d[..]);
+                    let fill = this.exchange.fill.as_deref_mut();
+                    if !fill.is_some_and(|f| f.push(data)) {
+                        this.exchange.fill = None;
+                    }
+                    this.settle_fill();
+                }
+                Poll::Ready(None) => this.settle_fill(),
+                Poll::Ready(Some(Err(_))) => this.exchange.fill = None,
+                Poll::Pending => {}
+            }
+        }
         if let (Some(m), Poll::Ready(Some(Ok(frame)))) =
             (this.exchange.meter.as_deref_mut(), &polled)
         {
@@ -359,6 +378,18 @@ impl Body for ProxyBody {
 }
 
 impl ProxyBody {
+    /// Stores the answer being copied for the cache once the body has ended (hyper may not
+    /// poll a body that says it has ended, an empty one say, so this is also called when the
+    /// response is made).
+    pub fn settle_fill(&mut self) {
+        if self.exchange.fill.is_some() && self.is_end() {
+            if let Some(fill) = self.exchange.fill.take() {
+                let shared = &self.exchange.worker.shared;
+                fill.finish(&shared.cache.store, shared.clock.now_ms());
+            }
+        }
+    }
+
     /// Records the response status on the exchange's audit line.
     pub fn audit_status(&mut self, status: http::StatusCode) {
         if let Some(s) = self.exchange.budget.as_deref_mut() {

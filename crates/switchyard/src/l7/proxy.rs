@@ -8,6 +8,7 @@
 //! connection pool, its counters). Nothing here takes a lock.
 
 mod budget;
+mod cached;
 mod forward_h2;
 mod keys;
 mod plugins;
@@ -109,6 +110,8 @@ enum Reply {
         content_type: &'static str,
         body: Bytes,
     },
+    /// An answer from the response cache.
+    Cached(Arc<crate::traffic::cache::Cached>),
     /// The backend switched protocols (WebSocket): the client gets the 101, then the two
     /// connections are spliced.
     Upgrade(ResponseHead, Box<UpstreamConn>, Upgrade),
@@ -221,6 +224,8 @@ impl Worker {
             budget: None,
             meter: None,
             plugin_model: None,
+            cache: None,
+            fill: None,
         };
         let mut req = req;
         if ctx.h2c_upgrade && crate::net::h2c_upgrade::wants_upgrade(&req) {
@@ -265,6 +270,12 @@ impl Worker {
                 }
                 exchange.backend = Some(backend);
                 headers::to_downstream(&mut head.headers);
+                if let Some(plan) = exchange.cache.take() {
+                    let bypass = plan.bypass;
+                    let now = std::time::SystemTime::now();
+                    exchange.fill = plan.fill(head.status, &head.headers, now).map(Box::new);
+                    crate::traffic::cache::answer::mark_miss(&mut head.headers, bypass);
+                }
                 if let Some(chain) = exchange.plugins() {
                     let model = exchange.plugin_model.as_deref();
                     let called = plugins::on_response(
@@ -303,6 +314,8 @@ impl Worker {
                     }
                     Via::H2(incoming) => ProxyBody::h2(incoming, exchange),
                 };
+                let mut body = body;
+                body.settle_fill();
                 let mut resp = Response::new(body);
                 *resp.status_mut() = head.status;
                 *resp.headers_mut() = head.headers;
@@ -312,6 +325,26 @@ impl Worker {
                 if let Some(v) = explained.and_then(|e| HeaderValue::from_str(&e).ok()) {
                     resp.headers_mut().insert("x-switchyard-route", v);
                 }
+                resp
+            }
+            Ok(Reply::Cached(entry)) => {
+                let now = self.shared.clock.now_ms();
+                let (status, mut headers) = crate::traffic::cache::answer::hit_head(&entry, now);
+                if let Some(chain) = exchange.plugins() {
+                    let model = exchange.plugin_model.as_deref();
+                    let called = plugins::on_response(&chain, status, &mut headers, &method, model);
+                    if let Err(e) = called {
+                        return self.error_response(e, exchange);
+                    }
+                }
+                if let Some(rules) = exchange.response_rewrite() {
+                    rules.response(&mut headers);
+                }
+                self.stats.response(exchange.stat, None, status.as_u16());
+                let body = crate::traffic::cache::fill::hit_body(&entry, &method);
+                let mut resp = Response::new(ProxyBody::full(body, exchange));
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
                 resp
             }
             Ok(Reply::Upgrade(head, conn, upgrade)) => {
@@ -594,6 +627,14 @@ impl Worker {
                     content_type: "text/plain; charset=utf-8",
                     body,
                 });
+            }
+        }
+        // Phase: cache, on routes with `cache = on` (see `cached`).
+        if let Some(rc) = &routing.config.routes[route].traffic.cache {
+            let wait = routing.config.server.upstream_response_timeout;
+            match cached::look(&self.shared, rc, &parts, &mut body, wait).await? {
+                cached::Looked::Hit(entry) => return Ok(Reply::Cached(entry)),
+                cached::Looked::Go(plan) => exchange.cache = plan,
             }
         }
         headers::to_upstream(&mut parts.headers, &ctx.client_ip, ctx.scheme);

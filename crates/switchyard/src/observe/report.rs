@@ -171,6 +171,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "budgets": routing.budgets.report(),
         "acls": routing.acls.report(),
         "plugins": routing.plugins.report(),
+        "cache": shared.cache.report(),
         "config": shared.reloads.stats_json(),
         "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
         "history": history,

@@ -189,6 +189,14 @@ impl Builder {
         self
     }
 
+    /// Changes the traffic keys (`plugins`, `mirror`, `cache*`) of the route added last.
+    pub fn traffic(mut self, f: impl FnOnce(&mut switchyard_config::RouteTraffic)) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            f(&mut r.traffic);
+        }
+        self
+    }
+
     /// Sets `websocket_max_frame` on the route added last.
     pub fn websocket_max_frame(mut self, max: usize) -> Self {
         if let Some(r) = self.config.routes.last_mut() {

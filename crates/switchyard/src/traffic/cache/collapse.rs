@@ -9,7 +9,7 @@
 //! done; a follower subscribed under the table's lock, so it cannot miss that.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -24,9 +24,9 @@ pub struct InFlight {
 
 /// What a request that missed is to do.
 #[derive(Debug)]
-pub enum Role<'a> {
+pub enum Role {
     /// Go to the backend; followers wait until this is dropped.
-    Leader(Leading<'a>),
+    Leader(Leading),
     /// Wait for the leader (see [`Following::wait`]), then look again.
     Follower(Following),
 }
@@ -34,13 +34,13 @@ pub enum Role<'a> {
 /// The leader's hold on its key: dropping it (after storing the answer, or failing) releases
 /// the followers.
 #[derive(Debug)]
-pub struct Leading<'a> {
-    owner: &'a InFlight,
+pub struct Leading {
+    owner: Arc<InFlight>,
     key: Key,
     _done: watch::Sender<()>,
 }
 
-impl Drop for Leading<'_> {
+impl Drop for Leading {
     fn drop(&mut self) {
         // Removed before the sender goes (with the struct's fields, after this), so a request
         // arriving now becomes a new leader rather than waiting on a finished one.
@@ -72,7 +72,7 @@ impl InFlight {
     }
 
     /// The role of a request that missed on `key`.
-    pub fn begin(&self, key: Key) -> Role<'_> {
+    pub fn begin(self: &Arc<Self>, key: Key) -> Role {
         let mut table = self.lock();
         if let Some(rx) = table.get(&key) {
             return Role::Follower(Following { done: rx.clone() });
@@ -80,7 +80,7 @@ impl InFlight {
         let (tx, rx) = watch::channel(());
         table.insert(key, rx);
         Role::Leader(Leading {
-            owner: self,
+            owner: Arc::clone(self),
             key,
             _done: tx,
         })
@@ -100,13 +100,12 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::rc::Rc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn followers_wait_for_the_leader_then_a_new_miss_leads_again() {
-        let inflight = Rc::new(InFlight::default());
+        let inflight = Arc::new(InFlight::default());
         let Role::Leader(leader) = inflight.begin([1; 32]) else {
             panic!("the first miss leads")
         };
@@ -143,7 +142,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_hung_leader_holds_followers_only_for_the_bound() {
-        let inflight = InFlight::default();
+        let inflight = Arc::new(InFlight::default());
         let _leader = inflight.begin([7; 32]);
         let Role::Follower(f) = inflight.begin([7; 32]) else {
             panic!("follows")

@@ -12,6 +12,7 @@
 
 pub mod answer;
 pub mod collapse;
+pub mod fill;
 pub mod policy;
 pub mod store;
 
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use http::{HeaderMap, HeaderName, Method};
 use ring::digest::{Context, SHA256};
 
+pub use fill::{Fill, Plan, ResponseCache};
 pub use store::{Cached, Found, Key, Store, StoreCounts};
 
 /// The primary key of a request: its method, host (compared without case), target, and the
@@ -77,6 +79,8 @@ pub struct Counters {
     pub misses: AtomicU64,
     /// Responses stored.
     pub stored: AtomicU64,
+    /// Misses that waited for another request fetching the same key.
+    pub collapsed: AtomicU64,
 }
 
 /// The shared, sharded store.
@@ -116,6 +120,23 @@ impl Cache {
         now_ms: u64,
         max_age_ms: Option<u64>,
     ) -> Option<Arc<Cached>> {
+        let found = self.find(primary, headers, now_ms, max_age_ms);
+        let counter = match found {
+            Some(_) => &self.counters.hits,
+            None => &self.counters.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// As [`Cache::lookup`], uncounted: for a second look by a request already counted.
+    pub fn find(
+        &self,
+        primary: &Key,
+        headers: &HeaderMap,
+        now_ms: u64,
+        max_age_ms: Option<u64>,
+    ) -> Option<Arc<Cached>> {
         let found = self.shard(primary).get(primary, now_ms, max_age_ms);
         let found = match found {
             Some(Found::Vary(names)) => {
@@ -125,14 +146,8 @@ impl Cache {
             other => other,
         };
         match found {
-            Some(Found::Response(r)) => {
-                self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                Some(r)
-            }
-            _ => {
-                self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+            Some(Found::Response(r)) => Some(r),
+            _ => None,
         }
     }
 
