@@ -80,6 +80,8 @@ pub struct Routing {
     pub rewrites: Vec<Option<Arc<Rewrite>>>,
     /// The `[plugin NAME]` instances, and per route the ones it runs.
     pub plugins: Plugins,
+    /// Per route, the index of the route its `mirror` names.
+    pub mirror_targets: Vec<Option<usize>>,
 }
 
 /// Why a config cannot be applied to the running server.
@@ -176,8 +178,17 @@ impl Routing {
             Plugins::load(&config, previous.map(|p| &p.plugins)).map_err(RoutingError::Plugin)?;
         let same_route =
             |r: &RouteConfig| previous.and_then(|p| p.route_index(&r.name).map(|i| (p, i)));
+        let mirror_targets = config
+            .routes
+            .iter()
+            .map(|r| {
+                let target = &r.traffic.mirror.as_ref()?.route;
+                config.routes.iter().position(|t| t.name == *target)
+            })
+            .collect();
         Ok(Routing {
             plugins,
+            mirror_targets,
             router: Router::new(&config.routes),
             groups: config.routes.iter().map(Group::of).collect(),
             prototypes: config

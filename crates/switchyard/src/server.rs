@@ -64,6 +64,8 @@ pub struct Shared {
     pub monitor: crate::observe::monitor::Monitor,
     /// The response cache (routes with `cache = on`).
     pub cache: crate::traffic::cache::ResponseCache,
+    /// Mirrored requests out, and their counters.
+    pub mirrors: crate::traffic::mirror::Mirrors,
 }
 
 impl Shared {
@@ -372,6 +374,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let shared = Arc::new(Shared {
         monitor: crate::observe::monitor::Monitor::new(&config, directory.capacity()),
         cache: crate::traffic::cache::ResponseCache::new(config.server.traffic.cache_max_bytes),
+        mirrors: crate::traffic::mirror::Mirrors::default(),
         reloads: crate::reload::Reloads::default(),
         accept_limit: crate::net::accept_limit::from_config(&config.server.accept),
         stats: Stats::new(

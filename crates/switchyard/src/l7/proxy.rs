@@ -11,6 +11,7 @@ mod budget;
 mod cached;
 mod forward_h2;
 mod keys;
+mod mirror;
 mod plugins;
 mod refresh;
 mod upgrade;
@@ -719,6 +720,25 @@ impl Worker {
             Some(k) => affinity_key(k, &parts.headers, ctx),
             None => None,
         };
+        // Phase: mirror, a sampled copy to another route's group (see `mirror`).
+        if let (Some(m), Some(target)) = (
+            &routing.config.routes[route].traffic.mirror,
+            routing.mirror_targets[route],
+        ) {
+            if upgrade.is_none() {
+                mirror::maybe_mirror(
+                    &exchange.worker,
+                    &membership,
+                    m,
+                    target,
+                    &parts,
+                    &mut body,
+                    missing_host,
+                )
+                .await?;
+            }
+        }
+
         // A retry on another backend is safe when nothing was sent (a failed connect), or
         // when the whole request can be sent again (no body, or all of it read ahead) and
         // either the method is idempotent (the exchange failed) or the backend refused with

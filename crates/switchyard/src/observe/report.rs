@@ -172,6 +172,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "acls": routing.acls.report(),
         "plugins": routing.plugins.report(),
         "cache": shared.cache.report(),
+        "mirror": shared.mirrors.report(),
         "config": shared.reloads.stats_json(),
         "accept": crate::net::accept_limit::report(shared.accept_limit.as_ref()),
         "history": history,

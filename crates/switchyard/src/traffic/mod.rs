@@ -3,6 +3,7 @@
 //! (its policy, store and miss collapsing; not yet on the request path).
 
 pub mod cache;
+pub mod mirror;
 pub mod rewrite;
 
 pub use rewrite::{InvalidPath, Rewrite};
