@@ -81,7 +81,7 @@ done
 declare -A p99
 for round in $(seq 1 "$ROUNDS"); do
   order=("${CONFIGS[@]}")
-  [ $((round % 2)) = 0 ] && order=($(printf '%s\n' "${CONFIGS[@]}" | tac))
+  [ $((round % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${CONFIGS[@]}" | tac)
   for c in "${order[@]}"; do
     wrk_run "$c" "http://127.0.0.1:$(port_of "$c")/"
     log "round $round $c: $RPS req/s, p99 $P99"
