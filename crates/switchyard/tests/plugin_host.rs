@@ -1,103 +1,13 @@
 //! The plugin host against real plugins: the example Rust plugins built with cargo, the C
 //! plugin and deliberately broken libraries compiled with `cc`.
 
+mod support;
+
 use http::{HeaderMap, Method, Request, StatusCode};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use support::plugins::libs;
 use switchyard::plugin::{
     CallError, Completion, LoadedPlugin, PluginError, RequestView, ResponseView, Verdict,
 };
-
-/// Paths of the libraries under test.
-struct Libs {
-    api_key: PathBuf,
-    faults: PathBuf,
-    model_count: PathBuf,
-    wrong_abi: PathBuf,
-    no_symbol: PathBuf,
-    no_create: PathBuf,
-    text: PathBuf,
-}
-
-const WRONG_ABI_C: &str = r#"
-#include "switchyard_plugin.h"
-static const sy_plugin_descriptor D = { .abi_version = 999, .name = "future" };
-const sy_plugin_descriptor *switchyard_plugin_v1(void) { return &D; }
-"#;
-
-const NO_SYMBOL_C: &str = "int not_a_plugin(void) { return 1; }\n";
-
-const NO_CREATE_C: &str = r#"
-#include "switchyard_plugin.h"
-static const sy_plugin_descriptor D = { .abi_version = SWITCHYARD_ABI_VERSION, .name = "x" };
-const sy_plugin_descriptor *switchyard_plugin_v1(void) { return &D; }
-"#;
-
-fn cc(src: &Path, out: &Path) {
-    let include = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-api/include");
-    let status = Command::new("cc")
-        .args([
-            "-std=c11", "-Wall", "-Werror", "-shared", "-fPIC", "-I", include, "-o",
-        ])
-        .arg(out)
-        .arg(src)
-        .arg("-lpthread")
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "cc failed for {}", src.display());
-}
-
-/// Builds every library once per test run.
-fn libs() -> &'static Libs {
-    static LIBS: OnceLock<Libs> = OnceLock::new();
-    LIBS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin_host");
-        std::fs::create_dir_all(&dir).unwrap();
-        // A target directory of its own: the outer cargo may hold the lock on its own.
-        let target = dir.join("target");
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--manifest-path", root])
-            .args([
-                "-p",
-                "switchyard-plugin-api-key",
-                "-p",
-                "switchyard-plugin-test-faults",
-            ])
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("run cargo build for the example plugins");
-        assert!(status.success(), "building the example plugins failed");
-        let c = |name: &str, src: &str| {
-            let file = dir.join(format!("{name}.c"));
-            std::fs::write(&file, src).unwrap();
-            let lib = dir.join(format!("lib{name}.so"));
-            cc(&file, &lib);
-            lib
-        };
-        let model_count = dir.join("libmodel_count.so");
-        cc(
-            Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../plugins/model-count/model_count.c"
-            )),
-            &model_count,
-        );
-        let text = dir.join("not-a-library.so");
-        std::fs::write(&text, "this is a text file\n").unwrap();
-        Libs {
-            api_key: target.join("debug/libapi_key.so"),
-            faults: target.join("debug/libtest_faults.so"),
-            model_count,
-            wrong_abi: c("wrong_abi", WRONG_ABI_C),
-            no_symbol: c("no_symbol", NO_SYMBOL_C),
-            no_create: c("no_create", NO_CREATE_C),
-            text,
-        }
-    })
-}
 
 fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -357,4 +267,18 @@ fn a_plugin_shared_across_threads_outlives_its_clones() {
         }
     });
     drop(plugin);
+}
+
+#[test]
+fn the_noop_plugin_has_only_a_request_callback() {
+    let plugin = LoadedPlugin::load(&libs().noop, &[]).unwrap();
+    assert_eq!(plugin.name(), "noop");
+    assert!(!plugin.has_on_complete());
+    let mut parts = request(&[("x-a", "1")]);
+    assert_eq!(call(&plugin, &mut parts).unwrap(), Verdict::Continue);
+    assert_eq!(parts.headers["x-a"], "1");
+    assert_eq!(parts.uri.path(), "/v1/chat/completions");
+    // No response callback: the headers are left as they are.
+    let headers = respond_headers(&plugin, Some("m"), None);
+    assert!(headers.is_empty());
 }

@@ -12,6 +12,7 @@ pub mod body;
 pub mod client;
 pub mod diagnose;
 pub mod h2c;
+pub mod plugins;
 pub mod proxy;
 pub mod raw;
 pub mod reload;

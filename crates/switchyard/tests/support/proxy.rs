@@ -238,6 +238,28 @@ impl Builder {
         self
     }
 
+    /// Adds `[plugin name]` loading the library at `path` with `settings` (handed to the
+    /// plugin's `create`).
+    pub fn plugin(mut self, name: &str, path: &std::path::Path, settings: &[(&str, &str)]) -> Self {
+        self.config.plugins.push(switchyard_config::PluginConfig {
+            name: name.into(),
+            path: path.to_str().expect("UTF-8 plugin path").into(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        self
+    }
+
+    /// Sets `plugins` (run in this order) on the route added last.
+    pub fn plugins(mut self, names: &[&str]) -> Self {
+        if let Some(r) = self.config.routes.last_mut() {
+            r.traffic.plugins = names.iter().map(|n| n.to_string()).collect();
+        }
+        self
+    }
+
     /// Sets `hash_key` on the route added last.
     pub fn hash_key(mut self, key: &str) -> Self {
         if let Some(r) = self.config.routes.last_mut() {
