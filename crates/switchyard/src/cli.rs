@@ -171,8 +171,9 @@ fn loadgen(args: LoadgenArgs) -> ExitCode {
     }
 }
 
-/// Reads the listeners' certificates and the admin token as the server would at start (the
-/// token is never printed); on failure prints why and gives exit code 2.
+/// Reads the listeners' certificates and the admin token, and loads the plugins, as the
+/// server would at start (the token is never printed); on failure prints why and gives exit
+/// code 2.
 fn check_certificates(file: &Path, config: &Config) -> Option<ExitCode> {
     let built = config
         .listeners
@@ -180,9 +181,12 @@ fn check_certificates(file: &Path, config: &Config) -> Option<ExitCode> {
         .try_for_each(|l| crate::net::listeners::build_one(config, l, None, None, 1).map(drop));
     let e = match built {
         Err(e) => e.to_string(),
-        Ok(_) => crate::server::admin_guard(&config.server)
-            .err()?
-            .to_string(),
+        Ok(_) => match crate::plugin::Plugins::load(config, None) {
+            Err(e) => e.to_string(),
+            Ok(_) => crate::server::admin_guard(&config.server)
+                .err()?
+                .to_string(),
+        },
     };
     eprintln!("{}: {e}", file.display());
     Some(ExitCode::from(2))

@@ -181,7 +181,11 @@ async fn large_bodies_and_copies_over_the_bound_are_skipped() {
     let big = vec![b'x'; 1000];
     let a = post(&mut c, 1, big.clone()).await;
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(at_primary.lock().unwrap()[0].2, big, "the primary gets all of it");
+    assert_eq!(
+        at_primary.lock().unwrap()[0].2,
+        big,
+        "the primary gets all of it"
+    );
     for i in 0..5 {
         post(&mut c, i, b"{}".to_vec()).await;
     }

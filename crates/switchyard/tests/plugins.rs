@@ -474,3 +474,22 @@ async fn the_binary_refuses_to_start_with_a_broken_plugin() {
     assert!(stderr.contains("libwrong_abi.so"), "{stderr}");
     assert!(tokio::net::TcpStream::connect(listen).await.is_err());
 }
+
+#[test]
+fn check_loads_the_plugins_too() {
+    let check = |plugin: &Path| {
+        let path = proxy::temp_path("check.ini");
+        std::fs::write(&path, ini(server::dead_addr(), server::dead_addr(), plugin)).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["check", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let good = check(&libs().api_key);
+    assert!(good.status.success(), "{good:?}");
+    let bad = check(&libs().wrong_abi);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("[plugin auth]"), "{stderr}");
+    assert!(stderr.contains("libwrong_abi.so"), "{stderr}");
+}

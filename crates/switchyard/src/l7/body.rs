@@ -144,7 +144,9 @@ impl Drop for Exchange {
             r.latency.record(micros);
         }
         if let Some(m) = self.meter.take() {
-            m.complete(micros);
+            for _ in 0..m.complete(micros) {
+                self.worker.stats.error(ErrorKind::PluginFailed);
+            }
         }
         self.ctx.end_request(now);
     }

@@ -45,8 +45,9 @@ impl Meter {
         })
     }
 
-    /// Calls every completion callback (failures are counted; the response is gone).
-    pub fn complete(&self, duration_us: u64) {
+    /// Calls every completion callback; answers how many failed (counted on their plugins
+    /// too; the response is gone, so nothing else comes of it).
+    pub fn complete(&self, duration_us: u64) -> u64 {
         let info = Completion {
             status: self.status,
             request_bytes: self.request_bytes.get(),
@@ -54,12 +55,15 @@ impl Meter {
             duration_us,
             model: self.model.as_deref(),
         };
+        let mut failed = 0;
         for s in self.chain.iter() {
             if let Err(e) = s.plugin.on_complete(&info) {
                 s.counters.failed.fetch_add(1, Ordering::Relaxed);
+                failed += 1;
                 tracing::debug!(error = %e, "plugin completion callback failed");
             }
         }
+        failed
     }
 }
 
