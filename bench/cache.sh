@@ -27,23 +27,7 @@ NAME=cache.sh TOOLS="nginx:nginx wrk:wrk curl:curl python3:python3"
 
 # A 4 KiB JSON answer, as an embeddings endpoint gives (nginx's `return` takes any method).
 body=$(python3 -c 'import json; print(json.dumps({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [round(i * 0.001, 3) for i in range(700)]}]}, separators=(",", ":"))[:4096].replace("\"", "\\\""))')
-cat >"$T/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $T/nginx.pid;
-error_log $T/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_buffer_size 64k;
-  server {
-    listen 127.0.0.1:$BACKEND;
-    default_type application/json;
-    location / { return 200 "$body"; }
-  }
-}
-NGINX
+NGINX_BODY=$body nginx_backend "127.0.0.1:$BACKEND"
 config() { # config PORT CACHE ADMIN
   cat <<INI
 [server]

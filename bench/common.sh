@@ -79,11 +79,11 @@ PY
 }
 
 # nginx_backend LISTEN...: writes $T/nginx.conf for one nginx worker answering every request
-# with 200 and a 128-byte body on each `listen` argument (e.g. "127.0.0.1:8000",
-# "127.0.0.1:8001 http2").
+# with 200 and a 128-byte body (or NGINX_BODY, with `"` escaped) on each `listen` argument
+# (e.g. "127.0.0.1:8000", "127.0.0.1:8001 http2").
 nginx_backend() {
   local body listens=""
-  body=$(printf 'x%.0s' $(seq 1 128))
+  body=${NGINX_BODY:-$(printf 'x%.0s' $(seq 1 128))}
   for l in "$@"; do listens+="    listen $l;"$'\n'; done
   cat >"$T/nginx.conf" <<NGINX
 worker_processes 1;

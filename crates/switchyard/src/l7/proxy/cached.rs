@@ -65,6 +65,7 @@ pub(super) async fn look(
         return Ok(Looked::Go(None));
     };
     if plan.bypass {
+        plan.keep_request(&parts.headers, host, target);
         return Ok(Looked::Go(Some(Box::new(plan))));
     }
     let cache = &shared.cache;
@@ -86,5 +87,6 @@ pub(super) async fn look(
             }
         }
     }
+    plan.keep_request(&parts.headers, host, target);
     Ok(Looked::Go(Some(Box::new(plan))))
 }

@@ -109,11 +109,12 @@ pub struct Plan {
     pub max_age_ms: Option<u64>,
     /// The route's settings.
     pub route: RouteCache,
-    /// The request's headers (for `Vary`), kept while the answer may be stored.
+    /// The request's headers (for `Vary`), host and path (for purges), kept on a miss whose
+    /// answer may be stored (see [`Plan::keep_request`]); a hit copies none of them.
     pub request_headers: HeaderMap,
-    /// For purges: the request's host and path.
+    /// See `request_headers`.
     pub host: Box<str>,
-    /// See `host`.
+    /// See `request_headers`.
     pub path: Box<str>,
     /// Held by the request fetching its key for others (see [`super::collapse`]).
     pub leading: Option<Leading>,
@@ -138,20 +139,28 @@ impl Plan {
             _ => return None,
         };
         let rules = request_rules(headers);
-        // RFC 9111 section 3.5: an answer to a request with credentials is shared only when
-        // the response says so (checked with the response, see `Plan::fill`).
-        let path = target.split('?').next().unwrap_or(target);
         Some(Plan {
             key: primary_key(&key_method, host, target, body),
             bypass: rules.bypass || rules.no_store,
             store: storable && !rules.no_store,
             max_age_ms: rules.max_age.map(|d| d.as_millis() as u64),
             route: route.clone(),
-            request_headers: headers.clone(),
-            host: host.into(),
-            path: path.into(),
+            request_headers: HeaderMap::new(),
+            host: Box::default(),
+            path: Box::default(),
             leading: None,
         })
+    }
+
+    /// Keeps what storing the answer needs of the request: its headers (for `Vary`; RFC 9111
+    /// section 3.5 also has an answer to a request with credentials shared only when the
+    /// response says so, see [`Plan::fill`]), its host and its path.
+    pub fn keep_request(&mut self, headers: &HeaderMap, host: &str, target: &str) {
+        if self.store {
+            self.request_headers = headers.clone();
+            self.host = host.into();
+            self.path = target.split('?').next().unwrap_or(target).into();
+        }
     }
 
     /// The copy to make of a backend's answer with `status` and `headers` (hop-by-hop fields
@@ -301,7 +310,8 @@ mod tests {
         let ok = headers(&[("content-length", "2")]);
         assert!(plan(Method::PUT, &[]).is_none());
         assert!(plan(Method::POST, &[]).is_none(), "POST without cache_post");
-        let p = plan(Method::GET, &[]).unwrap();
+        let mut p = plan(Method::GET, &[]).unwrap();
+        p.keep_request(&HeaderMap::new(), "h", "/a?b");
         assert_eq!(&*p.path, "/a");
         assert!(p.fill(StatusCode::OK, &ok, now).is_some());
         // HEAD shares GET's key and stores nothing.
@@ -313,7 +323,11 @@ mod tests {
         assert!(ns.bypass);
         assert!(ns.fill(StatusCode::OK, &ok, now).is_none());
         // Credentials: stored only when the response is explicitly shared.
-        let auth = || plan(Method::GET, &[("authorization", "Bearer k")]).unwrap();
+        let auth = || {
+            let mut p = plan(Method::GET, &[("authorization", "Bearer k")]).unwrap();
+            p.keep_request(&headers(&[("authorization", "Bearer k")]), "h", "/a?b");
+            p
+        };
         assert!(auth().fill(StatusCode::OK, &ok, now).is_none());
         let public = headers(&[("cache-control", "public, max-age=5")]);
         assert!(auth().fill(StatusCode::OK, &public, now).is_some());
