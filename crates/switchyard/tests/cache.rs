@@ -139,6 +139,14 @@ async fn hits_misses_expiry_and_stats() {
     assert!(cache["bytes"].as_u64().unwrap() > 0);
     assert_eq!(cache["max_bytes"], 1 << 20);
     assert!(cache["expired"].as_u64().unwrap() >= 1, "{cache}");
+    // The same figures in /metrics.
+    let text = p.admin_get("/metrics").await.text();
+    let m = support::prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let hits = cache["hits"].as_f64();
+    let lookups = "switchyard_cache_lookups_total";
+    assert_eq!(m.get(lookups, &[("result", "hit")]), hits);
+    assert_eq!(m.types[lookups], "counter");
+    assert!(m.get("switchyard_cache_bytes", &[]).unwrap() > 0.0);
 }
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! `GET /metrics` through the real proxy: a strict Prometheus text parser reads it, and the
 //! series carry the traffic sent; the admin token guards it.
 
-#[path = "support/prom.rs"]
-mod prom;
 mod support;
 
 use http::StatusCode;
@@ -29,7 +27,7 @@ async fn metrics_count_the_traffic_in_the_prometheus_format() {
     // Durations are recorded as each exchange ends, just after the client has the response.
     wait_for(DEADLINE, "every duration recorded", || async {
         let a = proxy.admin_get("/metrics").await;
-        prom::parse(&a.text())
+        support::prom::parse(&a.text())
             .ok()
             .and_then(|m| m.get(&format!("{hist}_count"), &[("route", "r")]))
             == Some(SENT as f64)
@@ -41,7 +39,7 @@ async fn metrics_count_the_traffic_in_the_prometheus_format() {
         a.header("content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
-    let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
+    let m = support::prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
     let sent = SENT as f64;
     assert_eq!(
         m.get(
@@ -145,7 +143,7 @@ async fn requests_total_is_counted_by_route_backend_and_class() {
         }
     }
     let a = proxy.admin_get("/metrics").await;
-    let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
+    let m = support::prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
     assert_eq!(m.types["switchyard_requests_total"], "counter");
     let series: Vec<(String, String, String, f64)> = m
         .matching("switchyard_requests_total", &[])
@@ -198,7 +196,7 @@ async fn refusals_count_per_limit_and_without_a_backend() {
         assert_eq!(c.get("/").await.status, StatusCode::TOO_MANY_REQUESTS);
     }
     let a = proxy.admin_get("/metrics").await;
-    let m = prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
+    let m = support::prom::parse(&a.text()).unwrap_or_else(|e| panic!("{e}\n{}", a.text()));
     assert_eq!(
         m.get("switchyard_limit_denied_total", &[("limit", "per-ip")]),
         Some(2.0)

@@ -102,6 +102,13 @@ async fn the_sampled_share_reaches_the_mirror_with_identical_bodies() {
     let s = p.stats().await;
     assert_eq!(s["mirror"]["sent"], seen.len());
     assert_eq!(s["mirror"]["failed"], 0);
+    let text = p.admin_get("/metrics").await.text();
+    let m = support::prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let copies = "switchyard_mirror_requests_total";
+    assert_eq!(
+        m.get(copies, &[("result", "answered")]),
+        Some(seen.len() as f64)
+    );
     // The mirror's answers are not the client's: the route's counts are the client's.
     assert_eq!(s["routes"][1]["requests"], N, "{}", s["routes"]);
 }

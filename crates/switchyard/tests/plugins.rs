@@ -265,6 +265,10 @@ async fn a_panicking_plugin_fails_only_its_request() {
         assert_eq!(c.get("/v1/x").await.status, StatusCode::OK);
     }
     assert_eq!(p.errors("plugin_failed").await, 1);
+    let text = p.admin_get("/metrics").await.text();
+    let m = support::prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let failures = "switchyard_plugin_failures_total";
+    assert_eq!(m.get(failures, &[("plugin", "faults")]), Some(1.0));
 }
 
 /// Starts a proxy with `[plugin broken]` at `path` (with `settings`) on its route; the error.

@@ -99,6 +99,7 @@ pub fn render(shared: &Shared) -> String {
     backends(&mut e, shared, now);
     l4(&mut e, shared);
     security(&mut e, shared);
+    traffic(&mut e, shared);
     alerts(&mut e, shared);
     let name = "switchyard_uptime_seconds";
     e.family(name, Kind::Gauge, "Seconds since the server started.")
@@ -324,6 +325,71 @@ type Values<'a> = Vec<(&'a str, f64)>;
 
 /// The `[limit]`, `[budget]` and `[acl]` counters, read from their atomics: a scrape takes
 /// none of the key tables' locks that requests take.
+/// The response cache, mirroring and plugins.
+fn traffic(e: &mut Exposition, shared: &Shared) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &shared.cache.store.counters;
+    let (entries, bytes, counts) = shared.cache.store.size();
+    let name = "switchyard_cache_lookups_total";
+    e.family(name, Kind::Counter, "Response cache lookups, by result.");
+    e.sample(name, &[("result", "hit")], c.hits.load(Relaxed) as f64);
+    e.sample(name, &[("result", "miss")], c.misses.load(Relaxed) as f64);
+    let gauges = [
+        (
+            "switchyard_cache_entries",
+            "Responses in the cache.",
+            entries,
+        ),
+        ("switchyard_cache_bytes", "Bytes the cache holds.", bytes),
+    ];
+    for (name, help, v) in gauges {
+        e.family(name, Kind::Gauge, help)
+            .sample(name, &[], v as f64);
+    }
+    let name = "switchyard_cache_evictions_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Entries evicted to stay within cache_max_bytes.",
+    )
+    .sample(name, &[], counts.evicted as f64);
+    let m = &shared.mirrors;
+    let name = "switchyard_mirror_requests_total";
+    e.family(name, Kind::Counter, "Mirrored copies, by outcome.");
+    for (result, v) in [
+        ("answered", &m.answered),
+        ("failed", &m.failed),
+        ("skipped_too_large", &m.skipped_too_large),
+        ("skipped_busy", &m.skipped_busy),
+    ] {
+        e.sample(name, &[("result", result)], v.load(Relaxed) as f64);
+    }
+    let routing = shared.routing();
+    let slots = &routing.plugins.slots;
+    if !slots.is_empty() {
+        let values = |f: fn(&crate::plugin::PluginCounters) -> u64| -> Values {
+            slots
+                .iter()
+                .map(|s| (s.config.name.as_str(), f(&s.counters) as f64))
+                .collect()
+        };
+        e.labelled(
+            "switchyard_plugin_failures_total",
+            Kind::Counter,
+            "Failed calls of each [plugin] (each a 500, or a failed completion).",
+            "plugin",
+            values(|c| c.failed.load(Relaxed)),
+        );
+        e.labelled(
+            "switchyard_plugin_answered_total",
+            Kind::Counter,
+            "Requests each [plugin] answered itself.",
+            "plugin",
+            values(|c| c.answered.load(Relaxed)),
+        );
+    }
+}
+
 fn security(e: &mut Exposition, shared: &Shared) {
     let routing = shared.routing();
     let f = |v: u64| v as f64;

@@ -13,6 +13,7 @@ pub mod client;
 pub mod diagnose;
 pub mod h2c;
 pub mod plugins;
+pub mod prom;
 pub mod proxy;
 pub mod raw;
 pub mod reload;
