@@ -96,6 +96,13 @@ pub enum RoutingError {
     },
     /// A `[plugin NAME]` could not be loaded.
     Plugin(LoadError),
+    /// A route's rewrite rules could not be compiled.
+    Rewrite {
+        /// The route.
+        route: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for RoutingError {
@@ -107,6 +114,9 @@ impl std::fmt::Display for RoutingError {
                  (routes at start plus max(16, routes at start)); restart to grow it"
             ),
             RoutingError::Plugin(e) => e.fmt(f),
+            RoutingError::Rewrite { route, reason } => {
+                write!(f, "[route {route}] rewrite rules: {reason}")
+            }
         }
     }
 }
@@ -174,6 +184,20 @@ impl Routing {
         stat_slots: Vec<usize>,
         fresh_stat_slots: Vec<usize>,
     ) -> Result<Self, RoutingError> {
+        // The rules were checked with the config; a rule this build of the proxy cannot
+        // compile all the same is refused like any other invalid config.
+        let rewrites = config
+            .routes
+            .iter()
+            .map(|r| {
+                Rewrite::compile(&r.rewrite)
+                    .map(|c| c.map(Arc::new))
+                    .map_err(|e| RoutingError::Rewrite {
+                        route: r.name.clone(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let plugins =
             Plugins::load(&config, previous.map(|p| &p.plugins)).map_err(RoutingError::Plugin)?;
         let same_route =
@@ -215,15 +239,7 @@ impl Routing {
             limits: Limits::reloaded(&config, previous.map(|p| &p.limits)),
             budgets: Budgets::reloaded(&config, previous.map(|p| &p.budgets)),
             acls: Acls::new(&config),
-            rewrites: config
-                .routes
-                .iter()
-                .map(|r| {
-                    Rewrite::compile(&r.rewrite)
-                        .expect("rewrite rules are validated with the config")
-                        .map(Arc::new)
-                })
-                .collect(),
+            rewrites,
             stat_slots,
             fresh_stat_slots,
             config,

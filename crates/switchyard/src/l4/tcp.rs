@@ -71,10 +71,7 @@ impl Listener {
         // ACLs name L4 listeners; one a reload removed, still taking its queued connections,
         // has none.
         let routing = self.shared.routing();
-        let index = (routing.config.l4.iter())
-            .position(|l| l.name == self.port.config.name)
-            .unwrap_or(usize::MAX);
-        if !routing.acls.allow_l4(index, peer.ip()) {
+        if !routing.acls.allow_l4(&self.port.config.name, peer.ip()) {
             // Closed before any backend is connected.
             self.stats.error(crate::observe::ErrorKind::AclDenied);
             drop(client);

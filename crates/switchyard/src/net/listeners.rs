@@ -302,10 +302,7 @@ async fn serve(
     // ACLs name listeners; one a reload removed, still taking its queued connections, has
     // none.
     let routing = worker.shared.routing();
-    let index = (routing.config.listeners.iter())
-        .position(|l| l.name == state.config.name)
-        .unwrap_or(usize::MAX);
-    if !routing.acls.allow_listener(index, peer.ip()) {
+    if !routing.acls.allow_listener(&state.config.name, peer.ip()) {
         // Closed before a byte is read.
         worker.stats.error(crate::observe::ErrorKind::AclDenied);
         return;

@@ -20,10 +20,11 @@ pub struct Acls {
     acls: Vec<Acl>,
     /// Per route, the ACLs that check its requests.
     by_route: Vec<Vec<usize>>,
-    /// Per `[l4 NAME]` listener, the ACLs that check its connections.
-    by_l4: Vec<Vec<usize>>,
-    /// Per `[listener NAME]`, the ACLs that check its connections.
-    by_listener: Vec<Vec<usize>>,
+    /// The `[l4 NAME]` listeners some ACL guards, by name, with those ACLs (keyed by name: a
+    /// listener a reload removed, still taking its queued connections, is in none).
+    by_l4: Vec<(Box<str>, Vec<usize>)>,
+    /// The same for `[listener NAME]`.
+    by_listener: Vec<(Box<str>, Vec<usize>)>,
 }
 
 impl std::fmt::Debug for Acls {
@@ -53,16 +54,20 @@ impl Acls {
             .iter()
             .map(|r| guarding(&|a| a.routes.contains(&r.name)))
             .collect();
-        let by_l4 = config
-            .l4
-            .iter()
-            .map(|l| guarding(&|a| a.l4.contains(&l.name)))
-            .collect();
-        let by_listener = config
-            .listeners
-            .iter()
-            .map(|l| guarding(&|a| a.listeners.contains(&l.name)))
-            .collect();
+        let named = |names: Vec<&String>, pick: &dyn Fn(&AclConfig, &String) -> bool| {
+            names
+                .into_iter()
+                .map(|n| (n.as_str().into(), guarding(&|a| pick(a, n))))
+                .filter(|(_, guards): &(Box<str>, Vec<usize>)| !guards.is_empty())
+                .collect()
+        };
+        let by_l4 = named(config.l4.iter().map(|l| &l.name).collect(), &|a, n| {
+            a.l4.contains(n)
+        });
+        let by_listener = named(
+            config.listeners.iter().map(|l| &l.name).collect(),
+            &|a, n| a.listeners.contains(n),
+        );
         Acls {
             acls,
             by_route,
@@ -112,14 +117,19 @@ impl Acls {
         Ok(())
     }
 
-    /// Whether a connection from `ip` to `[l4 NAME]` listener `l4` may proceed.
-    pub fn allow_l4(&self, l4: usize, ip: IpAddr) -> bool {
-        self.allow(self.by_l4.get(l4), ip)
+    /// Whether a connection from `ip` to the `[l4 NAME]` listener `name` may proceed (no
+    /// lookup at all when no ACL guards an L4 listener).
+    pub fn allow_l4(&self, name: &str, ip: IpAddr) -> bool {
+        self.allow(Self::guards(&self.by_l4, name), ip)
     }
 
-    /// Whether a connection from `ip` to `[listener NAME]` `listener` may proceed.
-    pub fn allow_listener(&self, listener: usize, ip: IpAddr) -> bool {
-        self.allow(self.by_listener.get(listener), ip)
+    /// Whether a connection from `ip` to the `[listener NAME]` `name` may proceed.
+    pub fn allow_listener(&self, name: &str, ip: IpAddr) -> bool {
+        self.allow(Self::guards(&self.by_listener, name), ip)
+    }
+
+    fn guards<'a>(table: &'a [(Box<str>, Vec<usize>)], name: &str) -> Option<&'a Vec<usize>> {
+        table.iter().find(|(n, _)| &**n == name).map(|(_, g)| g)
     }
 
     fn allow(&self, guards: Option<&Vec<usize>>, ip: IpAddr) -> bool {
@@ -203,8 +213,10 @@ mod tests {
     #[test]
     fn l4_listeners() {
         let a = acls("[acl t]\nrules = allow 127.0.0.0/8\nl4 = t\n");
-        assert!(a.allow_l4(0, "127.0.0.1".parse().unwrap()));
-        assert!(!a.allow_l4(0, "::1".parse().unwrap()));
+        assert!(a.allow_l4("t", "127.0.0.1".parse().unwrap()));
+        assert!(!a.allow_l4("t", "::1".parse().unwrap()));
+        // A listener no ACL names (one a reload removed, say) is open.
+        assert!(a.allow_l4("gone", "::1".parse().unwrap()));
         assert!(!a.guards_route(0));
     }
 }
