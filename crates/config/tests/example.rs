@@ -422,8 +422,43 @@ fn every_key_example_in_the_docs_is_valid() {
                     }
                     text
                 }
+                // Examples of several sections: each key line is checked on its own.
+                "## `[route NAME]`" | "## `[plugin NAME]`"
+                    if line.starts_with('[') || line.trim().is_empty() =>
+                {
+                    continue
+                }
+                "## `[route NAME]`" | "## `[plugin NAME]`" if key == "plugins" => {
+                    let mut text = format!("[route r]\nbackends = b\n{line}\n");
+                    for name in line["plugins = ".len()..].split(", ") {
+                        text.push_str(&format!("[plugin {name}]\npath = /x.so\n"));
+                    }
+                    text
+                }
+                "## `[route NAME]`" if key == "mirror" => {
+                    let target = line["mirror = ".len()..].split(',').next().unwrap();
+                    format!(
+                        "[route r]\nbackends = b\n{line}\n\
+                         [route {target}]\nhost = shadow.internal\nbackends = b\n"
+                    )
+                }
+                "## `[route NAME]`" if key.starts_with("cache_") => {
+                    format!("[route r]\nbackends = b\ncache = on\n{line}\n")
+                }
                 "## `[route NAME]`" => {
                     format!("[route r]\nbackends = b\n{line}\n[backend b]\naddress = h:1\n")
+                }
+                "## `[plugin NAME]`" if key == "backends" => {
+                    format!(
+                        "[route r]\n{line}\n[backend {}]\naddress = h:1\n",
+                        &line[11..]
+                    )
+                }
+                "## `[plugin NAME]`" if key == "path" => {
+                    format!("[plugin p]\n{line}\n[route r]\nbackends = b\n")
+                }
+                "## `[plugin NAME]`" => {
+                    format!("[plugin p]\npath = /x.so\n{line}\n[route r]\nbackends = b\n")
                 }
                 "## `[l4 NAME]`" if key == "listen" => {
                     format!("[l4 t]\n{line}\nbackends = b\n[route r]\nbackends = b\n")

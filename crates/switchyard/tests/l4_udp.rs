@@ -97,8 +97,10 @@ async fn ask_until_answered(s: &UdpSocket, msg: &[u8], wait: Duration) -> (u8, V
 }
 
 /// A UDP address nothing listens on (datagrams to it are refused with ICMP).
+/// A UDP address nothing listens on. On 127.0.0.2, where no test binds: a port freed on
+/// 127.0.0.1 could be taken at once by another test's echo server running in parallel.
 fn dead_udp_addr() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let s = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
     s.local_addr().unwrap()
 }
 
