@@ -692,116 +692,215 @@ fn acls() -> impl Strategy<Value = Vec<(AclConfig, Vec<usize>)>> {
     })
 }
 
+/// `[plugin NAME]` sections with settings of their own.
+fn plugins() -> impl Strategy<Value = Vec<switchyard_config::PluginConfig>> {
+    let setting = (
+        select(vec!["keys", "header", "mode", "limit_per_model"]),
+        select(vec!["k1, k2", "x-api-key", "strict", "10", "a:b; c"]),
+    );
+    let plugin = (
+        select(vec!["/usr/lib/a.so", "./libx.so", "plugins/p.so"]),
+        prop::collection::btree_map(setting.0, setting.1, 0..3),
+    );
+    prop::collection::btree_map(name(), plugin, 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(|(name, (path, settings))| switchyard_config::PluginConfig {
+                name,
+                path: path.to_string(),
+                settings: settings
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+            .collect()
+    })
+}
+
+/// A route's traffic keys, with names to be resolved against the config's plugins and routes.
+type TrafficPicks = (
+    Vec<usize>,
+    Option<(usize, u32)>,
+    Option<switchyard_config::RouteCache>,
+);
+
+fn traffic_picks() -> impl Strategy<Value = TrafficPicks> {
+    let cache = (
+        prop::option::of(duration()),
+        duration(),
+        1usize..(8 << 20),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(ttl, max_ttl, max_object, post, streams)| switchyard_config::RouteCache {
+                ttl,
+                max_ttl,
+                max_object,
+                post,
+                streams,
+            },
+        );
+    (
+        prop::collection::vec(0usize..8, 0..3),
+        prop::option::of((0usize..8, 1u32..=10_000)),
+        prop::option::of(cache),
+    )
+}
+
 fn config() -> impl Strategy<Value = Config> {
-    (server(), observe(), backends()).prop_flat_map(|(mut server, observe, backends)| {
-        server.observe = observe;
-        let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        (
-            routes(names.clone()),
-            l4s(names),
-            listeners(),
-            limits(),
-            acls(),
-            budgets(),
-            alerts(),
-        )
-            .prop_map(
-                move |(routes, l4, listeners, limits, acls, budgets, alerts)| {
-                    // Keep only listeners whose port no other listener uses (port 0 never collides).
-                    let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
-                    ports.extend(server.admin_listen.map(|a| a.port()));
-                    let l4 = l4
-                        .into_iter()
-                        .filter(|l| {
-                            let p = l.listen.port();
-                            let free = p == 0 || !ports.contains(&p);
-                            ports.push(p);
-                            free
-                        })
-                        .collect::<Vec<L4Config>>();
-                    // Ports read the PROXY header only where the server trusts some peers.
-                    let trusting = !server.trusted_proxies.is_empty();
-                    let l4: Vec<L4Config> = l4
-                        .into_iter()
-                        .map(|mut l| {
-                            if !trusting {
-                                l.proxy_protocol = ProxyProtocol::Off;
-                                l.proxy_protocol_timeout = None;
-                            }
-                            l
-                        })
-                        .collect();
-                    let listeners = listeners
-                        .into_iter()
-                        .map(|(mut l, fallback)| {
-                            if !trusting {
-                                l.proxy_protocol = ProxyProtocol::Off;
-                                l.proxy_protocol_timeout = None;
-                            }
-                            // A fallback names a TCP group.
-                            let tcp: Vec<&L4Config> = l4
-                                .iter()
-                                .filter(|g| g.protocol == L4Protocol::Tcp)
-                                .collect();
-                            if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
-                                let group = tcp[i % tcp.len()].name.clone();
-                                l.fallback = Some(switchyard_config::Fallback::Tcp(group));
-                            }
-                            l
-                        })
-                        .collect();
-                    let limits = limits
-                        .into_iter()
-                        .map(|(mut l, picks)| {
-                            for i in picks.into_iter().filter(|_| !routes.is_empty()) {
-                                let name = routes[i % routes.len()].name.clone();
-                                if !l.routes.contains(&name) {
-                                    l.routes.push(name);
-                                }
-                            }
-                            l
-                        })
-                        .collect();
-                    let acls = acls
-                        .into_iter()
-                        .filter(|_| !routes.is_empty())
-                        .map(|(mut a, picks)| {
-                            for i in picks {
-                                let name = routes[i % routes.len()].name.clone();
-                                if !a.routes.contains(&name) {
-                                    a.routes.push(name);
-                                }
-                            }
-                            a
-                        })
-                        .collect();
-                    let budgets = budgets
-                        .into_iter()
-                        .map(|(mut b, picks)| {
-                            for i in picks.into_iter().filter(|_| !routes.is_empty()) {
-                                let name = routes[i % routes.len()].name.clone();
-                                if !b.routes.contains(&name) {
-                                    b.routes.push(name);
-                                }
-                            }
-                            b
-                        })
-                        .collect();
-                    Config {
-                        server: server.clone(),
-                        backends: backends.clone(),
-                        routes,
+    let traffic = (0usize..(1 << 30), 0usize..(1 << 24), 1usize..=1_000_000).prop_map(
+        |(cache_max_bytes, mirror_max_body, mirror_max_in_flight)| {
+            switchyard_config::TrafficSettings {
+                cache_max_bytes,
+                mirror_max_body,
+                mirror_max_in_flight,
+            }
+        },
+    );
+    (server(), observe(), backends(), traffic).prop_flat_map(
+        |(mut server, observe, backends, traffic)| {
+            server.observe = observe;
+            server.traffic = traffic;
+            let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
+            (
+                routes(names.clone()),
+                l4s(names),
+                listeners(),
+                limits(),
+                acls(),
+                budgets(),
+                alerts(),
+                plugins(),
+                prop::collection::vec(traffic_picks(), 4),
+            )
+                .prop_map(
+                    move |(
+                        mut routes,
                         l4,
                         listeners,
                         limits,
                         acls,
                         budgets,
                         alerts,
-                        plugins: Vec::new(),
-                    }
-                },
-            )
-    })
+                        plugins,
+                        picks,
+                    )| {
+                        // Routes name plugins that exist, and mirror to another route.
+                        let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+                        for (i, (r, (ps, mirror, cache))) in
+                            routes.iter_mut().zip(picks).enumerate()
+                        {
+                            for p in ps.into_iter().filter(|_| !plugins.is_empty()) {
+                                let name = &plugins[p % plugins.len()].name;
+                                if !r.traffic.plugins.contains(name) {
+                                    r.traffic.plugins.push(name.clone());
+                                }
+                            }
+                            r.traffic.mirror = mirror
+                                .map(|(t, share)| (t % names.len(), share))
+                                .filter(|(t, _)| *t != i)
+                                .map(|(t, share)| switchyard_config::MirrorConfig {
+                                    route: names[t].clone(),
+                                    share,
+                                });
+                            r.traffic.cache = cache;
+                        }
+                        // Keep only listeners whose port no other listener uses (port 0 never collides).
+                        let mut ports: Vec<u16> = server.listen.iter().map(|a| a.port()).collect();
+                        ports.extend(server.admin_listen.map(|a| a.port()));
+                        let l4 = l4
+                            .into_iter()
+                            .filter(|l| {
+                                let p = l.listen.port();
+                                let free = p == 0 || !ports.contains(&p);
+                                ports.push(p);
+                                free
+                            })
+                            .collect::<Vec<L4Config>>();
+                        // Ports read the PROXY header only where the server trusts some peers.
+                        let trusting = !server.trusted_proxies.is_empty();
+                        let l4: Vec<L4Config> = l4
+                            .into_iter()
+                            .map(|mut l| {
+                                if !trusting {
+                                    l.proxy_protocol = ProxyProtocol::Off;
+                                    l.proxy_protocol_timeout = None;
+                                }
+                                l
+                            })
+                            .collect();
+                        let listeners = listeners
+                            .into_iter()
+                            .map(|(mut l, fallback)| {
+                                if !trusting {
+                                    l.proxy_protocol = ProxyProtocol::Off;
+                                    l.proxy_protocol_timeout = None;
+                                }
+                                // A fallback names a TCP group.
+                                let tcp: Vec<&L4Config> = l4
+                                    .iter()
+                                    .filter(|g| g.protocol == L4Protocol::Tcp)
+                                    .collect();
+                                if let Some(i) = fallback.filter(|_| !tcp.is_empty()) {
+                                    let group = tcp[i % tcp.len()].name.clone();
+                                    l.fallback = Some(switchyard_config::Fallback::Tcp(group));
+                                }
+                                l
+                            })
+                            .collect();
+                        let limits = limits
+                            .into_iter()
+                            .map(|(mut l, picks)| {
+                                for i in picks.into_iter().filter(|_| !routes.is_empty()) {
+                                    let name = routes[i % routes.len()].name.clone();
+                                    if !l.routes.contains(&name) {
+                                        l.routes.push(name);
+                                    }
+                                }
+                                l
+                            })
+                            .collect();
+                        let acls = acls
+                            .into_iter()
+                            .filter(|_| !routes.is_empty())
+                            .map(|(mut a, picks)| {
+                                for i in picks {
+                                    let name = routes[i % routes.len()].name.clone();
+                                    if !a.routes.contains(&name) {
+                                        a.routes.push(name);
+                                    }
+                                }
+                                a
+                            })
+                            .collect();
+                        let budgets = budgets
+                            .into_iter()
+                            .map(|(mut b, picks)| {
+                                for i in picks.into_iter().filter(|_| !routes.is_empty()) {
+                                    let name = routes[i % routes.len()].name.clone();
+                                    if !b.routes.contains(&name) {
+                                        b.routes.push(name);
+                                    }
+                                }
+                                b
+                            })
+                            .collect();
+                        Config {
+                            server: server.clone(),
+                            backends: backends.clone(),
+                            routes,
+                            l4,
+                            listeners,
+                            limits,
+                            acls,
+                            budgets,
+                            alerts,
+                            plugins,
+                        }
+                    },
+                )
+        },
+    )
 }
 
 /// Lines that look like config, to reach deeper than random bytes do.
