@@ -2,8 +2,8 @@
 //! each of which catches panics so that none unwinds into the host.
 
 use crate::abi::{
-    CompletionInfo, HostApi, KeyValue, PluginDescriptor, ABI_VERSION, ANSWERED, CONTINUE, ERROR,
-    PANICKED,
+    CompleteFn, CompletionInfo, HostApi, KeyValue, PhaseFn, PluginDescriptor, ABI_VERSION,
+    ANSWERED, CONTINUE, ERROR, PANICKED,
 };
 use crate::plugin::{Completion, Config, Flow, Plugin, Request, Response};
 use std::ffi::c_void;
@@ -46,16 +46,32 @@ macro_rules! export_plugin {
     };
 }
 
-/// The descriptor for plugin type `P`, with every callback wired to its trait methods.
+/// The descriptor for plugin type `P`, with each callback its `ON_*` constant registers wired
+/// to its trait method.
 pub const fn descriptor<P: Plugin>() -> PluginDescriptor {
+    let on_request: PhaseFn = on_request::<P>;
+    let on_response: PhaseFn = on_response::<P>;
+    let on_complete: CompleteFn = on_complete::<P>;
     PluginDescriptor {
         abi_version: ABI_VERSION,
         name: P::NAME.as_ptr(),
         create: Some(create::<P>),
         destroy: Some(destroy::<P>),
-        on_request: Some(on_request::<P>),
-        on_response: Some(on_response::<P>),
-        on_complete: Some(on_complete::<P>),
+        on_request: if P::ON_REQUEST {
+            Some(on_request)
+        } else {
+            None
+        },
+        on_response: if P::ON_RESPONSE {
+            Some(on_response)
+        } else {
+            None
+        },
+        on_complete: if P::ON_COMPLETE {
+            Some(on_complete)
+        } else {
+            None
+        },
     }
 }
 

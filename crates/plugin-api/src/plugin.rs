@@ -12,11 +12,21 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// The plugin's name, as logs and errors show it.
     const NAME: &'static CStr;
 
+    /// Whether [`Plugin::on_request`] is registered. A plugin that leaves a callback out (sets
+    /// its constant to `false`) costs nothing in that phase: the host skips it.
+    const ON_REQUEST: bool = true;
+    /// Whether [`Plugin::on_response`] is registered.
+    const ON_RESPONSE: bool = true;
+    /// Whether [`Plugin::on_complete`] is registered (without it, the host keeps no figures
+    /// for the plugin while a request runs).
+    const ON_COMPLETE: bool = true;
+
     /// Creates an instance from its configuration; an `Err` message is shown to the operator.
     fn create(config: &Config) -> Result<Self, String>;
 
-    /// Called with the request headers, before routing. Return [`Flow::Answered`] after
-    /// [`Request::respond`] to answer the request yourself.
+    /// Called with the request head, after routing and the route's rewrite rules, before the
+    /// request is forwarded. Return [`Flow::Answered`] after [`Request::respond`] to answer the
+    /// request yourself.
     fn on_request(&self, _req: &mut Request<'_>) -> Flow {
         Flow::Continue
     }

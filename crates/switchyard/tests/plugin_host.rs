@@ -35,6 +35,8 @@ fn api_key_denies_without_a_key_and_adds_its_header_with_one() {
     let cfg = config(&[("keys", "k1, k2"), ("add_header", "x-plugin: api-key")]);
     let plugin = LoadedPlugin::load(&libs().api_key, &cfg).unwrap();
     assert_eq!(plugin.name(), "api-key");
+    // `ON_COMPLETE = false`: export_plugin! registers no completion callback.
+    assert!(!plugin.has_on_complete());
 
     let mut denied = request(&[]);
     match call(&plugin, &mut denied).unwrap() {

@@ -18,6 +18,9 @@ pub struct ApiKey {
 
 impl Plugin for ApiKey {
     const NAME: &'static CStr = c"api-key";
+    // Requests only: the host skips the response and completion phases for this plugin.
+    const ON_RESPONSE: bool = false;
+    const ON_COMPLETE: bool = false;
 
     fn create(config: &Config) -> Result<Self, String> {
         let header = config

@@ -4,13 +4,16 @@
 //! benchmark `bench/plugin.sh` measures that cost. It takes no configuration.
 
 use std::ffi::CStr;
-use switchyard_plugin_api::{descriptor, Config, Flow, Plugin, PluginDescriptor, Request};
+use switchyard_plugin_api::{export_plugin, Config, Flow, Plugin, Request};
 
 /// The plugin instance (nothing to keep).
 pub struct Noop;
 
 impl Plugin for Noop {
     const NAME: &'static CStr = c"noop";
+    // Left out, so that the host skips these phases for this plugin.
+    const ON_RESPONSE: bool = false;
+    const ON_COMPLETE: bool = false;
 
     fn create(_config: &Config) -> Result<Self, String> {
         Ok(Noop)
@@ -21,15 +24,4 @@ impl Plugin for Noop {
     }
 }
 
-/// The plugin's entry point (see `switchyard_plugin_api::ENTRY_SYMBOL`): the descriptor
-/// `export_plugin!` would give, without the response and completion callbacks, so that the
-/// host skips those phases for this plugin.
-#[no_mangle]
-pub extern "C" fn switchyard_plugin_v1() -> *const PluginDescriptor {
-    static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
-        on_response: None,
-        on_complete: None,
-        ..descriptor::<Noop>()
-    };
-    &DESCRIPTOR
-}
+export_plugin!(Noop);
