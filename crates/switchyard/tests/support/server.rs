@@ -281,9 +281,11 @@ pub async fn read_head(stream: &mut TcpStream) -> bool {
     true
 }
 
-/// An address on 127.0.0.1 where nothing listens (a port bound, then released).
+/// An address where nothing listens (a port bound, then released), free for a test to listen
+/// on. On 127.0.0.2, where the tests' own servers never bind: a port freed on 127.0.0.1 could
+/// be taken at once by a server of another test running in parallel.
 pub fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     l.local_addr().unwrap()
 }
 
