@@ -1,6 +1,8 @@
-//! Traffic shaping between routing and backend selection: the route's request and response
-//! rewrites (see the pipeline in `docs/config.md`, "Rewrite order"), and the response cache
-//! (its policy, store and miss collapsing; not yet on the request path).
+//! Traffic shaping between routing and backend selection (see the pipeline in
+//! `docs/config.md`, "Rewrite order"): the route's request and response rewrites, the response
+//! cache (its policy, store, miss collapsing and the copy of an answer being stored; the
+//! request path's phase is `l7/proxy/cached.rs`), and mirroring's shared counters (the copies
+//! are sent by `l7/proxy/mirror.rs`).
 
 pub mod cache;
 pub mod mirror;
