@@ -9,6 +9,7 @@
 
 mod budget;
 mod cached;
+mod errors;
 mod forward_h2;
 mod keys;
 mod mirror;
@@ -376,108 +377,6 @@ impl Worker {
             }
             Err(e) => self.error_response(e, exchange),
         }
-    }
-
-    fn error_response(&self, e: ProxyError, mut exchange: Exchange) -> Response<ProxyBody> {
-        let status = e.status();
-        exchange.audit(|l| l.denied = Some(e.audit_reason()));
-        if let Some(s) = exchange.budget.as_deref_mut() {
-            // Nothing will come from a backend: settled now, not when the body is gone.
-            s.set_status(status.as_u16());
-            exchange.settle_budget();
-        }
-        self.stats.error(e.kind());
-        self.stats
-            .response(exchange.stat, exchange.backend, status.as_u16());
-        if let Some(r) = exchange.stat.and_then(|r| self.stats.routes.get(r)) {
-            r.errors.bump(1);
-        }
-        if !matches!(e, ProxyError::NoRoute | ProxyError::BadRequest(_)) {
-            tracing::debug!(error = %e, "request failed");
-        }
-        let close = matches!(e, ProxyError::BadRequest(_));
-        if exchange.grpc {
-            // A trailers-only gRPC response: HTTP 200, the status in the headers, no body.
-            let mut resp = Response::new(ProxyBody::empty(exchange));
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
-            grpc::set_status(h, grpc::code_of(&e), &e.to_string());
-            h.insert(
-                "x-switchyard-error",
-                HeaderValue::from_static(e.kind().name()),
-            );
-            set_refusal_headers(&e, h);
-            return resp;
-        }
-        let (body, content_type) = match &e {
-            // OpenAI clients expect their error shape, and the list helps whoever mistyped.
-            ProxyError::UnknownModel { model, served } => (
-                Bytes::from(
-                    serde_json::json!({"error": {
-                        "message": format!(
-                            "The model `{model}` does not exist here. Models served: {}.",
-                            served.join(", ")
-                        ),
-                        "type": "invalid_request_error",
-                        "param": "model",
-                        "code": "model_not_found",
-                        "models": served,
-                    }})
-                    .to_string(),
-                ),
-                "application/json",
-            ),
-            // OpenAI's shape for a rate limit, which its client libraries back off on.
-            ProxyError::RateLimited(r) => (
-                Bytes::from(
-                    serde_json::json!({"error": {
-                        "message": format!("Rate limit reached ({}); retry later.", &*r.limit),
-                        "type": "requests",
-                        "param": null,
-                        "code": "rate_limit_exceeded",
-                    }})
-                    .to_string(),
-                ),
-                "application/json",
-            ),
-            ProxyError::BudgetExceeded(r) => (
-                Bytes::from(
-                    serde_json::json!({"error": {
-                        "message": format!(
-                            "Token budget reached ({}): {} tokens left, this request needs \
-                             about {}; retry later.",
-                            &*r.budget, r.remaining, r.estimate
-                        ),
-                        "type": "tokens",
-                        "param": null,
-                        "code": "rate_limit_exceeded",
-                    }})
-                    .to_string(),
-                ),
-                "application/json",
-            ),
-            _ => (
-                Bytes::from_static(e.body().as_bytes()),
-                "text/plain; charset=utf-8",
-            ),
-        };
-        let mut resp = Response::new(ProxyBody::full(body, exchange));
-        *resp.status_mut() = status;
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(
-            "x-switchyard-error",
-            HeaderValue::from_static(e.kind().name()),
-        );
-        set_refusal_headers(&e, h);
-        if close {
-            // The framing of whatever follows on this connection cannot be trusted.
-            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        resp
     }
 
     async fn proxy(
@@ -1147,15 +1046,6 @@ fn retry_after_ms(headers: &http::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(DEFAULT_MS, |s| s.saturating_mul(1_000).min(MAX_MS))
-}
-
-/// `Retry-After` and `x-ratelimit-*` on a refusal by a limit or a budget.
-fn set_refusal_headers(e: &ProxyError, h: &mut http::HeaderMap) {
-    match e {
-        ProxyError::RateLimited(r) => r.set_headers(h),
-        ProxyError::BudgetExceeded(r) => r.set_headers(h),
-        _ => {}
-    }
 }
 
 /// Whether `Transfer-Encoding` lists `chunked` more than once, over all its fields.
