@@ -8,7 +8,9 @@
  *
  * Configuration: `header` (optional) renames the reported header (default x-model-count).
  *
- * Build: cc -shared -fPIC -I crates/plugin-api/include -o libmodel_count.so \
+ * Build: `cargo build -p switchyard-plugin-model-count` (target/debug/libmodel_count.so; see
+ * build.rs), or on its own:
+ *        cc -shared -fPIC -I crates/plugin-api/include -o libmodel_count.so \
  *            plugins/model-count/model_count.c -lpthread
  */
 #include <pthread.h>
@@ -143,6 +145,13 @@ static const sy_plugin_descriptor DESCRIPTOR = {
     .on_complete = mc_on_complete,
 };
 
-const sy_plugin_descriptor *switchyard_plugin_v1(void) {
+/* The entry point: switchyard_plugin_v1 in a library built from this file alone. The cargo
+ * build renames it (build.rs) and exports switchyard_plugin_v1 from its Rust shim, since a
+ * Rust cdylib exports only symbols defined in Rust. */
+#ifndef SY_MODEL_COUNT_ENTRY
+#define SY_MODEL_COUNT_ENTRY switchyard_plugin_v1
+#endif
+
+const sy_plugin_descriptor *SY_MODEL_COUNT_ENTRY(void) {
     return &DESCRIPTOR;
 }

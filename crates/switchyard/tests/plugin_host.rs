@@ -148,6 +148,19 @@ fn model_count_counts_per_model_across_calls_and_threads() {
 }
 
 #[test]
+fn the_workspace_builds_the_c_plugin_too() {
+    // cargo's build of plugins/model-count: the same C code behind a Rust shim.
+    let plugin = LoadedPlugin::load(&libs().model_count_cargo, &[]).unwrap();
+    assert_eq!(plugin.name(), "model-count");
+    assert!(plugin.has_on_complete());
+    for _ in 0..3 {
+        complete(&plugin, Some("llama"));
+    }
+    let headers = respond_headers(&plugin, Some("llama"), None);
+    assert_eq!(headers["x-model-count"], "3");
+}
+
+#[test]
 fn broken_libraries_are_refused_with_an_error_naming_the_file() {
     let l = libs();
     let err = LoadedPlugin::load(&l.wrong_abi, &[]).unwrap_err();

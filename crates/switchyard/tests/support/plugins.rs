@@ -1,5 +1,5 @@
-//! The plugins under test, built once per test process: the example Rust plugins (and the
-//! no-op one) with cargo, the C plugin and deliberately broken libraries with `cc`.
+//! The plugins under test, built once per test process: the example plugins (and the no-op
+//! one) with cargo, and again the C plugin and deliberately broken libraries with `cc`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,8 +13,10 @@ pub struct Libs {
     pub faults: PathBuf,
     /// plugins/noop.
     pub noop: PathBuf,
-    /// plugins/model-count (C).
+    /// plugins/model-count (C), compiled here with `cc`.
     pub model_count: PathBuf,
+    /// plugins/model-count as the workspace builds it (cargo: build.rs and a Rust shim).
+    pub model_count_cargo: PathBuf,
     /// A descriptor reporting ABI version 999.
     pub wrong_abi: PathBuf,
     /// A shared library without the `switchyard_plugin_v1` symbol.
@@ -76,6 +78,8 @@ pub fn libs() -> &'static Libs {
                 "switchyard-plugin-test-faults",
                 "-p",
                 "switchyard-plugin-noop",
+                "-p",
+                "switchyard-plugin-model-count",
             ])
             .arg("--target-dir")
             .arg(&target)
@@ -104,6 +108,7 @@ pub fn libs() -> &'static Libs {
             faults: target.join("debug/libtest_faults.so"),
             noop: target.join("debug/libnoop.so"),
             model_count,
+            model_count_cargo: target.join("debug/libmodel_count.so"),
             wrong_abi: c("wrong_abi", WRONG_ABI_C),
             no_symbol: c("no_symbol", NO_SYMBOL_C),
             no_create: c("no_create", NO_CREATE_C),
