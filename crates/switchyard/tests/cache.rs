@@ -388,3 +388,40 @@ async fn streams_are_stored_only_when_opted_in() {
         Some("HIT")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_caches_and_purges_from_its_config_file() {
+    let (b, n) = backend().await;
+    let (listen, admin) = (server::dead_addr(), server::dead_addr());
+    let mut proc = support::binary::Binary::run(&format!(
+        "[server]\nlisten = {listen}\nadmin_listen = {admin}\nthreads = 1\n\
+         cache_max_bytes = 1m\n\n\
+         [backend b]\naddress = {}\n\n\
+         [route r]\nbackends = b\ncache = on\ncache_ttl = 1m\ncache_post = on\n",
+        b.addr()
+    ));
+    proc.listening(listen).await;
+    assert_eq!(get(listen, "/a", &[]).await.header("x-cache"), Some("MISS"));
+    let hit = get(listen, "/a", &[]).await;
+    assert_eq!(
+        (hit.header("x-cache"), hit.text().as_str()),
+        (Some("HIT"), "answer 1 ")
+    );
+    let mut c = Client::connect(listen).await;
+    let emb = || {
+        client::request(Method::POST, "/v1/embeddings")
+            .body(full(r#"{"model":"e5","input":"x"}"#))
+            .unwrap()
+    };
+    assert_eq!(c.request(emb()).await.header("x-cache"), Some("MISS"));
+    assert_eq!(c.request(emb()).await.header("x-cache"), Some("HIT"));
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+    let mut a = Client::connect(admin).await;
+    let req = client::request(Method::POST, "/admin/cache/purge?path=/a");
+    let purged = a.request(req.body(empty()).unwrap()).await;
+    assert_eq!(purged.json()["purged"], 1, "{}", purged.text());
+    assert_eq!(get(listen, "/a", &[]).await.header("x-cache"), Some("MISS"));
+    let stats = client::get(admin, "/stats").await.json();
+    assert_eq!(stats["cache"]["hits"], 2, "{}", stats["cache"]);
+    assert!(proc.running(), "{}", proc.stderr());
+}

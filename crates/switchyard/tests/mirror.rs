@@ -201,3 +201,35 @@ async fn large_bodies_and_copies_over_the_bound_are_skipped() {
     assert_eq!(m["sent"], 3, "{m}");
     assert_eq!(m["skipped_busy"], 2, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_mirrors_from_its_config_file() {
+    let (primary, at_primary) = recording("primary").await;
+    let (mirror, seen) = recording("mirror").await;
+    let (listen, admin) = (server::dead_addr(), server::dead_addr());
+    let mut proc = support::binary::Binary::run(&format!(
+        "[server]\nlisten = {listen}\nadmin_listen = {admin}\nthreads = 1\n\
+         mirror_max_body = 64k\n\n\
+         [backend p]\naddress = {}\n[backend m]\naddress = {}\n\n\
+         [route main]\nbackends = p\nmirror = shadow, 100%\n\n\
+         [route shadow]\nhost = shadow.internal\nbackends = m\n",
+        primary.addr(),
+        mirror.addr()
+    ));
+    proc.listening(listen).await;
+    let mut c = Client::connect(listen).await;
+    for i in 0..5 {
+        assert_eq!(post(&mut c, i, body_of(i)).await.text(), "primary");
+    }
+    wait_for(DEADLINE, "the copies", || async {
+        seen.lock().unwrap().len() == 5
+    })
+    .await;
+    let mut copies = seen.lock().unwrap().clone();
+    copies.sort_by_key(|(_, tag, _)| tag.parse::<usize>().unwrap());
+    let sent: Vec<_> = at_primary.lock().unwrap().clone();
+    assert_eq!(copies, sent, "the mirror got what the primary got");
+    let stats = client::get(admin, "/stats").await.json();
+    assert_eq!(stats["mirror"]["sent"], 5, "{}", stats["mirror"]);
+    assert!(proc.running(), "{}", proc.stderr());
+}

@@ -8,11 +8,11 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
+use support::binary::Binary;
 use support::body::{empty, full};
 use support::client::{self, Answer, Client};
 use support::plugins::libs;
@@ -394,34 +394,6 @@ async fn a_reload_keeps_an_unchanged_plugins_instance() {
     assert_eq!(p.stats().await["plugins"].as_array().unwrap().len(), 1);
 }
 
-/// A `switchyard run` process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(config: &Path, stderr: Stdio) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args([
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--log-level",
-                "warn",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap(),
-    )
-}
-
 fn ini(listen: SocketAddr, backend: SocketAddr, plugin: &Path) -> String {
     format!(
         "[server]\nlisten = {listen}\nthreads = 1\nadmin_listen = off\n\n\
@@ -436,43 +408,23 @@ fn ini(listen: SocketAddr, backend: SocketAddr, plugin: &Path) -> String {
 async fn the_binary_loads_a_plugin_from_its_config_file() {
     let backend = server::echo().await;
     let listen = server::dead_addr();
-    let path = proxy::temp_path("plugins.ini");
-    std::fs::write(&path, ini(listen, backend.addr(), &libs().api_key)).unwrap();
-    let mut proc = run(&path, Stdio::null());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while tokio::net::TcpStream::connect(listen).await.is_err() {
-        assert!(proc.0.try_wait().unwrap().is_none(), "switchyard exited");
-        assert!(tokio::time::Instant::now() < deadline, "not listening");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut proc = Binary::run(&ini(listen, backend.addr(), &libs().api_key));
+    proc.listening(listen).await;
     let a = get(listen, &[]).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
     assert_eq!(backend.requests(), 0);
     let a = get(listen, &[("x-api-key", "k1")]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(echoed_headers(&a.json(), "x-plugin"), ["api-key"]);
-    assert!(proc.0.try_wait().unwrap().is_none(), "switchyard exited");
+    assert!(proc.running(), "switchyard exited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_refuses_to_start_with_a_broken_plugin() {
     let listen = server::dead_addr();
-    let path = proxy::temp_path("broken-plugin.ini");
-    std::fs::write(&path, ini(listen, server::dead_addr(), &libs().wrong_abi)).unwrap();
-    let log = proxy::temp_path("stderr.log");
-    let mut proc = run(&path, Stdio::from(std::fs::File::create(&log).unwrap()));
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = proc.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "switchyard still running"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let mut proc = Binary::run(&ini(listen, server::dead_addr(), &libs().wrong_abi));
+    let status = proc.exited().await;
+    let stderr = proc.stderr();
     assert!(!status.success(), "{status:?}\n{stderr}");
     assert!(stderr.contains("[plugin auth]"), "{stderr}");
     assert!(stderr.contains("libwrong_abi.so"), "{stderr}");

@@ -6,15 +6,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use http::{Method, StatusCode};
+use support::binary::Binary;
 use support::body::empty;
 use support::client::{self, Client};
+use support::proxy;
 use support::reload::{apply, edited, post, running};
 use support::server::{self, echoed_headers, respond};
-use support::{proxy, DEADLINE};
 use switchyard_config::RewriteConfig;
 
 /// The rewrite keys of `lines` (INI `key = value` lines), parsed as the config file would be.
@@ -231,16 +230,6 @@ async fn a_config_read_and_posted_back_keeps_its_redacted_credentials() {
     assert_eq!(echoed_headers(&doc, "x-tenant"), ["blue"]);
 }
 
-/// A `switchyard run` process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_applies_rules_from_its_config_file() {
     let backend = server::echo().await;
@@ -261,27 +250,8 @@ async fn the_binary_applies_rules_from_its_config_file() {
         ),
     )
     .unwrap();
-    let mut proc = Proc(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args([
-                "run",
-                "--config",
-                path.to_str().unwrap(),
-                "--log-level",
-                "warn",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while tokio::net::TcpStream::connect(listen).await.is_err() {
-        assert!(proc.0.try_wait().unwrap().is_none(), "switchyard exited");
-        assert!(tokio::time::Instant::now() < deadline, "not listening");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut proc = Binary::run_file(&path);
+    proc.listening(listen).await;
     let a = get(listen, "public.example", "/api/chat?stream=true", &[]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     let doc = a.json();

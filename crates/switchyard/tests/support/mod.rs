@@ -8,6 +8,7 @@
 //! - [`ws`]: WebSocket frames at the byte level and a recording WebSocket backend.
 #![allow(dead_code, unused_imports)]
 
+pub mod binary;
 pub mod body;
 pub mod client;
 pub mod diagnose;
