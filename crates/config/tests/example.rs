@@ -362,7 +362,14 @@ fn the_docs_complete_example_is_valid() {
     assert_eq!(heading, "## Complete example");
     let config = parse(example, "config.md").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.backends.len(), 7);
-    assert_eq!(config.routes.len(), 5);
+    assert_eq!(config.routes.len(), 6);
+    let chat = &config.route("chat").unwrap().traffic;
+    assert_eq!(chat.plugins, ["auth"]);
+    assert_eq!(chat.mirror.as_ref().unwrap().route, "chat-next");
+    let embeddings = config.route("embeddings").unwrap();
+    assert!(embeddings.traffic.cache.as_ref().is_some_and(|c| c.post));
+    assert_eq!(config.plugin("auth").unwrap().settings.len(), 1);
+    assert_eq!(config.server.traffic.cache_max_bytes, 256 << 20);
     let realtime = config.route("realtime").unwrap();
     assert_eq!(realtime.websocket_max_frame(&config.server), 4 << 20);
     let triton = config.backend("triton").unwrap();
