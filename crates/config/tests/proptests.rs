@@ -747,6 +747,16 @@ fn traffic_picks() -> impl Strategy<Value = TrafficPicks> {
     )
 }
 
+/// Adds to `names` the routes `picks` point at (by index, modulo the routes), once each.
+fn name_routes(names: &mut Vec<String>, picks: &[usize], routes: &[RouteConfig]) {
+    for i in picks.iter().filter(|_| !routes.is_empty()) {
+        let name = &routes[i % routes.len()].name;
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+}
+
 fn config() -> impl Strategy<Value = Config> {
     let traffic = (0usize..(1 << 30), 0usize..(1 << 24), 1usize..=1_000_000).prop_map(
         |(cache_max_bytes, mirror_max_body, mirror_max_in_flight)| {
@@ -851,12 +861,7 @@ fn config() -> impl Strategy<Value = Config> {
                         let limits = limits
                             .into_iter()
                             .map(|(mut l, picks)| {
-                                for i in picks.into_iter().filter(|_| !routes.is_empty()) {
-                                    let name = routes[i % routes.len()].name.clone();
-                                    if !l.routes.contains(&name) {
-                                        l.routes.push(name);
-                                    }
-                                }
+                                name_routes(&mut l.routes, &picks, &routes);
                                 l
                             })
                             .collect();
@@ -864,24 +869,14 @@ fn config() -> impl Strategy<Value = Config> {
                             .into_iter()
                             .filter(|_| !routes.is_empty())
                             .map(|(mut a, picks)| {
-                                for i in picks {
-                                    let name = routes[i % routes.len()].name.clone();
-                                    if !a.routes.contains(&name) {
-                                        a.routes.push(name);
-                                    }
-                                }
+                                name_routes(&mut a.routes, &picks, &routes);
                                 a
                             })
                             .collect();
                         let budgets = budgets
                             .into_iter()
                             .map(|(mut b, picks)| {
-                                for i in picks.into_iter().filter(|_| !routes.is_empty()) {
-                                    let name = routes[i % routes.len()].name.clone();
-                                    if !b.routes.contains(&name) {
-                                        b.routes.push(name);
-                                    }
-                                }
+                                name_routes(&mut b.routes, &picks, &routes);
                                 b
                             })
                             .collect();
