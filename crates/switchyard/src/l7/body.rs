@@ -85,7 +85,8 @@ pub struct Exchange {
     pub(crate) budget: Option<Box<crate::security::Settlement>>,
     /// What the route's plugins are told when the exchange ends, when one of them asks.
     pub(crate) meter: Option<Box<super::proxy::Meter>>,
-    /// The model the request named, on routes with plugins (their response phase reads it).
+    /// The model the request named, on routes with plugins (their response and completion
+    /// phases read it).
     pub(crate) plugin_model: Option<Box<str>>,
     /// The cache's plan for the request, until the backend's answer comes.
     pub(crate) cache: Option<Box<crate::traffic::cache::Plan>>,
@@ -144,7 +145,7 @@ impl Drop for Exchange {
             r.latency.record(micros);
         }
         if let Some(m) = self.meter.take() {
-            for _ in 0..m.complete(micros) {
+            for _ in 0..m.complete(micros, self.plugin_model.as_deref()) {
                 self.worker.stats.error(ErrorKind::PluginFailed);
             }
         }

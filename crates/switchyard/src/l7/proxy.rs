@@ -516,9 +516,6 @@ impl Worker {
         }
         // Phase: plugins, in the route's order (see `plugins`).
         if !chain.is_empty() {
-            if let Some(m) = exchange.meter.as_deref_mut() {
-                m.model = model.as_deref().map(Box::from);
-            }
             exchange.plugin_model = model.as_deref().map(Box::from);
             if let Some((status, body)) = plugins::on_request(chain, &mut parts, model.as_deref())?
             {

@@ -21,8 +21,6 @@ use crate::plugin::{Chain, Completion, RequestView, ResponseView, Slot, Verdict}
 pub struct Meter {
     /// The route's plugins.
     pub chain: Chain,
-    /// The model the request named, if known.
-    pub model: Option<Box<str>>,
     /// Request body bytes read from the client (shared with [`crate::l7::body::RequestBody`]).
     pub request_bytes: Rc<Cell<u64>>,
     /// Response body bytes sent.
@@ -37,7 +35,6 @@ impl Meter {
         chain.iter().any(|s| s.plugin.has_on_complete()).then(|| {
             Box::new(Meter {
                 chain: Arc::clone(chain),
-                model: None,
                 request_bytes: Rc::default(),
                 response_bytes: 0,
                 status: StatusCode::OK,
@@ -45,15 +42,15 @@ impl Meter {
         })
     }
 
-    /// Calls every completion callback; answers how many failed (counted on their plugins
-    /// too; the response is gone, so nothing else comes of it).
-    pub fn complete(&self, duration_us: u64) -> u64 {
+    /// Calls every completion callback with the request's `model`; answers how many failed
+    /// (counted on their plugins too; the response is gone, so nothing else comes of it).
+    pub fn complete(&self, duration_us: u64, model: Option<&str>) -> u64 {
         let info = Completion {
             status: self.status,
             request_bytes: self.request_bytes.get(),
             response_bytes: self.response_bytes,
             duration_us,
-            model: self.model.as_deref(),
+            model,
         };
         let mut failed = 0;
         for s in self.chain.iter() {
